@@ -1,0 +1,94 @@
+# quant-db-ops: every target does its own set-up (virtualenv, PostgreSQL binaries, local cluster) and is
+# safe to run again. Quick start: `make demo` (the migration end to end) and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON      ?= python3.11
+VENV        := .venv
+PY          := $(VENV)/bin/python
+LOCAL       := $(CURDIR)/.local
+PG_BIN      := /usr/lib/postgresql/15/bin
+PG_PORT     ?= 55432
+PG_DIR      := $(LOCAL)/pg
+SAMPLE      ?= data/spock_local.db
+SAMPLE_ARGS ?= --tickers-per-region 40 --days 500
+AIRFLOW_PORT ?= 8080
+
+export AIRFLOW_HOME := $(LOCAL)/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__DEFAULT_TIMEZONE := Asia/Seoul
+export AIRFLOW_CONN_QUANT_POSTGRES := postgresql://postgres@127.0.0.1:$(PG_PORT)/quant_platform
+export AIRFLOW_CONN_SPOCK_SQLITE := sqlite:///$(CURDIR)/$(SAMPLE)
+export PYTHONPATH := $(CURDIR)/plugins
+
+.PHONY: help demo test lint sample pg stop airflow bench clean system-deps venv
+
+help:
+	@echo "make demo     generate a sample SQLite DB and migrate it into a local PostgreSQL (started here)"
+	@echo "make test     run the test suite (starts its own PostgreSQL and S3 endpoint)"
+	@echo "make airflow  start a local Airflow (standalone) on this bundle, connections set"
+	@echo "make bench    load/backup/quality benchmarks with ratios against baselines"
+	@echo "make sample   (re)generate $(SAMPLE);  make stop   stop the local PostgreSQL"
+
+# --- set-up ------------------------------------------------------------------------------------------
+system-deps:
+	@if [ ! -x "$(PG_BIN)/initdb" ] || ! command -v pg_dump >/dev/null; then \
+	  if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "PostgreSQL 15 server binaries are missing ($(PG_BIN)). Run as root, or: sudo apt-get install -y postgresql"; \
+	    exit 1; \
+	  fi; \
+	  echo "Installing PostgreSQL 15 from Debian's packages..."; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	fi
+	@id postgres >/dev/null 2>&1 || { echo "the 'postgres' OS user is missing: apt-get install postgresql"; exit 1; }
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt -c constraints.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+pg: system-deps venv
+	@$(PY) scripts/pgcluster.py start --dir $(PG_DIR) --port $(PG_PORT)
+
+stop:
+	@[ -x $(PY) ] && $(PY) scripts/pgcluster.py stop --dir $(PG_DIR) --port $(PG_PORT) || true
+
+$(SAMPLE): | venv
+	@mkdir -p $(dir $(SAMPLE))
+	$(PY) scripts/generate_sample.py --out $(SAMPLE) $(SAMPLE_ARGS) --force
+
+sample: venv
+	@mkdir -p $(dir $(SAMPLE))
+	$(PY) scripts/generate_sample.py --out $(SAMPLE) $(SAMPLE_ARGS) --force
+
+$(AIRFLOW_HOME)/.migrated: $(VENV)/.installed
+	@mkdir -p $(AIRFLOW_HOME)
+	@$(VENV)/bin/airflow db migrate >$(AIRFLOW_HOME)/db-migrate.log 2>&1 || \
+	  { tail -20 $(AIRFLOW_HOME)/db-migrate.log; exit 1; }
+	@touch $@
+
+# --- the two commands of the quick start -------------------------------------------------------------
+demo: pg $(SAMPLE) $(AIRFLOW_HOME)/.migrated
+	@$(PY) scripts/demo.py --sample $(SAMPLE)
+
+test: system-deps venv
+	$(PY) -m pytest
+
+# --- the rest ----------------------------------------------------------------------------------------
+lint: venv
+	$(VENV)/bin/ruff check dags plugins scripts tests
+
+airflow: pg $(SAMPLE) $(AIRFLOW_HOME)/.migrated
+	@$(PY) scripts/run_airflow.py --port $(AIRFLOW_PORT)
+
+bench: pg venv
+	@$(PY) scripts/bench_load.py
+
+clean: stop
+	rm -rf $(LOCAL)

@@ -1,0 +1,179 @@
+"""A throw-away PostgreSQL 15 cluster on loopback, for `make demo`, `make bench` and the tests.
+
+Uses Debian's server binaries (/usr/lib/postgresql/15/bin). PostgreSQL refuses to run as root, so when
+run as root the cluster belongs to the unprivileged ``postgres`` user and commands run through runuser.
+TimescaleDB is preloaded where the extension is installed; pg_stat_statements always.
+
+CLI: python scripts/pgcluster.py start|stop|status --dir .local/pg --port 55432
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+PG_SHARE_EXT = Path("/usr/share/postgresql/15/extension")
+RUN_AS = "postgres"
+
+
+def timescaledb_available() -> bool:
+    return (PG_SHARE_EXT / "timescaledb.control").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_owner(cmd: list[str]) -> list[str]:
+    if os.geteuid() == 0:
+        return ["runuser", "-u", RUN_AS, "--", *cmd]
+    return cmd
+
+
+def _chown_tree(path: Path) -> None:
+    if os.geteuid() != 0:
+        return
+    pw = pwd.getpwnam(RUN_AS)
+    for p in [path, *path.rglob("*")]:
+        os.chown(p, pw.pw_uid, pw.pw_gid)
+
+
+@dataclass
+class Cluster:
+    """A cluster directory: ``data/`` plus the socket and log beside it."""
+
+    root: Path
+    port: int
+    fsync: bool = True
+    timescaledb: bool | None = None  # None: preload it where installed; False: plain PostgreSQL
+    background_jobs: bool = True  # False (tests): TimescaleDB policies never fire behind a test's back
+
+    @property
+    def with_timescaledb(self) -> bool:
+        return timescaledb_available() if self.timescaledb is None else self.timescaledb
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def logfile(self) -> Path:
+        return self.root / "postgres.log"
+
+    def dsn(self, dbname: str = "quant_platform") -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"
+
+    def uri(self, dbname: str = "quant_platform") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def running(self) -> bool:
+        res = subprocess.run([str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                             capture_output=True)
+        return res.returncode == 0
+
+    def init(self) -> None:
+        if (self.data / "PG_VERSION").exists():
+            return
+        if not (PG_BIN / "initdb").exists():
+            raise RuntimeError(f"PostgreSQL 15 server binaries not found in {PG_BIN}: "
+                               "apt-get install postgresql (or run `make` targets as root once)")
+        self.root.mkdir(parents=True, exist_ok=True)
+        _chown_tree(self.root)
+        subprocess.run(_as_owner([str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres",
+                                  "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8"]),
+                       check=True, capture_output=True)
+        preload = "timescaledb,pg_stat_statements" if self.with_timescaledb else "pg_stat_statements"
+        settings = {
+            "listen_addresses": "'127.0.0.1'",
+            "unix_socket_directories": f"'{self.root}'",
+            "shared_preload_libraries": f"'{preload}'",
+            "max_connections": "100",
+            "shared_buffers": "'256MB'",
+            "maintenance_work_mem": "'256MB'",
+            "max_wal_size": "'4GB'",
+            "timezone": "'Asia/Seoul'",
+            "timescaledb.telemetry_level": "off",
+            # TimescaleDB's policies each take a worker; 8 is too few when they start together.
+            "max_worker_processes": "16",
+            "timescaledb.max_background_workers": "8" if self.background_jobs else "0",
+            "fsync": "on" if self.fsync else "off",
+            "synchronous_commit": "on" if self.fsync else "off",
+            "full_page_writes": "on" if self.fsync else "off",
+        }
+        if not self.with_timescaledb:
+            for key in [k for k in settings if k.startswith("timescaledb.")]:
+                del settings[key]
+        with open(self.data / "postgresql.conf", "a", encoding="utf-8") as fh:
+            fh.write("\n# quant-db-ops local cluster\n")
+            fh.writelines(f"{k} = {v}\n" for k, v in settings.items())
+
+    def start(self) -> None:
+        self.init()
+        if self.running():
+            return
+        _chown_tree(self.root)
+        subprocess.run(_as_owner([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.logfile),
+                                  "-o", f"-p {self.port}", "-w", "-t", "60", "start"]),
+                       check=True, capture_output=True)
+        deadline = time.monotonic() + 30
+        while not self.running():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL did not start; see {self.logfile}")
+            time.sleep(0.2)
+
+    def createdb(self, name: str = "quant_platform") -> None:
+        res = subprocess.run(_as_owner([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+                                        "-U", "postgres", name]), capture_output=True, text=True)
+        if res.returncode != 0 and "already exists" not in res.stderr:
+            raise RuntimeError(f"createdb {name} failed: {res.stderr.strip()}")
+
+    def stop(self) -> None:
+        if not (self.data / "PG_VERSION").exists():
+            return
+        subprocess.run(_as_owner([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"]),
+                       capture_output=True)
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("action", choices=["start", "stop", "status"])
+    ap.add_argument("--dir", default=".local/pg")
+    ap.add_argument("--port", type=int, default=55432)
+    ap.add_argument("--db", default="quant_platform")
+    ap.add_argument("--plain", action="store_true", help="do not preload TimescaleDB even where installed")
+    args = ap.parse_args(argv)
+    cluster = Cluster(Path(args.dir).resolve(), args.port, timescaledb=False if args.plain else None)
+    if args.action == "start":
+        fresh = not (cluster.data / "PG_VERSION").exists()
+        cluster.start()
+        cluster.createdb(args.db)
+        mode = ("with TimescaleDB preloaded" if cluster.with_timescaledb
+                else "plain PostgreSQL (TimescaleDB not installed or --plain)")
+        print(f"PostgreSQL 15 {'initialised and ' if fresh else ''}running: {cluster.uri(args.db)} "
+              f"({mode}); data in {cluster.data}")
+    elif args.action == "stop":
+        cluster.stop()
+        print(f"PostgreSQL in {cluster.data} stopped")
+    else:
+        print("running" if cluster.running() else "stopped")
+        return 0 if cluster.running() else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
