@@ -38,21 +38,23 @@ CREATE TABLE IF NOT EXISTS ops.migration_rejects (
     reason        text        NOT NULL,
     detail        text,
     raw_row       jsonb       NOT NULL,
+    time_value    text,                         -- the row's raw source date (date-range re-runs)
     rejected_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS idx_migration_rejects_slice ON ops.migration_rejects (table_name, region);
 
--- Per table, region and month: rows and an order-independent checksum of the canonical rows sent,
--- written in the same transaction as the slice itself; validation recomputes it on the target.
+-- Per table, region and day: rows and an order-independent checksum (sum of each row's 64-bit md5
+-- prefix) of the canonical rows sent, written in the same transaction as the slice itself; validation
+-- recomputes it on the target and compares month by month, drilling down on a mismatch.
 CREATE TABLE IF NOT EXISTS ops.migration_checksums (
     table_name   text        NOT NULL,
     region       text        NOT NULL,
-    month        date        NOT NULL,          -- '0001-01-01' for tables without a time column
+    day          date        NOT NULL,          -- '0001-01-01' for tables without a time column
     row_count    bigint      NOT NULL,
     checksum     numeric     NOT NULL,
     run_id       text        NOT NULL,
     computed_at  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (table_name, region, month)
+    PRIMARY KEY (table_name, region, day)
 );
 
 CREATE TABLE IF NOT EXISTS ops.validation_results (

@@ -1,0 +1,1 @@
+"""The SQLite -> PostgreSQL migration: source checks, the streaming load, validation, query SLOs."""

@@ -1,0 +1,305 @@
+"""The SQLite side of a table's load: one query that maps, checks and renders every source row.
+
+The query is generated from the registry, never from user text. Each row comes back as
+``(rowid, reason, region, day, v1 .. vn)`` where ``reason`` is NULL for a loadable row (else
+``'<reason>:<column or constraint>'``) and ``v1 .. vn`` are the target columns already rendered for
+PostgreSQL's COPY text format, except numbers, which Python's exact float ``repr`` renders.
+
+Checking happens in SQLite (in C, row by row, as the rows stream) because PostgreSQL silently accepts
+malformed input (NOTES.md): 'YYYY/MM/DD' becomes a date, 'DD-MM-YYYY' a different date, 'NaN' a number.
+Whatever PostgreSQL would refuse or misread is refused here first, with its reason, so COPY never aborts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from quantdbops.registry import Column, RegionRule, Table
+
+# Reject reasons (ops.migration_rejects.reason). The generator's manifest uses the same words.
+MALFORMED_DATE = "malformed_date"
+MALFORMED_TIMESTAMP = "malformed_timestamp"
+NON_NUMERIC = "non_numeric"
+OHLC_VIOLATION = "ohlc_violation"
+ORPHAN = "orphan"
+DUPLICATE_KEY = "duplicate_key"
+MISSING_REQUIRED = "missing_required"
+INVALID_VALUE = "invalid_value"
+REASONS = (MALFORMED_DATE, MALFORMED_TIMESTAMP, NON_NUMERIC, OHLC_VIOLATION, ORPHAN, DUPLICATE_KEY,
+           MISSING_REQUIRED, INVALID_VALUE)
+
+UNKNOWN_REGION = "UNKNOWN"  # slice of rows whose region cannot be found (orphans): all rejected
+ALL_REGIONS = "ALL"  # the single slice of market-wide tables
+NO_DAY = "0001-01-01"  # checksum bucket of tables without a time column
+
+_D = "[0-9]"
+DATE_GLOB = f"{_D * 4}-{_D * 2}-{_D * 2}"
+TS_GLOB = f"{DATE_GLOB}[T ]{_D * 2}:{_D * 2}:{_D * 2}"
+MAX_DOUBLE = "1.7976931348623157e308"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _copy_text(expr: str) -> str:
+    """Escape a text value for COPY's text format (backslash first)."""
+    return (f"replace(replace(replace(replace(CAST({expr} AS TEXT), '\\', '\\\\'), char(9), '\\t'), "
+            f"char(10), '\\n'), char(13), '\\r')")
+
+
+@dataclass(frozen=True)
+class SliceFilter:
+    """Which source rows a load reads: regions (None = all) and an inclusive date range."""
+
+    regions: tuple[str, ...] | None = None
+    start_date: date | None = None
+    end_date: date | None = None
+
+
+@dataclass(frozen=True)
+class SourceQuery:
+    sql: str
+    params: tuple[object, ...]
+    columns: tuple[str, ...]  # the target columns v1 .. vn, in COPY order
+
+
+class TablePlan:
+    """How one registry table is read from the source file."""
+
+    def __init__(self, table: Table, *, known_tickers: str = "temp.known_tickers") -> None:
+        if not table.source:
+            raise ValueError(f"{table.name} has no source table: nothing to migrate")
+        self.table = table
+        self.known = known_tickers
+        self.columns = table.loaded_columns
+
+    # --- expressions over the source row ``s`` and the source tickers row ``t`` ----------------------
+    def region_expr(self) -> str:
+        rule = self.table.region_rule
+        if rule is RegionRule.COLUMN:
+            return "s.region"
+        if rule is RegionRule.COLUMN_OR_TICKER:
+            return "coalesce(s.region, t.region)"
+        if rule is RegionRule.TICKER:
+            return "t.region"
+        return _lit(ALL_REGIONS)
+
+    def raw_expr(self, col: Column) -> str:
+        """The mapped (not yet checked) value of a target column."""
+        if col.name == "region" and self.table.has_region:
+            return self.region_expr()
+        if col.name in self.table.derived:
+            return f"substr(s.{_ident(self.table.derived[col.name])}, 1, 10)"
+        expr = f"s.{_ident(col.source_column or col.name)}"
+        if col.value_map:
+            whens = " ".join(f"WHEN {_lit(a)} THEN {_lit(b)}" for a, b in col.value_map)
+            expr = f"CASE {expr} {whens} ELSE {expr} END"
+        return expr
+
+    def time_source_expr(self) -> str | None:
+        """The source expression of the table's time column (for date filters and checksum months)."""
+        if not self.table.time_column:
+            return None
+        return self.raw_expr(self.table.column(self.table.time_column))
+
+    def _problems(self, col: Column, v: str) -> list[tuple[str, str]]:
+        """(condition that makes the value unloadable, reason) pairs, most basic first."""
+        out = []
+        if col.required:
+            out.append((f"{v} IS NULL", MISSING_REQUIRED))
+        k = col.kind
+        if k in ("int", "bigint"):
+            out.append((f"typeof({v}) NOT IN ('integer', 'null')", NON_NUMERIC))
+            if k == "int":
+                out.append((f"abs({v}) > 2147483647", NON_NUMERIC))
+        elif k == "numeric":
+            out.append((f"CASE typeof({v}) WHEN 'real' THEN abs({v}) > {MAX_DOUBLE} "
+                        f"WHEN 'integer' THEN 0 WHEN 'null' THEN 0 ELSE 1 END", NON_NUMERIC))
+        elif k == "bool":
+            out.append((f"{v} IS NOT NULL AND ({v} NOT IN (0, 1) OR typeof({v}) <> 'integer')", INVALID_VALUE))
+        elif k == "date":
+            out.append((f"{v} IS NOT NULL AND (typeof({v}) <> 'text' OR {v} NOT GLOB '{DATE_GLOB}' "
+                        f"OR date({v}) IS NOT {v})", MALFORMED_DATE))
+        elif k == "timestamptz":
+            frac = f"substr({v}, 20)"
+            out.append((
+                f"{v} IS NOT NULL AND (typeof({v}) <> 'text' OR substr({v}, 1, 19) NOT GLOB '{TS_GLOB}' "
+                f"OR date(substr({v}, 1, 10)) IS NOT substr({v}, 1, 10) "
+                f"OR strftime('%H:%M:%S', substr({v}, 1, 19)) IS NOT substr({v}, 12, 8) "
+                f"OR NOT ({frac} = '' OR (substr({frac}, 1, 1) = '.' AND length({frac}) BETWEEN 2 AND 7 "
+                f"AND substr({frac}, 2) NOT GLOB '*[^0-9]*')))",
+                MALFORMED_TIMESTAMP,
+            ))
+        return out
+
+    def render_expr(self, col: Column, v: str) -> str:
+        """The COPY text of a checked value (numbers stay numbers: Python renders them exactly)."""
+        k = col.kind
+        if k in ("int", "bigint", "numeric"):
+            return f"ifnull({v}, '\\N')"
+        if k == "bool":
+            return f"CASE {v} WHEN 1 THEN 't' WHEN 0 THEN 'f' ELSE '\\N' END"
+        if k == "date":
+            return f"ifnull({v}, '\\N')"
+        if k == "timestamptz":
+            # 'YYYY-MM-DD HH:MM:SS.ffffff' always six digits, as validation's to_char renders it; naive
+            # local values are read in the session's zone (Asia/Seoul), UTC ones carry '+00'.
+            suffix = " || '+00'" if col.source_tz == "UTC" else ""
+            return (f"ifnull(replace(substr({v}, 1, 19), 'T', ' ') || '.' || "
+                    f"substr(substr({v}, 21) || '000000', 1, 6){suffix}, '\\N')")
+        return f"ifnull({_copy_text(v)}, '\\N')"
+
+    def _check_reason(self, name: str) -> str:
+        return OHLC_VIOLATION if name.startswith(("chk_ohlcv_high", "chk_ohlcv_low")) else INVALID_VALUE
+
+    def joins(self) -> str:
+        out = []
+        tcol = self.table.ticker_column
+        if tcol:
+            out.append(f"LEFT JOIN main.tickers t ON t.ticker = s.{_ident(tcol)}")
+            out.append(f"LEFT JOIN {self.known} k ON k.ticker = s.{_ident(tcol)} AND k.region = "
+                       f"{self.region_expr()}")
+        for i, ref in enumerate(self.table.ticker_refs):
+            out.append(f"LEFT JOIN {self.known} k{i + 2} ON k{i + 2}.ticker = s.{_ident(ref)}")
+        return "\n".join(out)
+
+    def where(self, flt: SliceFilter, params: list[object]) -> str:
+        conds = []
+        if flt.regions is not None and self.table.has_region:
+            marks = ", ".join("?" for _ in flt.regions)
+            region = self.region_expr()
+            # Rows whose region cannot be found belong to no region: they are read (and rejected as
+            # orphans) whatever regions were asked for, so nothing is passed over silently.
+            conds.append(f"({region} IN ({marks}) OR {region} IS NULL)")
+            params.extend(flt.regions)
+        tsrc = self.time_source_expr()
+        if tsrc and flt.start_date:
+            conds.append(f"{tsrc} >= ?")
+            params.append(flt.start_date.isoformat())
+        if tsrc and flt.end_date:
+            # Timestamps compare as text: anything on the end date sorts before the next day.
+            conds.append(f"{tsrc} < ?")
+            params.append(date.fromordinal(flt.end_date.toordinal() + 1).isoformat())
+        return ("WHERE " + " AND ".join(conds)) if conds else ""
+
+    def query(self, flt: SliceFilter, *, duplicates: str | None = None) -> SourceQuery:
+        """The streaming query; ``duplicates`` names a temp table of rowids to reject as key collisions."""
+        inner = ["s.rowid AS _rowid"]
+        inner += [f"{self.raw_expr(c)} AS {_ident('m_' + c.name)}" for c in self.columns]
+        cases: list[tuple[str, str]] = []
+        for c in self.columns:
+            v = _ident("m_" + c.name)
+            cases += [(cond, f"{reason}:{c.name}") for cond, reason in self._problems(c, v)]
+        outer_cases = cases + [(c, r) for c, r in self._orphan_conditions_outer()]
+        for name, expr in self.table.checks:
+            outer_cases.append((f"NOT ({self._rename(expr)})", f"{self._check_reason(name)}:{name}"))
+        if duplicates:
+            outer_cases.append((f"_rowid IN (SELECT rowid FROM {duplicates})", f"{DUPLICATE_KEY}:key"))
+        reason = "CASE " + " ".join(f"WHEN {c} THEN {_lit(r)}" for c, r in outer_cases) + " END" \
+            if outer_cases else "NULL"
+        day = self._day_expr()
+        outer = [
+            "_rowid",
+            reason + " AS _reason",
+            (_ident("m_region") if self.table.has_region else _lit(ALL_REGIONS)) + " AS _region",
+            day + " AS _day",
+        ]
+        outer += [self.render_expr(c, _ident("m_" + c.name)) for c in self.columns]
+        params: list[object] = []
+        where = self.where(flt, params)
+        orphan_cols = self._orphan_inner_columns()
+        sql = (
+            f"SELECT {', '.join(outer)}\nFROM (\n  SELECT {', '.join(inner + orphan_cols)}\n"
+            f"  FROM main.{_ident(self.table.source)} s\n{self.joins()}\n{where}\n)"
+        )
+        return SourceQuery(sql, tuple(params), tuple(c.name for c in self.columns))
+
+    # The orphan conditions use join columns; they are carried out of the inner query by name.
+    def _orphan_inner_columns(self) -> list[str]:
+        out = []
+        if self.table.ticker_column:
+            out += ["t.ticker AS _t_ticker", "t.region AS _t_region", "s.region AS _s_region"
+                    if self.table.region_rule in (RegionRule.COLUMN, RegionRule.COLUMN_OR_TICKER)
+                    else "NULL AS _s_region", "k.ticker AS _k_ticker"]
+        out += [f"k{i + 2}.ticker AS _k{i + 2}_ticker" for i in range(len(self.table.ticker_refs))]
+        return out
+
+    def _orphan_conditions_outer(self) -> list[tuple[str, str]]:
+        out = []
+        tcol = self.table.ticker_column
+        if tcol:
+            out.append(("_t_ticker IS NULL", f"{ORPHAN}:{tcol} not in tickers"))
+            out.append(("_s_region IS NOT NULL AND _s_region IS NOT _t_region",
+                        f"{ORPHAN}:region differs from the ticker's"))
+            out.append(("_k_ticker IS NULL", f"{ORPHAN}:{tcol} not in the target's tickers"))
+        for i, ref in enumerate(self.table.ticker_refs):
+            out.append((f"_k{i + 2}_ticker IS NULL", f"{ORPHAN}:{ref} not in the target's tickers"))
+        return out
+
+    def _rename(self, expr: str) -> str:
+        """A CHECK expression over target columns, rewritten over the inner query's m_ names."""
+        import re
+
+        names = set(self.table.column_names)
+        return re.sub(r"\b([a-z_][a-z0-9_]*)\b",
+                      lambda m: _ident("m_" + m.group(1)) if m.group(1) in names else m.group(1), expr)
+
+    def _day_expr(self) -> str:
+        if not self.table.time_column:
+            return _lit(NO_DAY)
+        return f"substr({_ident('m_' + self.table.time_column)}, 1, 10)"
+
+    # --- key collisions after mapping ------------------------------------------------------------
+    def derived_key_columns(self) -> list[str]:
+        """Key columns whose target value is mapped (so two source rows may meet on one key)."""
+        out = []
+        for name in self.table.key:
+            col = self.table.column(name)
+            if col.value_map or (name == "region" and self.table.region_rule is RegionRule.COLUMN_OR_TICKER):
+                out.append(name)
+        return out
+
+    def collision_sql(self, flt: SliceFilter) -> tuple[str, tuple[object, ...]] | None:
+        """Rowids (with the rowid kept) of rows that map onto a key another row already has.
+
+        Only rows that share the unmapped part of the key with an irregular row (NULL region, another
+        timeframe spelling) can collide, so only those are ranked: no sort of the whole table. The row
+        kept is the regular one, else the first written (lowest rowid).
+        """
+        derived = self.derived_key_columns()
+        if not derived:
+            return None
+        anchors = [c for c in self.table.key if c not in derived]
+        irregular = []
+        for name in derived:
+            col = self.table.column(name)
+            if name == "region":
+                irregular.append("s.region IS NULL")
+            if col.value_map:
+                src = f"s.{_ident(col.source_column or name)}"
+                irregular.append(f"{src} IN ({', '.join(_lit(a) for a, _ in col.value_map)})")
+        irr = " OR ".join(irregular)
+        anchor_src = [f"s.{_ident(self.table.column(a).source_column or a)}" for a in anchors]
+        key_exprs = [self.raw_expr(self.table.column(c)) for c in self.table.key]
+        params: list[object] = []
+        where = self.where(flt, params)
+        cand = (f"({', '.join(anchor_src)}) IN (SELECT {', '.join(anchor_src)} FROM main."
+                f"{_ident(self.table.source)} s WHERE {irr})")
+        where = f"{where} AND {cand}" if where else f"WHERE {cand}"
+        sql = (
+            "SELECT rid, kept FROM (\n"
+            f"  SELECT s.rowid AS rid, first_value(s.rowid) OVER w AS kept, row_number() OVER w AS rn\n"
+            f"  FROM main.{_ident(self.table.source)} s\n"
+            + (f"  LEFT JOIN main.tickers t ON t.ticker = s.{_ident(self.table.ticker_column)}\n"
+               if self.table.ticker_column else "")
+            + f"  {where}\n"
+            f"  WINDOW w AS (PARTITION BY {', '.join(key_exprs)} ORDER BY ({irr}), s.rowid)\n"
+            ") WHERE rn > 1"
+        )
+        return sql, tuple(params)

@@ -1,0 +1,419 @@
+"""Post-migration validation: the seeds' eight checks, then a full-content comparison.
+
+Every check returns ``CheckResult`` rows (one per table/region where that makes sense); they all go to
+``ops.validation_results`` and into one table in the task log. Any ``fail`` fails the task without
+retries: a retry cannot make different data equal.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg import sql
+
+from quantdbops import REGIONS
+from quantdbops.io.pg import DbMode
+from quantdbops.migration import checksum
+from quantdbops.migration.load import render_line, slice_regions
+from quantdbops.migration.plan import ALL_REGIONS, UNKNOWN_REGION, SliceFilter, TablePlan
+from quantdbops.registry import AGGREGATES, TABLES, Column, RegionRule, Table
+
+SAMPLE_ROWS = 25
+DRILL_DAYS = 3
+DRILL_ROWS = 10
+
+
+@dataclass
+class CheckResult:
+    check: str
+    status: str  # pass | fail | warn | skip
+    table: str | None = None
+    region: str | None = None
+    expected: str = ""
+    actual: str = ""
+    details: dict = field(default_factory=dict)
+
+
+def _fmt(n: int) -> str:
+    return f"{n:,}"
+
+
+class Validator:
+    """Runs the checks of one migration run on the tables it loaded."""
+
+    def __init__(self, sconn: sqlite3.Connection, pg: psycopg.Connection, tables: list[Table],
+                 flt: SliceFilter, mode: DbMode) -> None:
+        self.s = sconn
+        self.pg = pg
+        self.tables = tables
+        self.flt = flt
+        self.mode = mode
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _slice_params(self, table: Table) -> dict[str, object]:
+        regions = slice_regions(table, self.flt) + [UNKNOWN_REGION]
+        return {"table": table.name, "regions": regions, "start": self.flt.start_date, "end": self.flt.end_date}
+
+    def _target_where(self, table: Table) -> tuple[sql.Composable, dict[str, object]]:
+        conds = [sql.SQL("TRUE")]
+        if table.has_region:
+            conds.append(sql.SQL("region = ANY(%(regions)s)"))
+        if table.time_column:
+            conds.append(sql.SQL("({0} >= %(start)s OR %(start)s IS NULL) AND ({0} <= %(end)s OR %(end)s IS NULL)")
+                         .format(sql.Identifier(table.time_column)))
+        return sql.SQL(" AND ").join(conds), self._slice_params(table)
+
+    def _count_where(self, table: Table, cond: sql.Composable) -> int:
+        where, params = self._target_where(table)
+        q = sql.SQL("SELECT count(*) FROM {} WHERE {} AND ({})").format(
+            sql.Identifier("public", table.name), where, cond)
+        return self.pg.execute(q, params).fetchone()[0]
+
+    # --- 1. row counts --------------------------------------------------------------------------
+    def row_counts(self, table: Table) -> list[CheckResult]:
+        plan = TablePlan(table)
+        params: list[object] = []
+        where = plan.where(self.flt, params)
+        joins = (f'LEFT JOIN main.tickers t ON t.ticker = s."{table.ticker_column}"' if table.ticker_column else "")
+        region = plan.region_expr()
+        source = dict(self.s.execute(
+            f"SELECT coalesce({region}, '{UNKNOWN_REGION}'), count(*) FROM main.\"{table.source}\" s {joins} "
+            f"{where} GROUP BY 1", params).fetchall())
+        where_t, p = self._target_where(table)
+        region_t = sql.Identifier("region") if table.has_region else sql.Literal(ALL_REGIONS)
+        target = dict(self.pg.execute(sql.SQL("SELECT {}, count(*) FROM {} WHERE {} GROUP BY 1").format(
+            region_t, sql.Identifier("public", table.name), where_t), p).fetchall())
+        rejected = dict(self.pg.execute(
+            "SELECT region, count(*) FROM ops.migration_rejects WHERE table_name = %(table)s "
+            "AND (time_value >= %(start_s)s OR %(start_s)s IS NULL) AND (time_value < %(end_s)s OR %(end_s)s IS NULL) "
+            "GROUP BY 1", {**p, **self._text_range()}).fetchall())
+        out = []
+        for reg in sorted(set(source) | set(target) | set(rejected)):
+            if table.has_region and self.flt.regions is not None and reg not in self.flt.regions \
+                    and reg != UNKNOWN_REGION and reg not in source:
+                continue
+            src, tgt, rej = source.get(reg, 0), target.get(reg, 0), rejected.get(reg, 0)
+            ok = src == tgt + rej
+            out.append(CheckResult("row_counts", "pass" if ok else "fail", table.name, reg,
+                                   expected=f"source {_fmt(src)}", actual=f"loaded {_fmt(tgt)} + rejected {_fmt(rej)}",
+                                   details={"source": src, "target": tgt, "rejected": rej}))
+        return out
+
+    def _text_range(self) -> dict[str, object]:
+        end = self.flt.end_date
+        return {"start_s": self.flt.start_date.isoformat() if self.flt.start_date else None,
+                "end_s": date.fromordinal(end.toordinal() + 1).isoformat() if end else None}
+
+    # --- 2. date coverage -------------------------------------------------------------------------
+    def date_coverage(self, table: Table) -> list[CheckResult]:
+        if not table.time_column:
+            return []
+        where, p = self._target_where(table)
+        region_t = sql.Identifier("region") if table.has_region else sql.Literal(ALL_REGIONS)
+        tc = sql.Identifier(table.time_column)
+        target = {r[0]: r[1:] for r in self.pg.execute(sql.SQL(
+            "SELECT {}, min({}::date), max({}::date), count(DISTINCT {}::date) FROM {} WHERE {} GROUP BY 1").format(
+            region_t, tc, tc, tc, sql.Identifier("public", table.name), where), p)}
+        loaded = {r[0]: r[1:] for r in self.pg.execute(
+            "SELECT region, min(day), max(day), count(DISTINCT day) FROM ops.migration_checksums "
+            "WHERE table_name = %(table)s AND region = ANY(%(regions)s) "
+            "AND (day >= %(start)s OR %(start)s IS NULL) AND (day <= %(end)s OR %(end)s IS NULL) GROUP BY 1", p)}
+        out = []
+        for reg in sorted(set(target) | set(loaded)):
+            t, s = target.get(reg), loaded.get(reg)
+            ok = t == s
+            fmt = (lambda v: f"{v[0]}..{v[1]} ({v[2]:,} days)" if v else "no rows")
+            out.append(CheckResult("date_coverage", "pass" if ok else "fail", table.name, reg,
+                                   expected=fmt(s), actual=fmt(t)))
+        return out
+
+    # --- 3. OHLCV business rules --------------------------------------------------------------------
+    def business_rules(self, table: Table) -> list[CheckResult]:
+        if table.name != "ohlcv_data":
+            return []
+        rules = {
+            "high >= low": "high < low", "high >= max(open, close)": "high < greatest(open, close)",
+            "low <= min(open, close)": "low > least(open, close)", "prices > 0": "least(open, high, low, close) <= 0",
+            "volume >= 0": "volume < 0",
+        }
+        out = []
+        for name, bad in rules.items():
+            n = self._count_where(table, sql.SQL(bad))
+            out.append(CheckResult("business_rules", "pass" if n == 0 else "fail", table.name, None,
+                                   expected=f"0 rows break {name}", actual=f"{n:,}"))
+        return out
+
+    # --- 4. NULLs in required columns -------------------------------------------------------------
+    def required_nulls(self, table: Table) -> list[CheckResult]:
+        cols = table.required_columns
+        if not cols:
+            return []
+        cond = sql.SQL(" OR ").join(sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in cols)
+        n = self._count_where(table, cond)
+        return [CheckResult("required_nulls", "pass" if n == 0 else "fail", table.name, None,
+                            expected=f"0 NULLs in {len(cols)} required columns", actual=f"{n:,}")]
+
+    # --- 5. referential integrity -------------------------------------------------------------------
+    def referential(self, table: Table) -> list[CheckResult]:
+        if not (table.ticker_column or table.ticker_refs):
+            return []
+        conds = []
+        if table.ticker_column:
+            col = "etf_ticker" if table.ticker_column == "etf_ticker" else "ticker"
+            conds.append(sql.SQL("NOT EXISTS (SELECT 1 FROM public.tickers k WHERE k.ticker = x.{} "
+                                 "AND k.region = x.region)").format(sql.Identifier(col)))
+        for ref in table.ticker_refs:
+            conds.append(sql.SQL("NOT EXISTS (SELECT 1 FROM public.tickers k WHERE k.ticker = x.{})")
+                         .format(sql.Identifier(ref)))
+        where, p = self._target_where(table)
+        n = self.pg.execute(sql.SQL("SELECT count(*) FROM {} x WHERE {} AND ({})").format(
+            sql.Identifier("public", table.name), where, sql.SQL(" OR ").join(conds)), p).fetchone()[0]
+        return [CheckResult("referential", "pass" if n == 0 else "fail", table.name, None,
+                            expected="0 rows with an unknown ticker", actual=f"{n:,}")]
+
+    # --- 6. TimescaleDB features (or partitions and views) ------------------------------------------
+    def features(self) -> list[CheckResult]:
+        partitioned = {t.name for t in TABLES if t.partitioned}
+        compressed = {t.name for t in TABLES if t.compression}
+        if self.mode.timescaledb:
+            rows = dict(self.pg.execute(
+                "SELECT hypertable_name, compression_enabled FROM timescaledb_information.hypertables"))
+            caggs = {r[0] for r in self.pg.execute(
+                "SELECT view_name FROM timescaledb_information.continuous_aggregates")}
+            got = {"hypertables": set(rows), "compression": {n for n, on in rows.items() if on},
+                   "continuous aggregates": caggs}
+            want = {"hypertables": partitioned, "compression": compressed, "continuous aggregates": set(AGGREGATES)}
+        else:
+            kinds = dict(self.pg.execute(
+                "SELECT relname, relkind FROM pg_class WHERE relnamespace = 'public'::regnamespace"))
+            got = {"partitioned tables": {n for n, k in kinds.items() if k == "p"},
+                   "materialized views": {n for n, k in kinds.items() if k == "m"}}
+            want = {"partitioned tables": partitioned, "materialized views": set(AGGREGATES)}
+        out = []
+        for name, expected in want.items():
+            missing = sorted(expected - got[name])
+            out.append(CheckResult("features", "pass" if not missing else "fail", None, None,
+                                   expected=f"{len(expected)} {name}",
+                                   actual=f"{len(expected) - len(missing)} present"
+                                   + (f"; missing {', '.join(missing)}" if missing else "")))
+        return out
+
+    # --- 7. indexes ---------------------------------------------------------------------------------
+    def indexes(self) -> list[CheckResult]:
+        present = {r[0] for r in self.pg.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")}
+        out = []
+        for table in self.tables:
+            want = {ix.name for ix in table.indexes} | {f"{table.name}_pkey"}
+            missing = sorted(want - present)
+            out.append(CheckResult("indexes", "pass" if not missing else "fail", table.name, None,
+                                   expected=f"{len(want)} indexes", actual="all present" if not missing
+                                   else f"missing {', '.join(missing)}"))
+        return out
+
+    # --- 8. sample rows, column by column from the raw source values --------------------------------
+    def sample_rows(self, table: Table) -> list[CheckResult]:
+        lo, hi = self.s.execute(f'SELECT min(rowid), max(rowid) FROM main."{table.source}"').fetchone()
+        if lo is None:
+            return [CheckResult("sample_rows", "skip", table.name, None, expected="rows", actual="empty source")]
+        step = max(1, (hi - lo) // (SAMPLE_ROWS * 2))
+        wanted = list(range(lo, hi + 1, step))[: SAMPLE_ROWS * 2]
+        rejected = {r[0] for r in self.pg.execute(
+            "SELECT source_rowid FROM ops.migration_rejects WHERE table_name = %s AND source_rowid = ANY(%s)",
+            (table.name, wanted))}
+        cur = self.s.execute(f'SELECT rowid, * FROM main."{table.source}" WHERE rowid IN ({",".join("?" * len(wanted))})',
+                             wanted)
+        names = [d[0] for d in cur.description][1:]
+        tickers = dict(self.s.execute("SELECT ticker, region FROM main.tickers")) if table.ticker_column else {}
+        compared, diffs = 0, []
+        for raw in cur.fetchall():
+            if raw[0] in rejected or compared >= SAMPLE_ROWS:
+                continue
+            src = dict(zip(names, raw[1:]))
+            expected = self._expected_values(table, src, tickers)
+            if expected is None or not self._in_slice(table, expected):
+                continue
+            key = {k: expected[k] for k in table.key}
+            cols = list(expected)
+            q = sql.SQL("SELECT {} FROM {} WHERE {}").format(
+                sql.SQL(", ").join(sql.Identifier(c) for c in cols), sql.Identifier("public", table.name),
+                sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in key))
+            row = self.pg.execute(q, list(key.values())).fetchone()
+            compared += 1
+            if row is None:
+                diffs.append({"rowid": raw[0], "key": {k: str(v) for k, v in key.items()}, "problem": "missing"})
+                continue
+            for c, got in zip(cols, row):
+                if got != expected[c]:
+                    diffs.append({"rowid": raw[0], "column": c, "source": str(expected[c]), "target": str(got)})
+        return [CheckResult("sample_rows", "pass" if not diffs else "fail", table.name, None,
+                            expected=f"{compared} sampled rows equal", actual=f"{len(diffs)} differences",
+                            details={"differences": diffs[:DRILL_ROWS]})]
+
+    def _in_slice(self, table: Table, values: dict) -> bool:
+        if table.has_region and self.flt.regions is not None and values.get("region") not in self.flt.regions:
+            return False
+        if table.time_column and values.get(table.time_column) is not None:
+            d = values[table.time_column]
+            d = d.date() if isinstance(d, datetime) else d
+            if (self.flt.start_date and d < self.flt.start_date) or (self.flt.end_date and d > self.flt.end_date):
+                return False
+        return True
+
+    @staticmethod
+    def _expected_values(table: Table, src: dict, tickers: dict) -> dict | None:
+        """The target values a source row must have become, computed here independently of the loader."""
+        out = {}
+        for col in table.loaded_columns:
+            if col.name == "region" and table.has_region:
+                v = src.get("region") if table.region_rule in (RegionRule.COLUMN, RegionRule.COLUMN_OR_TICKER) else None
+                v = v or tickers.get(src.get(table.ticker_column or ""))
+            elif col.name in table.derived:
+                v = (src[table.derived[col.name]] or "")[:10]
+            else:
+                v = src.get(col.source_column or col.name)
+                mapped = dict(col.value_map)
+                v = mapped.get(v, v) if isinstance(v, str) else v
+            out[col.name] = _convert(col, v)
+        return out
+
+    # --- 9. full content: checksums per table, region, month; drill-down on a mismatch --------------
+    def content(self, table: Table) -> list[CheckResult]:
+        p = self._slice_params(table)
+        if not table.has_region:
+            p["regions"] = [ALL_REGIONS]
+        src = {(r[0], str(r[1])): (int(r[2]), int(r[3])) for r in self.pg.execute(checksum.source_sums_sql(), p)}
+        tgt = {(r[0], str(r[1])): (int(r[2]), int(r[3])) for r in self.pg.execute(checksum.target_sums_sql(table), p)}
+        diffs = checksum.compare(src, tgt)
+        months = len(set(src) | set(tgt))
+        if not diffs:
+            return [CheckResult("content_checksum", "pass", table.name, None,
+                                expected=f"{months} region-months equal",
+                                actual=f"{sum(n for n, _ in tgt.values()):,} rows, all equal")]
+        details = {"months": [d.__dict__ for d in diffs[:20]], "rows": self.drill_down(table, diffs)}
+        return [CheckResult("content_checksum", "fail", table.name, None,
+                            expected=f"{months} region-months equal",
+                            actual=f"{len(diffs)} region-months differ: "
+                            + ", ".join(f"{d.region} {d.bucket[:7]} (source {d.source_rows:,} / target "
+                                        f"{d.target_rows:,} rows)" for d in diffs[:5]),
+                            details=details)]
+
+    def drill_down(self, table: Table, month_diffs: list[checksum.BucketDiff]) -> list[dict]:
+        """Days that differ inside the differing months, then the rows that differ on those days."""
+        p = self._slice_params(table)
+        if not table.has_region:
+            p["regions"] = [ALL_REGIONS]
+        bad_months = {(d.region, d.bucket[:7]) for d in month_diffs}
+        src = {(r[0], str(r[1])): (int(r[2]), int(r[3]))
+               for r in self.pg.execute(checksum.source_sums_sql(by="day"), p)}
+        tgt = {(r[0], str(r[1])): (int(r[2]), int(r[3]))
+               for r in self.pg.execute(checksum.target_sums_sql(table, by="day"), p)}
+        days = [d for d in checksum.compare(src, tgt) if (d.region, d.bucket[:7]) in bad_months][:DRILL_DAYS]
+        out: list[dict] = []
+        for d in days:
+            out += self._row_diff(table, d.region, d.bucket)
+        return out
+
+    def _row_diff(self, table: Table, region: str, day: str) -> list[dict]:
+        cols = [c.name for c in table.loaded_columns]
+        key_pos = [cols.index(k) for k in table.key]
+        has_day = table.time_column is not None
+        d = date.fromisoformat(day) if has_day else None
+        flt = SliceFilter(regions=(region,) if table.has_region else None, start_date=d, end_date=d)
+        plan = TablePlan(table)
+        if table.ticker_column or table.ticker_refs:
+            from quantdbops.migration.load import _known_tickers
+
+            _known_tickers(self.s, self.pg, from_source=False)
+        q = plan.query(flt)
+        source = {}
+        for row in self.s.execute(q.sql, q.params):
+            if row[1] is None and (not has_day or row[3] == day):
+                line = render_line(row[4:])
+                parts = line.split("\t")
+                source[tuple(parts[i] for i in key_pos)] = parts
+        where = [sql.SQL("TRUE")]
+        params: list[object] = []
+        if table.has_region:
+            where.append(sql.SQL("region = %s"))
+            params.append(region)
+        if has_day:
+            where.append(sql.SQL("{}::date = %s").format(sql.Identifier(table.time_column)))
+            params.append(d)
+        target = {}
+        for (text,) in self.pg.execute(sql.SQL("SELECT {} FROM {} WHERE {}").format(
+                checksum.row_text_sql(table), sql.Identifier("public", table.name), sql.SQL(" AND ").join(where)),
+                params):
+            parts = text.split("\t")
+            target[tuple(parts[i] for i in key_pos)] = parts
+        out = []
+        for key in sorted(set(source) | set(target)):
+            s, t = source.get(key), target.get(key)
+            if s == t:
+                continue
+            entry = {"region": region, "day": day, "key": dict(zip(table.key, key))}
+            if t is None:
+                entry["problem"] = "in source, missing in target"
+            elif s is None:
+                entry["problem"] = "in target, not in source (or rejected)"
+            else:
+                entry["problem"] = "values differ"
+                entry["columns"] = {c: {"source": a, "target": b} for c, a, b in zip(cols, s, t) if a != b}
+            out.append(entry)
+            if len(out) >= DRILL_ROWS:
+                break
+        return out
+
+    # --- all ---------------------------------------------------------------------------------------
+    def run(self) -> list[CheckResult]:
+        results: list[CheckResult] = []
+        for table in self.tables:
+            results += self.row_counts(table)
+            results += self.date_coverage(table)
+            results += self.business_rules(table)
+            results += self.required_nulls(table)
+            results += self.referential(table)
+        results += self.features()
+        results += self.indexes()
+        for table in self.tables:
+            results += self.sample_rows(table)
+            results += self.content(table)
+        return results
+
+
+def _convert(col: Column, v: object) -> object:
+    if v is None:
+        return None
+    k = col.kind
+    if k == "numeric":
+        return Decimal(repr(v)) if isinstance(v, float) else Decimal(v)  # type: ignore[arg-type]
+    if k in ("int", "bigint"):
+        return int(v)  # type: ignore[arg-type]
+    if k == "bool":
+        return bool(v)
+    if k == "date":
+        return date.fromisoformat(str(v))
+    if k == "timestamptz":
+        tz = ZoneInfo(col.source_tz)
+        return datetime.fromisoformat(str(v).replace(" ", "T")).replace(tzinfo=tz)
+    return str(v)
+
+
+def record_results(pg: psycopg.Connection, run_id: str, results: list[CheckResult]) -> None:
+    with pg.transaction(), pg.cursor() as cur, cur.copy(
+        "COPY ops.validation_results (run_id, check_name, table_name, region, status, expected, actual, details) "
+        "FROM STDIN"
+    ) as copy:
+        for r in results:
+            copy.write_row((run_id, r.check, r.table, r.region, r.status, r.expected, r.actual,
+                            json.dumps(r.details, default=str)))
+
+
+def regions_of(flt: SliceFilter) -> tuple[str, ...]:
+    return flt.regions if flt.regions is not None else REGIONS
