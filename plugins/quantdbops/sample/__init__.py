@@ -1,0 +1,11 @@
+"""A deterministic, seeded sample of the Spock platform's SQLite database (the migration's source).
+
+`generate(path, ...)` writes the file and returns its manifest; with `defects=True` the file also holds
+the real data's problems, each planted row listed in the manifest with what the loader must do with it.
+"""
+
+from __future__ import annotations
+
+from quantdbops.sample.generator import generate
+
+__all__ = ["generate"]

@@ -1,0 +1,122 @@
+"""Write a deterministic sample of the Spock platform's SQLite database (the source contract's shape).
+
+Everything comes from one `random.Random(seed)` consumed in a fixed order, and every timestamp is derived
+from a date, so the same arguments give the same table contents. Defects are planted after the clean data
+is complete, from the same generator: the clean part of a file is identical with or without them.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+from quantdbops.sample import activity, extras, reference
+from quantdbops.sample import defects as planting
+from quantdbops.sample.ohlcv import write_ohlcv
+from quantdbops.sample.reference import Row
+from quantdbops.sample.source_ddl import ALL_TABLES, CONTRACT_DDL, EXTRA_DDL
+from quantdbops.sample.universe import REGIONS, build_universe, business_days
+
+GENERATOR = "quantdbops.sample"
+MANIFEST_VERSION = 1
+MIN_DAYS = 30
+# Tables whose own region column the manifest counts by (NULL regions under "null").
+REGION_TABLES: tuple[str, ...] = ("ohlcv_data", "tickers", "stock_details", "etfs", "trades")
+
+
+def generate(path: str | Path, *, tickers_per_region: int = 20, days: int = 260, seed: int = 42,
+             end_date: date = date(2025, 10, 17), defects: bool = False) -> dict:
+    """Write the SQLite file (overwriting) and return the manifest dict (also what the CLI writes as JSON).
+
+    The file is built under `<path>.partial` and renamed into place only when complete.
+    Raises ValueError for sizes the sample cannot honour (see `defects.check_plantable`).
+    """
+    if days < MIN_DAYS:
+        raise ValueError(f"days must be at least {MIN_DAYS}")
+    if defects:
+        planting.check_plantable(tickers_per_region, days)
+    target = Path(path)
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    conn = sqlite3.connect(partial, isolation_level=None)
+    try:
+        # A sample is rebuilt rather than recovered, so durability buys nothing here.
+        conn.execute("PRAGMA journal_mode = OFF")
+        conn.execute("PRAGMA synchronous = OFF")
+        conn.execute("BEGIN")
+        for table in ALL_TABLES:
+            conn.execute(CONTRACT_DDL.get(table) or EXTRA_DDL[table])
+        calendar = business_days(end_date, days)
+        planted = _fill(conn, random.Random(seed), tickers_per_region, calendar, defects)
+        conn.execute("COMMIT")
+        manifest = {
+            "generator": GENERATOR, "version": MANIFEST_VERSION, "seed": seed,
+            "tickers_per_region": tickers_per_region, "days": days, "end_date": end_date.isoformat(),
+            "first_date": calendar[0].isoformat(), "last_date": calendar[-1].isoformat(),
+            "defects": defects, "row_counts": _row_counts(conn), "row_counts_by_region": _region_counts(conn),
+            "planted_counts": dict(Counter(str(entry["kind"]) for entry in planted)), "planted": planted,
+        }
+    except BaseException:
+        conn.close()
+        partial.unlink(missing_ok=True)
+        raise
+    conn.close()
+    os.replace(partial, target)
+    return manifest
+
+
+def _fill(conn: sqlite3.Connection, rng: random.Random, tickers_per_region: int, calendar: list[date],
+          plant: bool) -> list[dict]:
+    """Every table's rows, in a fixed order of random draws; then the defects if asked."""
+    universe = build_universe(rng, tickers_per_region)
+    market = write_ohlcv(conn, rng, universe, calendar)
+    _insert(conn, "tickers", reference.ticker_rows(rng, market))
+    _insert(conn, "stock_details", reference.stock_detail_rows(rng, market))
+    etfs, etf_details, holdings = reference.etf_rows(rng, market)
+    _insert(conn, "etfs", etfs)
+    _insert(conn, "etf_details", etf_details)
+    _insert(conn, "etf_holdings", holdings)
+    _insert(conn, "technical_analysis", activity.technical_rows(rng, market))
+    trades, portfolio = activity.trade_rows(rng, market)
+    _insert(conn, "trades", trades)
+    _insert(conn, "portfolio", portfolio)
+    fx = activity.fx_series(rng, len(market.days))
+    _insert(conn, "exchange_rate_history", activity.fx_rows(rng, market, fx))
+    _insert(conn, "market_sentiment", activity.sentiment_rows(rng, market, fx))
+    _insert(conn, "global_market_indices", activity.index_rows(rng, market))
+    _insert(conn, "ticker_fundamentals", reference.fundamental_rows(rng, market))
+    for table, rows in extras.extra_rows(rng, market, fx).items():
+        _insert(conn, table, rows)
+    return planting.plant(conn, rng, market) if plant else []
+
+
+def _insert(conn: sqlite3.Connection, table: str, rows: list[Row]) -> None:
+    if not rows:
+        return
+    columns = list(rows[0])
+    declared = {name for _, name, _, _, _, pk in conn.execute(f"PRAGMA table_info({table})")
+                if not (name == "id" and pk)}
+    # Every column explicit: a DEFAULT such as CURRENT_TIMESTAMP would tie the file to the clock.
+    if set(columns) != declared:
+        mismatch = sorted(declared ^ set(columns))
+        raise AssertionError(f"{table}: rows do not cover the declared columns: {mismatch}")
+    conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                     ([row[c] for c in columns] for row in rows))
+
+
+def _row_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    return {table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in ALL_TABLES}
+
+
+def _region_counts(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
+    order = {spec.code: i for i, spec in enumerate(REGIONS)}
+    counts: dict[str, dict[str, int]] = {}
+    for table in REGION_TABLES:
+        rows = conn.execute(f"SELECT region, COUNT(*) FROM {table} GROUP BY region").fetchall()
+        rows.sort(key=lambda rc: (rc[0] is None, order.get(rc[0], len(order)), rc[0] or ""))
+        counts[table] = {"null" if region is None else region: n for region, n in rows}
+    return counts

@@ -1,0 +1,459 @@
+"""The sample generator: deterministic, contract-shaped, clean by default, defects as its manifest says."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+import re
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO / "plugins") not in sys.path:
+    sys.path.insert(0, str(REPO / "plugins"))
+
+from quantdbops.sample import generate  # noqa: E402
+from quantdbops.sample.defects import KINDS, REASONS  # noqa: E402
+from quantdbops.sample.source_ddl import ALL_TABLES, CONTRACT_DDL, EXTRA_DDL  # noqa: E402
+from quantdbops.sample.universe import build_universe, region_of_code  # noqa: E402
+
+CLEAN = {"tickers_per_region": 3, "days": 260}
+DIRTY = {"tickers_per_region": 3, "days": 120, "defects": True}
+REGIONS = ("KR", "US", "CN", "HK", "JP", "VN")
+TICKER_FORMATS = {
+    "KR": r"0(\d{4}0|\d{4}[A-Z]|\d{3}[A-Z]0)", "US": r"[A-Z]{1,2}|[A-Z]{4,5}|[A-Z]{3}\.[AB]",
+    "CN": r"[36]\d{5}|00\d{3}[1-9]", "HK": r"[012]\d{3}", "JP": r"[3-9]\d{3}", "VN": r"[A-Z]{3}",
+}
+NUMERIC = ("open", "high", "low", "close", "volume", "ma5", "ma20", "ma60", "ma120", "ma200", "rsi_14",
+           "macd", "macd_signal", "macd_hist", "bb_upper", "bb_middle", "bb_lower", "atr_14", "atr",
+           "volume_ma20", "volume_ratio")
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+@contextmanager
+def _connect(path: Path | str, rows: bool = True) -> Iterator[sqlite3.Connection]:
+    conn = sqlite3.connect(path)
+    if rows:
+        conn.row_factory = sqlite3.Row
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def _dump(path: Path) -> dict[str, list[tuple]]:
+    with _connect(path, rows=False) as conn:
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in ALL_TABLES}
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    path = tmp_path_factory.mktemp("clean") / "spock.db"
+    return path, generate(path, **CLEAN)
+
+
+@pytest.fixture(scope="module")
+def dirty(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    path = tmp_path_factory.mktemp("dirty") / "spock.db"
+    return path, generate(path, **DIRTY)
+
+
+def _valid_date(text: object) -> bool:
+    if not isinstance(text, str) or not ISO_DATE.fullmatch(text):
+        return False
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _ohlcv_problems(row: sqlite3.Row, tickers: set[str]) -> set[str]:
+    """What a careful loader would object to in one ohlcv_data row (duplicates aside)."""
+    problems = set()
+    if row["timeframe"] != "D":
+        problems.add("timeframe_1d")
+    if row["region"] is None:
+        problems.add("null_region")
+    if row["ticker"] not in tickers:
+        problems.add("orphan")
+    if not _valid_date(row["date"]):
+        problems.add("malformed_date")
+    values = [row[c] for c in NUMERIC]
+    if any(isinstance(v, str) for v in values):
+        problems.add("non_numeric")
+    elif not (row["high"] >= max(row["open"], row["close"]) and row["low"] <= min(row["open"], row["close"])
+              and row["low"] > 0 and row["volume"] >= 0):
+        problems.add("ohlc_violation")
+    return problems
+
+
+Series = Iterator[tuple[str, list[sqlite3.Row]]]
+
+
+def _series(conn: sqlite3.Connection, skip: set[int] = frozenset()) -> Series:
+    """Each ticker's rows as the loader would keep them (rows in `skip` rejected), oldest first."""
+    rows = conn.execute("SELECT rowid AS rid, * FROM ohlcv_data WHERE ticker IN (SELECT ticker FROM tickers)"
+                        " ORDER BY ticker, date").fetchall()
+    by_ticker: dict[str, list[sqlite3.Row]] = {}
+    for row in rows:
+        if row["rid"] not in skip:
+            by_ticker.setdefault(row["ticker"], []).append(row)
+    yield from by_ticker.items()
+
+
+def _max_abs_z(values: list[float], window: int | None) -> float:
+    """Largest |z| of any value against the population mean/deviation of a window holding it (or of all)."""
+    runs = [values] if window is None else [values[j:j + window] for j in range(len(values) - window + 1)]
+    worst = 0.0
+    for run in runs:
+        mean = sum(run) / len(run)
+        sd = math.sqrt(sum((v - mean) ** 2 for v in run) / len(run))
+        worst = max(worst, max(abs(v - mean) for v in run) / sd)
+    return worst
+
+
+def _returns(rows: list[sqlite3.Row]) -> list[float]:
+    return [b["close"] / a["close"] - 1.0 for a, b in itertools.pairwise(rows)]
+
+
+# -- determinism ----------------------------------------------------------------------------------------
+def test_same_seed_gives_same_contents(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    assert generate(a, tickers_per_region=2, days=40, defects=True) == generate(
+        b, tickers_per_region=2, days=40, defects=True)
+    assert _dump(a) == _dump(b)
+
+
+def test_different_seed_gives_different_contents(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    generate(a, tickers_per_region=2, days=40, seed=1)
+    generate(b, tickers_per_region=2, days=40, seed=2)
+    assert _dump(a)["ohlcv_data"] != _dump(b)["ohlcv_data"]
+
+
+def test_defects_do_not_change_the_clean_tables(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    generate(a, tickers_per_region=2, days=40)
+    generate(b, tickers_per_region=2, days=40, defects=True)
+    clean, dirty = _dump(a), _dump(b)
+    for table in ("tickers", "etfs", "etf_details", "portfolio", "market_sentiment", "exchange_rate_history"):
+        assert clean[table] == dirty[table], table
+
+
+def test_generate_overwrites_and_leaves_no_partial_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    path.write_text("not a database")
+    generate(path, tickers_per_region=1, days=30)
+    assert _dump(path)["tickers"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.db"]
+
+
+# -- shape ----------------------------------------------------------------------------------------------
+def test_embedded_ddl_parses_into_contract_and_extra_tables() -> None:
+    conn = sqlite3.connect(":memory:")
+    for ddl in (*CONTRACT_DDL.values(), *EXTRA_DDL.values()):
+        conn.execute(ddl)
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    names.discard("sqlite_sequence")
+    assert len(CONTRACT_DDL) == 13 and len(EXTRA_DDL) == 5
+    assert names == set(CONTRACT_DDL) | set(EXTRA_DDL)
+    assert set(EXTRA_DDL) == {"kelly_sizing", "filter_cache_stage0", "filter_cache_stage1",
+                              "filter_cache_stage2", "kis_api_logs"}
+
+
+def test_embedded_ddl_is_the_shared_contract_verbatim() -> None:
+    contract = REPO.parent / "shared" / "spock_source_schema.sql"
+    if not contract.exists():
+        pytest.skip("the shared contract is not next to the repository")
+    statements = re.findall(r"CREATE TABLE \w+ \(.*?\n\);", contract.read_text(), flags=re.DOTALL)
+    assert statements == list(CONTRACT_DDL.values())
+
+
+def test_file_tables_have_exactly_the_declared_columns(clean: tuple[Path, dict]) -> None:
+    path, _ = clean
+    reference = sqlite3.connect(":memory:")
+    for ddl in (*CONTRACT_DDL.values(), *EXTRA_DDL.values()):
+        reference.execute(ddl)
+    with _connect(path, rows=False) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert tables - {"sqlite_sequence"} == set(ALL_TABLES)
+        for table in ALL_TABLES:
+            pragma = f"PRAGMA table_info({table})"
+            assert conn.execute(pragma).fetchall() == reference.execute(pragma).fetchall(), table
+
+
+@pytest.mark.parametrize("table", ALL_TABLES)
+def test_every_table_has_rows(clean: tuple[Path, dict], table: str) -> None:
+    _, manifest = clean
+    assert manifest["row_counts"][table] > 0
+
+
+# -- sizes, regions, calendar ---------------------------------------------------------------------------
+@pytest.mark.parametrize(("tickers_per_region", "days"), [
+    pytest.param(2, 30, id="minimal"),
+    pytest.param(4, 75, id="small"),
+])
+def test_sizes_follow_the_flags(tmp_path: Path, tickers_per_region: int, days: int) -> None:
+    manifest = generate(tmp_path / "s.db", tickers_per_region=tickers_per_region, days=days)
+    counts = manifest["row_counts"]
+    assert counts["ohlcv_data"] == 6 * tickers_per_region * days
+    assert counts["tickers"] == 6 * tickers_per_region
+    assert counts["market_sentiment"] == days
+    assert counts["exchange_rate_history"] == counts["global_market_indices"] == 5 * days
+    assert manifest["row_counts_by_region"]["ohlcv_data"] == dict.fromkeys(REGIONS, tickers_per_region * days)
+    assert manifest["row_counts_by_region"]["tickers"] == dict.fromkeys(REGIONS, tickers_per_region)
+    assert manifest["planted"] == []
+
+
+def test_manifest_counts_match_the_file(clean: tuple[Path, dict]) -> None:
+    path, manifest = clean
+    with _connect(path, rows=False) as conn:
+        for table, n in manifest["row_counts"].items():
+            assert conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == n, table
+    json.dumps(manifest)  # serialisable as is
+
+
+@pytest.mark.parametrize(("end", "last"), [
+    pytest.param(date(2025, 10, 17), date(2025, 10, 17), id="friday"),
+    pytest.param(date(2024, 3, 10), date(2024, 3, 8), id="sunday-ends-on-friday"),
+])
+def test_business_days_only_ending_at_end_date(tmp_path: Path, end: date, last: date) -> None:
+    path = tmp_path / "s.db"
+    generate(path, tickers_per_region=1, days=45, end_date=end)
+    with _connect(path, rows=False) as conn:
+        query = "SELECT DISTINCT date FROM ohlcv_data ORDER BY 1"
+        dates = [date.fromisoformat(d) for (d,) in conn.execute(query)]
+        per_ticker = conn.execute("SELECT COUNT(*) FROM ohlcv_data GROUP BY ticker").fetchall()
+    assert len(dates) == 45 and max(dates) == last
+    assert all(d.weekday() < 5 for d in dates)
+    assert {n for (n,) in per_ticker} == {45}
+
+
+def test_tickers_are_unique_across_regions_and_follow_their_formats() -> None:
+    universe = build_universe(random.Random(7), 600)
+    codes = [t.code for t in universe]
+    assert len(codes) == len(set(codes))
+    for t in universe:
+        assert re.fullmatch(TICKER_FORMATS[t.region], t.code), (t.region, t.code)
+        assert region_of_code(t.code) == t.region
+    assert {"005930", "0000D0", "00088K", "AAPL", "BRK.B", "600519", "0700", "7203", "VCB"} <= set(codes)
+    etf_share = sum(t.asset_type == "ETF" for t in universe) / len(universe)
+    assert 0.08 <= etf_share <= 0.12
+
+
+def test_tickers_in_the_file_match_their_exchange_and_currency(clean: tuple[Path, dict]) -> None:
+    path, _ = clean
+    expected = {"KR": ({"KRX"}, "KRW"), "US": ({"NASDAQ", "NYSE"}, "USD"), "CN": ({"SSE", "SZSE"}, "CNY"),
+                "HK": ({"HKEX"}, "HKD"), "JP": ({"TSE"}, "JPY"), "VN": ({"HOSE"}, "VND")}
+    with _connect(path) as conn:
+        rows = conn.execute("SELECT ticker, region, exchange, currency FROM tickers").fetchall()
+    assert {r["region"] for r in rows} == set(REGIONS)
+    for r in rows:
+        exchanges, currency = expected[r["region"]]
+        assert r["exchange"] in exchanges and r["currency"] == currency
+
+
+# -- a clean file is clean ------------------------------------------------------------------------------
+def test_clean_ohlcv_rows_have_no_problems(clean: tuple[Path, dict]) -> None:
+    path, _ = clean
+    with _connect(path) as conn:
+        tickers = {t for (t,) in conn.execute("SELECT ticker FROM tickers")}
+        bad = [dict(r) for r in conn.execute("SELECT * FROM ohlcv_data") if _ohlcv_problems(r, tickers)]
+        types = conn.execute(
+            "SELECT DISTINCT typeof(open), typeof(close), typeof(volume) FROM ohlcv_data").fetchall()
+    assert bad == []
+    assert [tuple(t) for t in types] == [("real", "real", "integer")]
+
+
+def test_clean_timestamps_and_flags_follow_the_conventions(clean: tuple[Path, dict]) -> None:
+    path, _ = clean
+    with _connect(path, rows=False) as conn:
+        created = [c for (c,) in conn.execute("SELECT created_at FROM ohlcv_data")]
+        order_times = [c for (c,) in conn.execute("SELECT order_time FROM trades")]
+        flags = {f for (f,) in conn.execute(
+            "SELECT is_active FROM tickers UNION SELECT is_spac FROM stock_details")}
+        sides = {s for (s,) in conn.execute("SELECT side FROM trades")}
+        signals = {s for (s,) in conn.execute("SELECT signal FROM technical_analysis")}
+    assert all(datetime.fromisoformat(c).isoformat() == c and "T" in c for c in created)
+    assert any("." in c for c in created) and any("." not in c for c in created)
+    assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", t) for t in order_times)
+    assert flags <= {0, 1} and sides <= {"BUY", "SELL"} and signals <= {"BUY", "WATCH", "AVOID"}
+
+
+@pytest.mark.parametrize("window", [pytest.param(20, id="rolling-20"), pytest.param(60, id="rolling-60"),
+                                    pytest.param(None, id="full-history")])
+@pytest.mark.parametrize("quantity", ["return", "volume"])
+def test_clean_file_has_no_extreme_values(clean: tuple[Path, dict], quantity: str,
+                                          window: int | None) -> None:
+    path, _ = clean
+    with _connect(path) as conn:
+        for ticker, rows in _series(conn):
+            values = _returns(rows) if quantity == "return" else [float(r["volume"]) for r in rows]
+            assert _max_abs_z(values, window) <= 3.0, ticker
+
+
+def test_indicators_are_null_until_their_window_is_full(clean: tuple[Path, dict]) -> None:
+    path, _ = clean
+    with _connect(path) as conn:
+        for _, rows in _series(conn):
+            assert [r["ma200"] is None for r in rows] == [i < 199 for i in range(len(rows))]
+            assert [r["rsi_14"] is None for r in rows] == [i < 14 for i in range(len(rows))]
+            assert [r["macd_signal"] is None for r in rows] == [i < 33 for i in range(len(rows))]
+            assert rows[4]["ma5"] == pytest.approx(sum(r["close"] for r in rows[:5]) / 5)
+            assert rows[-1]["bb_middle"] == rows[-1]["ma20"]
+            assert rows[-1]["bb_lower"] < rows[-1]["ma20"] < rows[-1]["bb_upper"]
+            assert 0 <= rows[-1]["rsi_14"] <= 100
+
+
+# -- defects --------------------------------------------------------------------------------------------
+def test_every_kind_is_planted(dirty: tuple[Path, dict]) -> None:
+    _, manifest = dirty
+    assert set(manifest["planted_counts"]) == set(KINDS)
+    assert all(manifest["planted_counts"][kind] >= 3 for kind in KINDS)
+    assert len(manifest["planted"]) == sum(manifest["planted_counts"].values())
+
+
+def test_planted_entries_say_what_the_loader_must_do(dirty: tuple[Path, dict]) -> None:
+    _, manifest = dirty
+    for entry in manifest["planted"]:
+        if entry["expect"] == "reject":
+            assert entry["reason"] in REASONS and isinstance(entry["rowid"], int), entry
+        elif entry["expect"] == "map":
+            assert entry["mapped"] and isinstance(entry["rowid"], int), entry
+        else:
+            assert entry["expect"] == "load" and entry["kind"] in ("gap", "extreme_return"), entry
+    reasons = {e["reason"] for e in manifest["planted"] if e["expect"] == "reject"}
+    assert reasons == set(REASONS)
+
+
+def test_planted_values_are_in_the_file(dirty: tuple[Path, dict]) -> None:
+    path, manifest = dirty
+    with _connect(path) as conn:
+        for entry in manifest["planted"]:
+            if "column" not in entry:
+                continue
+            values = entry.get("values") or {entry["column"]: entry["value"]}
+            query = f"SELECT * FROM {entry['table']} WHERE rowid = ?"
+            row = conn.execute(query, (entry["rowid"],)).fetchone()
+            assert row is not None, entry
+            assert {c: row[c] for c in values} == values, entry
+
+
+def test_each_planted_ohlcv_row_has_exactly_its_one_problem(dirty: tuple[Path, dict]) -> None:
+    path, manifest = dirty
+    expected = {"null_region": {"null_region"}, "timeframe_1d": {"timeframe_1d"}, "orphan": {"orphan"},
+                "malformed_date": {"malformed_date"}, "non_numeric": {"non_numeric"},
+                "ohlc_violation": {"ohlc_violation"}}
+    planted = {e["rowid"]: e for e in manifest["planted"] if e["table"] == "ohlcv_data" and "rowid" in e
+               and e["kind"] != "extreme_return"}
+    with _connect(path) as conn:
+        tickers = {t for (t,) in conn.execute("SELECT ticker FROM tickers")}
+        for row in conn.execute("SELECT rowid AS rid, * FROM ohlcv_data"):
+            entry = planted.get(row["rid"])
+            if entry is None:
+                assert _ohlcv_problems(row, tickers) == set(), dict(row)
+            elif entry["kind"] == "duplicate_spelling":
+                assert _ohlcv_problems(row, tickers) == {"timeframe_1d" if entry["column"] == "timeframe"
+                                                         else "null_region"}
+                kept = conn.execute("SELECT * FROM ohlcv_data WHERE rowid = ?",
+                                    (entry["kept_rowid"],)).fetchone()
+                assert _ohlcv_problems(kept, tickers) == set() and entry["kept_rowid"] not in planted
+                for column in ("ticker", "date", "open", "close", "volume", "ma20"):
+                    assert kept[column] == row[column]
+            else:
+                assert _ohlcv_problems(row, tickers) == expected[entry["kind"]], entry
+    rowids = [(e["table"], e["rowid"]) for e in manifest["planted"] if "rowid" in e]
+    assert len(rowids) == len(set(rowids))
+
+
+def test_orphans_reference_no_ticker(dirty: tuple[Path, dict]) -> None:
+    path, manifest = dirty
+    orphans = [e for e in manifest["planted"] if e["kind"] == "orphan"]
+    assert {e["table"] for e in orphans} == {"stock_details", "etf_holdings", "ohlcv_data"}
+    with _connect(path, rows=False) as conn:
+        tickers = {t for (t,) in conn.execute("SELECT ticker FROM tickers")}
+        null_region = conn.execute("SELECT COUNT(*) FROM stock_details WHERE region IS NULL").fetchone()[0]
+    assert all(e["ticker"] not in tickers and e["region"] is None for e in orphans)
+    assert null_region == sum(e["table"] == "stock_details" for e in orphans)
+
+
+def _loaded(conn: sqlite3.Connection, manifest: dict) -> Series:
+    rejected = {e["rowid"] for e in manifest["planted"]
+                if e["table"] == "ohlcv_data" and e["expect"] == "reject"}
+    return _series(conn, rejected)
+
+
+def test_planted_gaps_are_the_only_gaps_the_loader_keeps(dirty: tuple[Path, dict]) -> None:
+    path, manifest = dirty
+    planted = {(e["ticker"], e["prev_date"], e["next_date"], e["gap_days"])
+               for e in manifest["planted"] if e["kind"] == "gap"}
+    with _connect(path) as conn:
+        found = set()
+        for ticker, rows in _loaded(conn, manifest):
+            for a, b in itertools.pairwise(rows):
+                days = (date.fromisoformat(b["date"]) - date.fromisoformat(a["date"])).days
+                if days > 3:
+                    found.add((ticker, a["date"], b["date"], days))
+        for entry in manifest["planted"]:
+            if entry["kind"] == "gap":
+                marks = ",".join("?" * len(entry["deleted_rowids"]))
+                assert conn.execute(f"SELECT COUNT(*) FROM ohlcv_data WHERE rowid IN ({marks})",
+                                    entry["deleted_rowids"]).fetchone()[0] == 0
+    assert found == planted
+
+
+def test_planted_extreme_returns_are_the_only_extreme_returns(dirty: tuple[Path, dict]) -> None:
+    path, manifest = dirty
+    planted = {(e["ticker"], e["date"]) for e in manifest["planted"] if e["kind"] == "extreme_return"}
+    found = set()
+    with _connect(path) as conn:
+        for ticker, rows in _loaded(conn, manifest):
+            returns = _returns(rows)
+            mean = sum(returns) / len(returns)
+            sd = math.sqrt(sum((r - mean) ** 2 for r in returns) / (len(returns) - 1))
+            found |= {(ticker, row["date"]) for row, r in zip(rows[1:], returns, strict=True)
+                      if abs(r - mean) / sd > 3.0}
+    assert found == planted
+
+
+@pytest.mark.parametrize("kwargs", [
+    pytest.param({"days": 29}, id="too-few-days"),
+    pytest.param({"tickers_per_region": 1, "defects": True}, id="too-few-tickers-for-defects"),
+    pytest.param({"tickers_per_region": 0}, id="no-tickers"),
+])
+def test_generate_refuses_sizes_it_cannot_honour(tmp_path: Path, kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        generate(tmp_path / "s.db", **kwargs)
+
+
+# -- the CLI --------------------------------------------------------------------------------------------
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "generate_sample.py"), *args],
+                          capture_output=True, text=True, cwd=REPO, check=False)
+
+
+def test_cli_writes_the_file_and_its_manifest(tmp_path: Path) -> None:
+    out = tmp_path / "s.db"
+    result = _cli("--out", str(out), "--tickers-per-region", "2", "--days", "30", "--defects")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "s.db.manifest.json").read_text())
+    assert manifest == generate(tmp_path / "again.db", tickers_per_region=2, days=30, defects=True)
+    assert "ohlcv_data" in result.stdout and " s " in result.stdout
+
+
+def test_cli_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    out = tmp_path / "s.db"
+    out.write_text("keep me")
+    result = _cli("--out", str(out), "--tickers-per-region", "1", "--days", "30")
+    assert result.returncode == 2 and out.read_text() == "keep me"
+    assert _cli("--out", str(out), "--tickers-per-region", "1", "--days", "30", "--force").returncode == 0
