@@ -166,6 +166,16 @@ class Table:
         """Target columns filled from the source (the rest keep their defaults)."""
         return tuple(c for c in self.columns if c.source_column is not None or c.name in self.derived)
 
+    def source_columns(self) -> set[str]:
+        """Every source column the load reads (mapped, derived from, joined on or deliberately dropped)."""
+        cols = {c.source_column for c in self.columns if c.source_column}
+        if self.region_rule is RegionRule.TICKER:
+            cols.discard("region")  # found through the row's ticker, the source has none
+        cols |= set(self.derived.values()) | set(self.dropped_source_columns) | set(self.ticker_refs)
+        if self.ticker_column:
+            cols.add(self.ticker_column)
+        return cols
+
     @property
     def required_columns(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns if c.required)

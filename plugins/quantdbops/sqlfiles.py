@@ -6,13 +6,13 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 SQL_ROOT = Path(__file__).resolve().parents[2] / "include" / "sql"
 
 
-@lru_cache(maxsize=None)
+@cache
 def read_sql(relative: str) -> str:
     """The text of ``include/sql/<relative>``."""
     path = SQL_ROOT / relative

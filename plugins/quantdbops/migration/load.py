@@ -8,36 +8,38 @@ Tables other tables reference (tickers) are merged through a staging table inste
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import multiprocessing
+import os
 import sqlite3
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
+from multiprocessing.connection import wait
 
 import psycopg
 from psycopg import sql
 
 from quantdbops import REGIONS
 from quantdbops.io.pg import DbMode
-from quantdbops.migration.plan import (
-    ALL_REGIONS,
-    DUPLICATE_KEY,
-    UNKNOWN_REGION,
-    SliceFilter,
-    TablePlan,
-)
+from quantdbops.migration.plan import ALL_REGIONS, UNKNOWN_REGION, SliceFilter, TablePlan
+from quantdbops.migration.produce import ProducerResult, prepare_source, produce, worker
 from quantdbops.registry import LoadMode, Table
 from quantdbops.schema import partitions
 
 log = logging.getLogger(__name__)
 
-FETCH_ROWS = 5000
 PROGRESS_SECONDS = 5.0
+# Tables smaller than this are read in-process: starting producer processes would cost more than it saves.
+PARALLEL_MIN_ROWS = 200_000
+
+
+def default_workers() -> int:
+    """Producer processes: one per core, at most 4 (PostgreSQL's COPY takes a core of its own)."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass
@@ -95,62 +97,22 @@ class TableLoadResult:
         }
 
 
-def _plain_number(value: float) -> str:
-    """A float as a plain decimal that PostgreSQL's numeric echoes back unchanged (no exponent)."""
-    if value == 0:
-        return "0.0"
-    text = format(Decimal(repr(value)), "f")
-    return text if "." in text else text + ".0"
-
-
-def render_line(values: tuple) -> str:
-    """COPY text of one checked row: SQLite rendered the text columns, ``repr`` renders numbers exactly.
-
-    ``repr`` is the shortest text that reads back as the same double, so no digit is invented or lost;
-    its rare exponent form (1e-05) and negative zero are rewritten so numeric echoes the same text.
-    """
-    line = "\t".join(map(str, values))
-    if "e" in line or "-0.0" in line:
-        line = "\t".join(_plain_number(v) if type(v) is float else str(v) for v in values)
-    return line
-
-
-class _Checksums:
-    """Per (region, day): row count and the sum of each row's 64-bit md5 prefix (order-independent)."""
-
-    def __init__(self) -> None:
-        self.rows: Counter = Counter()
-        self.sums: defaultdict = defaultdict(int)
-
-    def add(self, region: str, day: str, line: bytes) -> None:
-        key = (region, day)
-        self.rows[key] += 1
-        self.sums[key] += int.from_bytes(hashlib.md5(line).digest()[:8], "big", signed=True)
-
-
-def _known_tickers(sconn: sqlite3.Connection, pg: psycopg.Connection | None, from_source: bool) -> None:
-    """temp.known_tickers: the (ticker, region) pairs a row may reference (the target's tickers)."""
-    sconn.execute("DROP TABLE IF EXISTS temp.known_tickers")
-    sconn.execute("CREATE TEMP TABLE known_tickers (ticker TEXT, region TEXT, PRIMARY KEY (ticker, region))"
-                  " WITHOUT ROWID")
+def known_tickers(sconn: sqlite3.Connection, pg: psycopg.Connection | None,
+                  from_source: bool) -> list[tuple[str, str]]:
+    """The (ticker, region) pairs a row may reference: the target's tickers (the source's in a dry run,
+    since nothing was written there)."""
     if from_source or pg is None:
-        # Dry runs write nothing, so the target may not hold the tickers yet: use the source's.
-        sconn.execute("INSERT OR IGNORE INTO temp.known_tickers SELECT ticker, region FROM main.tickers")
-        return
-    rows = pg.execute("SELECT ticker, region FROM public.tickers").fetchall()
-    sconn.executemany("INSERT OR IGNORE INTO temp.known_tickers VALUES (?, ?)", rows)
+        return list(sconn.execute("SELECT ticker, region FROM main.tickers"))
+    return [tuple(r) for r in pg.execute("SELECT ticker, region FROM public.tickers")]
 
 
-def _duplicates(sconn: sqlite3.Connection, plan: TablePlan, flt: SliceFilter) -> dict[int, int]:
-    """temp.dup_rows: rows whose mapped key another row already has -> the rowid kept."""
-    sconn.execute("DROP TABLE IF EXISTS temp.dup_rows")
-    sconn.execute("CREATE TEMP TABLE dup_rows (rowid INTEGER PRIMARY KEY, kept INTEGER)")
+def find_duplicates(sconn: sqlite3.Connection, plan: TablePlan, flt: SliceFilter) -> dict[int, int]:
+    """Rows whose mapped key another row already has -> the rowid kept."""
     found = plan.collision_sql(flt)
     if found is None:
         return {}
     query, params = found
-    sconn.execute(f"INSERT INTO temp.dup_rows {query}", params)
-    return dict(sconn.execute("SELECT rowid, kept FROM temp.dup_rows"))
+    return dict(sconn.execute(query, params))
 
 
 def _count(sconn: sqlite3.Connection, plan: TablePlan, flt: SliceFilter) -> int:
@@ -168,7 +130,8 @@ def _time_range(sconn: sqlite3.Connection, plan: TablePlan, flt: SliceFilter) ->
         return None
     params: list[object] = []
     where = plan.where(flt, params)
-    glob = f"substr({expr}, 1, 10) GLOB '[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9]'"
+    day = f"substr({expr}, 1, 10)"
+    glob = f"date(julianday({day})) = {day}"  # real calendar dates only, as the row checks require
     where = f"{where} AND {glob}" if where else f"WHERE {glob}"
     joins = (f"LEFT JOIN main.tickers t ON t.ticker = s.\"{plan.table.ticker_column}\""
              if plan.table.ticker_column else "")
@@ -239,6 +202,75 @@ def _raw_rows(sconn: sqlite3.Connection, table: str, rowids: list[int]) -> dict[
     return out
 
 
+def _stream(sconn: sqlite3.Connection, path: str, table: Table, flt: SliceFilter, known: list | None,
+            dups: dict[int, int], total: int, write: Callable[[bytes], None], say: Callable[[str], None],
+            workers: int, progress_seconds: float) -> ProducerResult:
+    """Run the producers (in-process, or one process per rowid range) and forward their bytes."""
+    started = last = time.monotonic()
+    done = 0
+
+    def forward(data: bytes) -> None:
+        nonlocal done, last
+        write(data)
+        done += data.count(b"\n")
+        now = time.monotonic()
+        if now - last >= progress_seconds:
+            rate = done / (now - started)
+            eta = (total - done) / rate if rate and total > done else 0.0
+            say(f"{table.name}: {done:,}/{total:,} rows loaded ({100 * done / max(total, 1):.0f}%), "
+                f"{rate:,.0f} rows/s, ETA {eta:.0f}s")
+            last = now
+
+    lo, hi = sconn.execute(f'SELECT min(rowid), max(rowid) FROM main."{table.source}"').fetchone()
+    if workers <= 1 or total < PARALLEL_MIN_ROWS or lo is None:
+        prepare_source(sconn, known, dups)
+        return produce(sconn, table.name, flt, None, dups, forward)
+    step = (hi - lo) // workers + 1
+    ranges = [(lo + i * step, min(hi, lo + (i + 1) * step - 1)) for i in range(workers)]
+    ctx = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited connections or threads
+    readers, procs = [], []
+    for rng in ranges:
+        r, w = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=worker, args=(w, path, table.name, flt, rng, known, dups), daemon=True)
+        proc.start()
+        w.close()
+        readers.append(r)
+        procs.append(proc)
+    say(f"{table.name}: {workers} producer processes over rowids {lo:,}..{hi:,}")
+    total_result = ProducerResult()
+    errors = []
+    try:
+        live = list(readers)
+        while live:
+            for r in wait(live):
+                data = r.recv_bytes()
+                if data:
+                    forward(data)
+                    continue
+                status, payload = r.recv()
+                live.remove(r)
+                if status == "ok":
+                    total_result.merge(payload)
+                else:
+                    errors.append(payload)
+    finally:
+        for proc in procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+    if errors:
+        raise RuntimeError(f"a producer of {table.name} failed:\n{errors[0]}")
+    return total_result
+
+
+def _secondary_indexes(pg: psycopg.Connection, table: Table) -> list[tuple[str, str]]:
+    """(name, definition) of the table's indexes other than its primary/unique keys."""
+    return [tuple(r) for r in pg.execute(
+        "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+        "WHERE x.indrelid = %s::regclass AND NOT x.indisprimary AND NOT x.indisunique",
+        (f"public.{table.name}",))]
+
+
 def load_table(
     sconn: sqlite3.Connection,
     pg: psycopg.Connection | None,
@@ -250,6 +282,7 @@ def load_table(
     dry_run: bool = False,
     progress: Callable[[str], None] | None = None,
     progress_seconds: float = PROGRESS_SECONDS,
+    workers: int | None = None,
 ) -> TableLoadResult:
     """Load (or, dry, only read, map and check) one table's selected slices. ``pg`` is not autocommit."""
     say = progress or log.info
@@ -257,85 +290,64 @@ def load_table(
     plan = TablePlan(table)
     if pg is not None and pg.autocommit:
         raise ValueError("load_table needs a transactional connection: the slices are replaced atomically")
-    if table.ticker_column or table.ticker_refs:
-        _known_tickers(sconn, pg, from_source=dry_run)
-    dup_kept = _duplicates(sconn, plan, flt)
-    query = plan.query(flt, duplicates="temp.dup_rows" if dup_kept else None)
+    path = sconn.execute("PRAGMA database_list").fetchone()[2]
+    workers = default_workers() if workers is None else workers
+    known = known_tickers(sconn, pg, from_source=dry_run) if (table.ticker_column or table.ticker_refs) else None
+    if pg is not None:
+        pg.commit()  # end the read above: the load below must be a transaction of its own, not a savepoint
+    dups = find_duplicates(sconn, plan, flt)
     total = _count(sconn, plan, flt)
     regions = slice_regions(table, flt)
-    stats: dict[str, SliceStats] = defaultdict(SliceStats)
-    sums = _Checksums()
-    rejects: list[tuple[int, str, str, str]] = []  # rowid, region, reason, detail
-    say(f"{table.name}: {total:,} source rows to read ({'dry run: nothing is written' if dry_run else mode.name})")
-
-    def stream(write: Callable[[str], None]) -> None:
-        done, last = 0, time.monotonic()
-        cur = sconn.execute(query.sql, query.params)
-        md5 = hashlib.md5
-        from_bytes = int.from_bytes
-        rows_c, sums_c = sums.rows, sums.sums
-        while batch := cur.fetchmany(FETCH_ROWS):
-            out = []
-            for row in batch:
-                region = row[2] or UNKNOWN_REGION
-                st = stats[region]
-                st.source_rows += 1
-                if row[1] is None:
-                    line = render_line(row[4:])
-                    key = (region, row[3])
-                    rows_c[key] += 1
-                    sums_c[key] += from_bytes(md5(line.encode()).digest()[:8], "big", signed=True)
-                    out.append(line)
-                    st.loaded += 1
-                else:
-                    reason, _, detail = row[1].partition(":")
-                    st.rejected[reason] += 1
-                    if reason == DUPLICATE_KEY:
-                        detail = f"key already loaded from source rowid {dup_kept.get(row[0])}"
-                    rejects.append((row[0], region, reason, detail))
-            if out:
-                write("\n".join(out) + "\n")
-            done += len(batch)
-            now = time.monotonic()
-            if now - last >= progress_seconds:
-                rate = done / (now - started)
-                eta = (total - done) / rate if rate and total > done else 0.0
-                say(f"{table.name}: {done:,}/{total:,} rows ({100 * done / max(total, 1):.0f}%), "
-                    f"{rate:,.0f} rows/s, ETA {eta:.0f}s")
-                last = now
-
+    say(f"{table.name}: {total:,} source rows to read "
+        f"({'dry run: nothing is written' if dry_run or pg is None else mode.name})")
     if dry_run or pg is None:
-        stream(lambda _text: None)
+        result = _stream(sconn, path, table, flt, known, dups, total, lambda _b: None, say, workers,
+                         progress_seconds)
     else:
-        cols = sql.SQL(", ").join(sql.Identifier(c) for c in query.columns)
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in plan.query(flt).columns)
         with pg.transaction():
+            pg.execute("SET LOCAL maintenance_work_mem = '256MB'")
             if not mode.timescaledb and table.partitioned:
                 span = _time_range(sconn, plan, flt)
                 if span:
                     made = partitions.ensure_partitions(pg, table, *span)
                     if made:
                         say(f"{table.name}: created {len(made)} partitions ({made[0]} .. {made[-1]})")
+            deferred: list[tuple[str, str]] = []
             with pg.cursor() as cur:
                 if table.load_mode is LoadMode.MERGE:
                     cur.execute(sql.SQL("CREATE TEMP TABLE _stage (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP")
                                 .format(sql.Identifier("public", table.name)))
                     target = sql.Identifier("_stage")
                 else:
-                    say(f"{table.name}: replacing slices {', '.join(regions)}: "
-                        f"{_delete_slices(pg, table, flt)}")
+                    action = _delete_slices(pg, table, flt)
+                    say(f"{table.name}: replacing slices {', '.join(regions)}: {action}")
+                    if action == "truncated":
+                        # The whole table is rewritten: building its secondary indexes once afterwards
+                        # is much cheaper than updating them row by row (the key stays, it checks the rows).
+                        deferred = _secondary_indexes(pg, table)
+                        for name, _ in deferred:
+                            pg.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier("public", name)))
                     target = sql.Identifier("public", table.name)
                 with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(target, cols)) as copy:
-                    stream(copy.write)
+                    result = _stream(sconn, path, table, flt, known, dups, total, copy.write, say, workers,
+                                     progress_seconds)
+                if deferred:
+                    t0 = time.monotonic()
+                    for _, definition in deferred:
+                        # A partitioned parent's definition says ON ONLY, which would skip the partitions.
+                        pg.execute(definition.replace(" ON ONLY ", " ON ", 1))
+                    say(f"{table.name}: rebuilt {len(deferred)} secondary indexes in {time.monotonic() - t0:.1f}s")
                 if table.load_mode is LoadMode.MERGE:
-                    _merge(cur, table, query.columns)
-            _write_ops(pg, sconn, table, flt, run_id, regions, stats, sums, rejects)
-    seconds = time.monotonic() - started
-    report = inspect_unknown_columns(sconn, table)
-    result = TableLoadResult(table=table.name, run_id=run_id, dry_run=dry_run or pg is None,
-                             regions=dict(stats), seconds=seconds, mode=mode.name, unknown_columns=report)
+                    _merge(cur, table, plan.query(flt).columns)
+            _write_ops(pg, sconn, table, flt, run_id, regions, result)
+    stats = {r: SliceStats(n, loaded, rej) for r, (n, loaded, rej) in result.stats.items()}
+    out = TableLoadResult(table=table.name, run_id=run_id, dry_run=dry_run or pg is None, regions=stats,
+                          seconds=time.monotonic() - started, mode=mode.name,
+                          unknown_columns=inspect_unknown_columns(sconn, table))
     if not dry_run and pg is not None:
-        _record_run(pg, result, flt)
-    return result
+        _record_run(pg, out, flt)
+    return out
 
 
 def _merge(cur: psycopg.Cursor, table: Table, columns: tuple[str, ...]) -> None:
@@ -349,36 +361,34 @@ def _merge(cur: psycopg.Cursor, table: Table, columns: tuple[str, ...]) -> None:
 
 
 def _write_ops(pg: psycopg.Connection, sconn: sqlite3.Connection, table: Table, flt: SliceFilter,
-               run_id: str, regions: list[str], stats: dict[str, SliceStats], sums: _Checksums,
-               rejects: list[tuple[int, str, str, str]]) -> None:
+               run_id: str, regions: list[str], result: ProducerResult) -> None:
     """Rejects and checksums of the slices, replaced in the load's own transaction."""
-    slice_regions_all = sorted(set(regions) | set(stats) | {UNKNOWN_REGION})
+    slice_regions_all = sorted(set(regions) | set(result.stats) | {UNKNOWN_REGION})
     where, params = _ops_slice_where(table, flt, slice_regions_all, "time_value")
     pg.execute(sql.SQL("DELETE FROM ops.migration_rejects WHERE ") + where, params)
     where, params = _ops_slice_where(table, flt, slice_regions_all, "day")
     pg.execute(sql.SQL("DELETE FROM ops.migration_checksums WHERE ") + where, params)
-    if rejects:
-        raw = _raw_rows(sconn, table.source or table.name, [r[0] for r in rejects])
-        tsrc = TablePlan(table).time_source_expr()
+    if result.rejects:
+        raw = _raw_rows(sconn, table.source or table.name, [r[0] for r in result.rejects])
         time_key = None
-        if tsrc:
-            col = table.column(table.time_column or "")
+        if table.time_column:
+            col = table.column(table.time_column)
             time_key = table.derived.get(col.name) or col.source_column
         with pg.cursor() as cur, cur.copy(
             "COPY ops.migration_rejects (run_id, table_name, region, source_rowid, reason, detail, raw_row, "
             "time_value) FROM STDIN"
         ) as copy:
-            for rowid, region, reason, detail in rejects:
+            for rowid, region, reason, detail in result.rejects:
                 row = raw.get(rowid, {})
                 tv = row.get(time_key) if time_key else None
                 copy.write_row((run_id, table.name, region, rowid, reason, detail,
                                 json.dumps(row, default=str), None if tv is None else str(tv)))
-    if sums.rows:
+    if result.rows:
         with pg.cursor() as cur, cur.copy(
             "COPY ops.migration_checksums (table_name, region, day, row_count, checksum, run_id) FROM STDIN"
         ) as copy:
-            for (region, day), n in sums.rows.items():
-                copy.write_row((table.name, region, day, n, sums.sums[(region, day)], run_id))
+            for (region, day), n in result.rows.items():
+                copy.write_row((table.name, region, day, n, result.sums[(region, day)], run_id))
 
 
 def _record_run(pg: psycopg.Connection, result: TableLoadResult, flt: SliceFilter) -> None:

@@ -36,7 +36,6 @@ NO_DAY = "0001-01-01"  # checksum bucket of tables without a time column
 _D = "[0-9]"
 DATE_GLOB = f"{_D * 4}-{_D * 2}-{_D * 2}"
 TS_GLOB = f"{DATE_GLOB}[T ]{_D * 2}:{_D * 2}:{_D * 2}"
-MAX_DOUBLE = "1.7976931348623157e308"
 
 
 def _ident(name: str) -> str:
@@ -45,12 +44,6 @@ def _ident(name: str) -> str:
 
 def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-def _copy_text(expr: str) -> str:
-    """Escape a text value for COPY's text format (backslash first)."""
-    return (f"replace(replace(replace(replace(CAST({expr} AS TEXT), '\\', '\\\\'), char(9), '\\t'), "
-            f"char(10), '\\n'), char(13), '\\r')")
 
 
 @dataclass(frozen=True)
@@ -108,52 +101,73 @@ class TablePlan:
             return None
         return self.raw_expr(self.table.column(self.table.time_column))
 
-    def _problems(self, col: Column, v: str) -> list[tuple[str, str]]:
-        """(condition that makes the value unloadable, reason) pairs, most basic first."""
-        out = []
-        if col.required:
-            out.append((f"{v} IS NULL", MISSING_REQUIRED))
+    def _valid(self, col: Column, v: str) -> tuple[str, str] | None:
+        """(condition true for a loadable non-NULL-or-NULL value, reason when false), cheapest form.
+
+        The same condition serves the fast path (all columns ANDed) and, negated, the per-column reason,
+        so the two can never disagree. Infinity passes here and is caught in Python (see load.py).
+        """
         k = col.kind
         if k in ("int", "bigint"):
-            out.append((f"typeof({v}) NOT IN ('integer', 'null')", NON_NUMERIC))
-            if k == "int":
-                out.append((f"abs({v}) > 2147483647", NON_NUMERIC))
-        elif k == "numeric":
-            out.append((f"CASE typeof({v}) WHEN 'real' THEN abs({v}) > {MAX_DOUBLE} "
-                        f"WHEN 'integer' THEN 0 WHEN 'null' THEN 0 ELSE 1 END", NON_NUMERIC))
-        elif k == "bool":
-            out.append((f"{v} IS NOT NULL AND ({v} NOT IN (0, 1) OR typeof({v}) <> 'integer')", INVALID_VALUE))
-        elif k == "date":
-            out.append((f"{v} IS NOT NULL AND (typeof({v}) <> 'text' OR {v} NOT GLOB '{DATE_GLOB}' "
-                        f"OR date({v}) IS NOT {v})", MALFORMED_DATE))
-        elif k == "timestamptz":
-            frac = f"substr({v}, 20)"
-            out.append((
-                f"{v} IS NOT NULL AND (typeof({v}) <> 'text' OR substr({v}, 1, 19) NOT GLOB '{TS_GLOB}' "
-                f"OR date(substr({v}, 1, 10)) IS NOT substr({v}, 1, 10) "
-                f"OR strftime('%H:%M:%S', substr({v}, 1, 19)) IS NOT substr({v}, 12, 8) "
-                f"OR NOT ({frac} = '' OR (substr({frac}, 1, 1) = '.' AND length({frac}) BETWEEN 2 AND 7 "
-                f"AND substr({frac}, 2) NOT GLOB '*[^0-9]*')))",
+            rng = f" AND abs({v}) <= 2147483647" if k == "int" else ""
+            return f"({v} IS NULL OR (typeof({v}) = 'integer'{rng}))", NON_NUMERIC
+        if k == "numeric":
+            # x * 1 = x holds for integers and reals only: text and blobs become 0 and compare unequal.
+            return f"({v} IS NULL OR {v} * 1 = {v})", NON_NUMERIC
+        if k == "bool":
+            return f"({v} IS NULL OR {v} IN (0, 1))", INVALID_VALUE
+        if k == "date":
+            return (f"({v} IS NULL OR ({v} GLOB '{DATE_GLOB}' AND date(julianday({v})) = {v}))",
+                    MALFORMED_DATE)
+        if k == "timestamptz":
+            d = f"substr({v}, 1, 10)"
+            return (
+                f"({v} IS NULL OR (substr({v}, 1, 19) GLOB '{TS_GLOB}' AND date(julianday({d})) = {d} "
+                f"AND substr({v}, 12, 2) < '24' AND substr({v}, 15, 2) < '60' AND substr({v}, 18, 2) < '60' "
+                f"AND (length({v}) = 19 OR (length({v}) BETWEEN 21 AND 26 AND substr({v}, 20, 1) = '.' "
+                f"AND substr({v}, 21) NOT GLOB '*[^0-9]*'))))",
                 MALFORMED_TIMESTAMP,
-            ))
+            )
+        return None
+
+    def _conditions(self, duplicates: str | None) -> list[tuple[str, str]]:
+        """(condition that holds for a loadable row, 'reason:detail' when it does not), in report order."""
+        out: list[tuple[str, str]] = []
+        # Derived columns last: a malformed order_time is reported as such, not as a bad trade_date.
+        for c in sorted(self.columns, key=lambda c: c.name in self.table.derived):
+            v = _ident("m_" + c.name)
+            # A region that cannot be found means an unknown ticker: the orphan check says so.
+            region_from_ticker = c.name == "region" and self.table.ticker_column is not None
+            if c.required and not region_from_ticker:
+                out.append((f"{v} IS NOT NULL", f"{MISSING_REQUIRED}:{c.name}"))
+            valid = self._valid(c, v)
+            if valid:
+                out.append((valid[0], f"{valid[1]}:{c.name}"))
+        out += self._orphan_conditions_outer()
+        for name, expr in self.table.checks:
+            # A CHECK fails only when false (NULL passes), as in PostgreSQL.
+            out.append((f"({self._rename(expr)}) IS NOT 0", f"{self._check_reason(name)}:{name}"))
+        if duplicates:
+            out.append((f"_rowid NOT IN (SELECT rowid FROM {duplicates})", f"{DUPLICATE_KEY}:key"))
         return out
 
     def render_expr(self, col: Column, v: str) -> str:
-        """The COPY text of a checked value (numbers stay numbers: Python renders them exactly)."""
+        """The value handed to psycopg's COPY formatter (which escapes text and writes NULL as \\N).
+
+        Numbers stay numbers: psycopg renders floats with Python's exact, shortest ``repr`` in C.
+        """
         k = col.kind
-        if k in ("int", "bigint", "numeric"):
-            return f"ifnull({v}, '\\N')"
         if k == "bool":
-            return f"CASE {v} WHEN 1 THEN 't' WHEN 0 THEN 'f' ELSE '\\N' END"
-        if k == "date":
-            return f"ifnull({v}, '\\N')"
+            return f"CASE {v} WHEN 1 THEN 't' WHEN 0 THEN 'f' END"
         if k == "timestamptz":
             # 'YYYY-MM-DD HH:MM:SS.ffffff' always six digits, as validation's to_char renders it; naive
             # local values are read in the session's zone (Asia/Seoul), UTC ones carry '+00'.
             suffix = " || '+00'" if col.source_tz == "UTC" else ""
-            return (f"ifnull(replace(substr({v}, 1, 19), 'T', ' ') || '.' || "
-                    f"substr(substr({v}, 21) || '000000', 1, 6){suffix}, '\\N')")
-        return f"ifnull({_copy_text(v)}, '\\N')"
+            return (f"replace(substr({v}, 1, 19), 'T', ' ') || '.' || "
+                    f"substr(substr({v}, 21) || '000000', 1, 6){suffix}")
+        if k == "text":
+            return f"CAST({v} AS TEXT)"
+        return v
 
     def _check_reason(self, name: str) -> str:
         return OHLC_VIOLATION if name.startswith(("chk_ohlcv_high", "chk_ohlcv_low")) else INVALID_VALUE
@@ -169,8 +183,11 @@ class TablePlan:
             out.append(f"LEFT JOIN {self.known} k{i + 2} ON k{i + 2}.ticker = s.{_ident(ref)}")
         return "\n".join(out)
 
-    def where(self, flt: SliceFilter, params: list[object]) -> str:
+    def where(self, flt: SliceFilter, params: list[object], rowid_range: tuple[int, int] | None = None) -> str:
         conds = []
+        if rowid_range is not None:
+            conds.append("s.rowid BETWEEN ? AND ?")
+            params.extend(rowid_range)
         if flt.regions is not None and self.table.has_region:
             marks = ", ".join("?" for _ in flt.regions)
             region = self.region_expr()
@@ -188,21 +205,16 @@ class TablePlan:
             params.append(date.fromordinal(flt.end_date.toordinal() + 1).isoformat())
         return ("WHERE " + " AND ".join(conds)) if conds else ""
 
-    def query(self, flt: SliceFilter, *, duplicates: str | None = None) -> SourceQuery:
+    def query(self, flt: SliceFilter, *, duplicates: str | None = None,
+              rowid_range: tuple[int, int] | None = None) -> SourceQuery:
         """The streaming query; ``duplicates`` names a temp table of rowids to reject as key collisions."""
         inner = ["s.rowid AS _rowid"]
         inner += [f"{self.raw_expr(c)} AS {_ident('m_' + c.name)}" for c in self.columns]
-        cases: list[tuple[str, str]] = []
-        for c in self.columns:
-            v = _ident("m_" + c.name)
-            cases += [(cond, f"{reason}:{c.name}") for cond, reason in self._problems(c, v)]
-        outer_cases = cases + [(c, r) for c, r in self._orphan_conditions_outer()]
-        for name, expr in self.table.checks:
-            outer_cases.append((f"NOT ({self._rename(expr)})", f"{self._check_reason(name)}:{name}"))
-        if duplicates:
-            outer_cases.append((f"_rowid IN (SELECT rowid FROM {duplicates})", f"{DUPLICATE_KEY}:key"))
-        reason = "CASE " + " ".join(f"WHEN {c} THEN {_lit(r)}" for c, r in outer_cases) + " END" \
-            if outer_cases else "NULL"
+        conds = self._conditions(duplicates)
+        # Fast path: one AND of every condition; only a row that fails it evaluates the per-reason CASE.
+        reason = ("CASE WHEN " + " AND ".join(c for c, _ in conds) + " THEN NULL ELSE CASE "
+                  + " ".join(f"WHEN NOT {c} THEN {_lit(r)}" for c, r in conds) + f" ELSE '{INVALID_VALUE}:row' END END"
+                  if conds else "NULL")
         day = self._day_expr()
         outer = [
             "_rowid",
@@ -212,11 +224,13 @@ class TablePlan:
         ]
         outer += [self.render_expr(c, _ident("m_" + c.name)) for c in self.columns]
         params: list[object] = []
-        where = self.where(flt, params)
+        where = self.where(flt, params, rowid_range)
         orphan_cols = self._orphan_inner_columns()
         sql = (
             f"SELECT {', '.join(outer)}\nFROM (\n  SELECT {', '.join(inner + orphan_cols)}\n"
-            f"  FROM main.{_ident(self.table.source)} s\n{self.joins()}\n{where}\n)"
+            # LIMIT -1 keeps SQLite from flattening the subquery: each mapped value is computed once per
+            # row instead of once per reference in the checks and renders above.
+            f"  FROM main.{_ident(self.table.source)} s\n{self.joins()}\n{where}\n  LIMIT -1\n)"
         )
         return SourceQuery(sql, tuple(params), tuple(c.name for c in self.columns))
 
@@ -234,12 +248,11 @@ class TablePlan:
         out = []
         tcol = self.table.ticker_column
         if tcol:
-            out.append(("_t_ticker IS NULL", f"{ORPHAN}:{tcol} not in tickers"))
-            out.append(("_s_region IS NOT NULL AND _s_region IS NOT _t_region",
-                        f"{ORPHAN}:region differs from the ticker's"))
-            out.append(("_k_ticker IS NULL", f"{ORPHAN}:{tcol} not in the target's tickers"))
+            out.append(("_t_ticker IS NOT NULL", f"{ORPHAN}:{tcol} not in tickers"))
+            out.append(("(_s_region IS NULL OR _s_region = _t_region)", f"{ORPHAN}:region differs from the ticker's"))
+            out.append(("_k_ticker IS NOT NULL", f"{ORPHAN}:{tcol} not in the target's tickers"))
         for i, ref in enumerate(self.table.ticker_refs):
-            out.append((f"_k{i + 2}_ticker IS NULL", f"{ORPHAN}:{ref} not in the target's tickers"))
+            out.append((f"_k{i + 2}_ticker IS NOT NULL", f"{ORPHAN}:{ref} not in the target's tickers"))
         return out
 
     def _rename(self, expr: str) -> str:

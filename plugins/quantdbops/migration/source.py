@@ -67,11 +67,7 @@ def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
 
 
 def expected_source_columns(table: Table) -> set[str]:
-    cols = {c.source_column for c in table.columns if c.source_column}
-    cols |= set(table.derived.values()) | set(table.dropped_source_columns) | set(table.ticker_refs)
-    if table.ticker_column:
-        cols.add(table.ticker_column)
-    return cols
+    return table.source_columns()
 
 
 def inspect_source(conn: sqlite3.Connection, path: str | Path,

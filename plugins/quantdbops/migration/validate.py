@@ -20,8 +20,9 @@ from psycopg import sql
 from quantdbops import REGIONS
 from quantdbops.io.pg import DbMode
 from quantdbops.migration import checksum
-from quantdbops.migration.load import render_line, slice_regions
+from quantdbops.migration.load import find_duplicates, known_tickers, slice_regions
 from quantdbops.migration.plan import ALL_REGIONS, UNKNOWN_REGION, SliceFilter, TablePlan
+from quantdbops.migration.produce import prepare_source, produce
 from quantdbops.registry import AGGREGATES, TABLES, Column, RegionRule, Table
 
 SAMPLE_ROWS = 25
@@ -208,13 +209,22 @@ class Validator:
     def indexes(self) -> list[CheckResult]:
         present = {r[0] for r in self.pg.execute(
             "SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")}
+        # Every index must be valid, and a partitioned table's index must exist on each partition.
+        broken = {r[0]: r[1] for r in self.pg.execute(
+            "SELECT t.relname, count(*) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+            "JOIN pg_class t ON t.oid = x.indrelid WHERE t.relnamespace = 'public'::regnamespace AND ("
+            "NOT x.indisvalid OR (t.relkind = 'p' AND (SELECT count(*) FROM pg_inherits h WHERE h.inhparent = i.oid)"
+            " < (SELECT count(*) FROM pg_inherits h WHERE h.inhparent = t.oid))) GROUP BY 1")}
         out = []
         for table in self.tables:
             want = {ix.name for ix in table.indexes} | {f"{table.name}_pkey"}
             missing = sorted(want - present)
-            out.append(CheckResult("indexes", "pass" if not missing else "fail", table.name, None,
-                                   expected=f"{len(want)} indexes", actual="all present" if not missing
-                                   else f"missing {', '.join(missing)}"))
+            bad = broken.get(table.name, 0)
+            actual = "all present and valid" if not missing and not bad else "; ".join(
+                ([f"missing {', '.join(missing)}"] if missing else [])
+                + ([f"{bad} invalid or not on every partition"] if bad else []))
+            out.append(CheckResult("indexes", "pass" if not missing and not bad else "fail", table.name, None,
+                                   expected=f"{len(want)} valid indexes", actual=actual))
         return out
 
     # --- 8. sample rows, column by column from the raw source values --------------------------------
@@ -326,17 +336,17 @@ class Validator:
         has_day = table.time_column is not None
         d = date.fromisoformat(day) if has_day else None
         flt = SliceFilter(regions=(region,) if table.has_region else None, start_date=d, end_date=d)
-        plan = TablePlan(table)
-        if table.ticker_column or table.ticker_refs:
-            from quantdbops.migration.load import _known_tickers
-
-            _known_tickers(self.s, self.pg, from_source=False)
-        q = plan.query(flt)
+        # The source rows of that day, rendered by the loader's own producer (checks included).
+        known = known_tickers(self.s, self.pg, from_source=False) if (table.ticker_column or table.ticker_refs) \
+            else None
+        dups = find_duplicates(self.s, TablePlan(table), flt)
+        prepare_source(self.s, known, dups)
+        chunks: list[bytes] = []
+        produce(self.s, table.name, flt, None, dups, chunks.append)
         source = {}
-        for row in self.s.execute(q.sql, q.params):
-            if row[1] is None and (not has_day or row[3] == day):
-                line = render_line(row[4:])
-                parts = line.split("\t")
+        for line in b"".join(chunks).decode().splitlines():
+            parts = line.split("\t")
+            if not has_day or parts[cols.index(table.time_column)][:10] == day:
                 source[tuple(parts[i] for i in key_pos)] = parts
         where = [sql.SQL("TRUE")]
         params: list[object] = []

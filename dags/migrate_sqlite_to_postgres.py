@@ -1,0 +1,101 @@
+"""
+# Migration: Spock SQLite → PostgreSQL / TimescaleDB
+
+**What it does.** Reads the platform's `spock_local.db` (connection `spock_sqlite`) and loads every
+selected table into `quant_platform` (connection `quant_postgres`), one task per table, tickers first.
+Rows stream from SQLite straight into PostgreSQL `COPY`; each source column is mapped explicitly (text
+dates and ISO timestamps, 0/1 booleans, REAL → exact NUMERIC, the region of region-less rows from
+`tickers`, timeframe `1d` → `D`). Rows that cannot be loaded are **quarantined** in
+`ops.migration_rejects` with the reason and the raw row: nothing is dropped silently. Then `validate`
+proves parity (row counts, date coverage, OHLCV rules, NULLs, referential integrity, TimescaleDB features
+or partitions, indexes, sample rows, and a checksum of every row per table, region and month), and
+`benchmark` times the seeds' query SLOs. Works on TimescaleDB and on plain PostgreSQL (RDS): the
+`prepare` log says which mode it found.
+
+**Schedule.** Manual only; one run at a time.
+
+**Trigger.** Use the trigger form, or the API/CLI with a conf such as
+```json
+{"regions": ["KR", "US"], "tables": ["tickers", "ohlcv_data"],
+ "start_date": "2024-01-01", "end_date": "2025-10-17", "dry_run": false}
+```
+`dry_run` defaults to **true** (read, map, check and count everything, write nothing): run it first, read
+the reject counts, then trigger again with `dry_run: false`. `source_path` overrides the connection's file.
+
+**Reading the logs.** `prepare`: source tables and row counts, tables not migrated, the database mode.
+`load_<table>`: progress every 5 s (rows, rows/s, ETA), then a per-region table (source rows, loaded,
+rejected by reason). `validate`: one table of every check. `summary`: the per-table totals.
+
+**When it fails.**
+- *prepare* "not an SQLite database" / "does not exist" / "lacks columns": the source file is wrong or not
+  mounted on the workers. Nothing was written. Fix the connection or `source_path`, trigger again.
+- *load_<table>*: each table is replaced in one transaction, so a failed or killed load changed nothing.
+  Database unreachable: the task retries by itself. Otherwise read the error, fix, clear the task.
+- *validate* (no retries): the message lists what differs down to the rows. Clear the affected
+  `load_<table>` tasks and `validate` to reload them; rejects are in `ops.migration_rejects`.
+- *benchmark*: a query past its critical threshold. The data is migrated; tune the database (ANALYZE,
+  indexes, memory) before go-live and re-run only `benchmark`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import dag, task
+
+from quantdbops import HEAVY_DB_POOL
+from quantdbops.assets import MIGRATED_DATA
+from quantdbops.dag_policy import START_DATE, default_args
+from quantdbops.migration.params import migration_params
+from quantdbops.operators.migration import (
+    MigrateTableOperator,
+    MigrationSummaryOperator,
+    PrepareMigrationOperator,
+    QuerySloOperator,
+    ValidateMigrationOperator,
+)
+from quantdbops.registry import migratable_tables
+
+
+@dag(
+    dag_id="migrate_sqlite_to_postgres",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    params=migration_params(),
+    default_args=default_args(execution_timeout=timedelta(hours=6)),
+    tags=["quant-db-ops", "migration", "manual"],
+)
+def migrate_sqlite_to_postgres() -> None:
+    prepare = PrepareMigrationOperator(task_id="prepare")
+    loads = {
+        t.name: MigrateTableOperator(task_id=f"load_{t.name}", table_name=t.name, pool=HEAVY_DB_POOL)
+        for t in migratable_tables()
+    }
+    load_ids = [op.task_id for op in loads.values()]
+    validate = ValidateMigrationOperator(task_id="validate", load_task_ids=load_ids, trigger_rule="none_failed")
+    benchmark = QuerySloOperator(task_id="benchmark", trigger_rule="none_failed")
+    summary = MigrationSummaryOperator(task_id="summary", load_task_ids=load_ids, prepare_task_id="prepare")
+
+    @task(outlets=[MIGRATED_DATA], trigger_rule="none_failed")
+    def publish(params: dict | None = None) -> str:
+        """Tell the data-quality DAG there is new data (not after a dry run)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if (params or {}).get("dry_run", True):
+            raise AirflowSkipException("dry run: no data changed, the quality DAG is not triggered")
+        return MIGRATED_DATA.name
+
+    # Foreign-key order: tickers first; the other tables only reference tickers, so they may run side by
+    # side (the quant_db_heavy pool caps how many hit the database at once).
+    prepare >> loads["tickers"]
+    for name, op in loads.items():
+        if name != "tickers":
+            loads["tickers"] >> op
+        op >> validate
+    validate >> benchmark >> summary >> publish()
+
+
+dag = migrate_sqlite_to_postgres()

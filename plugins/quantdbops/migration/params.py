@@ -1,0 +1,106 @@
+"""The migration's trigger-form params: JSON schema for the form, and their strict reading in tasks.
+
+The form (and the REST API) validate against the schema before a run is created; ``MigrationRequest``
+checks again what JSON schema cannot say (start before end, a readable source file), before any write.
+Identifiers never come from user text: tables and regions are picked from the registry's lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from quantdbops import REGIONS
+from quantdbops.migration.plan import SliceFilter
+from quantdbops.registry import migratable_tables
+
+MIGRATABLE = tuple(t.name for t in migratable_tables())
+
+
+class ParamError(ValueError):
+    """The params cannot describe a migration (shown as the task's failure reason)."""
+
+
+def migration_params() -> dict[str, Any]:
+    """Param objects of the trigger form (imported by the DAG file; built without any I/O)."""
+    from airflow.sdk import Param
+
+    return {
+        "regions": Param(list(REGIONS), type="array", items={"type": "string", "enum": list(REGIONS)},
+                         minItems=1, uniqueItems=True, title="Regions",
+                         description="Markets to migrate. Market-wide tables (FX, indices, sentiment) "
+                                     "are loaded whatever is picked here."),
+        "tables": Param(list(MIGRATABLE), type="array", items={"type": "string", "enum": list(MIGRATABLE)},
+                        minItems=1, uniqueItems=True, title="Tables",
+                        description="Target tables to load (tickers is needed by every other table)."),
+        "start_date": Param(None, type=["null", "string"], format="date", title="Start date",
+                            description="Optional: first date of dated tables (inclusive)."),
+        "end_date": Param(None, type=["null", "string"], format="date", title="End date",
+                          description="Optional: last date of dated tables (inclusive)."),
+        "dry_run": Param(True, type="boolean", title="Dry run",
+                         description="Read, map, check and count everything; write nothing. "
+                                     "Untick to migrate."),
+        "source_path": Param(None, type=["null", "string"], pattern="^/.+", title="Source file override",
+                             description="Absolute path of a Spock SQLite file on the workers; empty = the "
+                                         "spock_sqlite connection's file."),
+    }
+
+
+def _date(value: object, name: str) -> date | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ParamError(f"{name} must be a date YYYY-MM-DD, got {value!r}") from None
+
+
+def _choice_list(value: object, allowed: tuple[str, ...], name: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ParamError(f"{name} must be a non-empty list of {', '.join(allowed)}")
+    unknown = [v for v in value if v not in allowed]
+    if unknown:
+        raise ParamError(f"unknown {name}: {', '.join(map(str, unknown))}; allowed: {', '.join(allowed)}")
+    return tuple(v for v in allowed if v in value)  # the registry's order, duplicates gone
+
+
+@dataclass(frozen=True)
+class MigrationRequest:
+    """What a run was asked to do, checked."""
+
+    regions: tuple[str, ...]
+    tables: tuple[str, ...]
+    start_date: date | None
+    end_date: date | None
+    dry_run: bool
+    source_path: str | None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> MigrationRequest:
+        regions = _choice_list(params.get("regions", list(REGIONS)), REGIONS, "regions")
+        tables = _choice_list(params.get("tables", list(MIGRATABLE)), MIGRATABLE, "tables")
+        start, end = _date(params.get("start_date"), "start_date"), _date(params.get("end_date"), "end_date")
+        if start and end and start > end:
+            raise ParamError(f"start_date {start} is after end_date {end}")
+        dry_run = params.get("dry_run", True)
+        if not isinstance(dry_run, bool):
+            raise ParamError(f"dry_run must be true or false, got {dry_run!r}")
+        path = params.get("source_path") or None
+        if path is not None and not str(path).startswith("/"):
+            raise ParamError(f"source_path must be an absolute path, got {path!r}")
+        return cls(regions, tables, start, end, dry_run, path)
+
+    def slice_filter(self) -> SliceFilter:
+        regions = None if set(self.regions) == set(REGIONS) else self.regions
+        return SliceFilter(regions=regions, start_date=self.start_date, end_date=self.end_date)
+
+    def describe(self) -> str:
+        span = f"{self.start_date or 'start'}..{self.end_date or 'end'}"
+        return (f"{'DRY RUN of ' if self.dry_run else ''}{len(self.tables)} tables, regions "
+                f"{','.join(self.regions)}, dates {span}")

@@ -1,0 +1,1 @@
+"""Custom operators: orchestration only; the work is in plain modules they call."""

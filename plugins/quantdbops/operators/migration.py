@@ -1,0 +1,288 @@
+"""Operators of the migration DAG: prepare, load one table, validate, benchmark, summarise.
+
+Each reads the run's params through ``MigrationRequest`` (so a bad param fails before any write), opens
+its connections inside ``execute`` and returns metadata only (counts, seconds, statuses) to XCom.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from quantdbops import CONN_POSTGRES, CONN_SQLITE, REGIONS
+from quantdbops.registry import dependency_order, migratable_tables, table
+from quantdbops.report import format_table
+
+
+def _request(context: Any) -> Any:
+    from quantdbops.migration.params import MigrationRequest, ParamError
+
+    try:
+        return MigrationRequest.from_params(context["params"])
+    except ParamError as exc:
+        raise AirflowFailException(f"Bad params: {exc}. Nothing was written; trigger again with valid "
+                                   "params (the trigger form lists the allowed values).") from exc
+
+
+def _open_source(request: Any, sqlite_conn_id: str) -> tuple[Any, str]:
+    from quantdbops.io.sqlite import sqlite_path
+    from quantdbops.migration.source import SourceError, open_source
+
+    path = request.source_path or sqlite_path(sqlite_conn_id)
+    try:
+        return open_source(path), path
+    except SourceError as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+class PrepareMigrationOperator(BaseOperator):
+    """Check params and source, apply the target schema (not in a dry run), detect and log the mode."""
+
+    ui_color = "#e8f0fe"
+
+    def __init__(self, *, postgres_conn_id: str = CONN_POSTGRES, sqlite_conn_id: str = CONN_SQLITE,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.postgres_conn_id = postgres_conn_id
+        self.sqlite_conn_id = sqlite_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from quantdbops.io.pg import connect, detect_mode
+        from quantdbops.migration.source import SourceError, inspect_source, require_complete
+        from quantdbops.schema.apply import apply_schema
+
+        request = _request(context)
+        self.log.info("Migration requested: %s", request.describe())
+        sconn, path = _open_source(request, self.sqlite_conn_id)
+        selected = [table(n) for n in request.tables]
+        report = inspect_source(sconn, path, selected)
+        try:
+            require_complete(report)
+        except SourceError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        self.log.info("Source %s (%.1f MB):\n%s", path, report.size_bytes / 1e6, format_table(
+            ["source table", "rows", "target"],
+            [(n, c, next((t.name for t in migratable_tables() if t.source == n), "NOT MIGRATED"))
+             for n, c in sorted(report.tables.items())]))
+        for src, why in report.not_migrated.items():
+            self.log.warning("Not migrated: %s (%s rows): %s", src, f"{report.tables.get(src, 0):,}", why)
+        for src, cols in report.extra_columns.items():
+            self.log.warning("Source %s has columns the registry does not know (not migrated): %s",
+                             src, ", ".join(cols))
+        with connect(self.postgres_conn_id, autocommit=True) as pg:
+            if request.dry_run:
+                mode = detect_mode(pg)
+                exists = pg.execute("SELECT to_regclass('ops.schema_version') IS NOT NULL").fetchone()[0]
+                self.log.info("DRY RUN: schema not applied (it %s). Target mode would be: %s",
+                              "exists" if exists else "does not exist yet", mode.describe())
+                schema = {"mode": mode.name, "applied": False}
+            else:
+                result = apply_schema(pg)
+                mode = result.mode
+                schema = {**result.as_dict(), "applied": True}
+        self.log.info("Target database mode: %s", mode.describe())
+        return {"source_path": path, "source_tables": report.tables, "not_migrated": report.not_migrated,
+                "extra_columns": report.extra_columns, "mode": mode.name, "schema": schema,
+                "request": request.describe()}
+
+
+class MigrateTableOperator(BaseOperator):
+    """Load one target table from the source: stream, map, check, quarantine, checksum, in one transaction."""
+
+    ui_color = "#e6f4ea"
+
+    def __init__(self, *, table_name: str, postgres_conn_id: str = CONN_POSTGRES,
+                 sqlite_conn_id: str = CONN_SQLITE, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not table(table_name).migratable:  # bad config fails when the DAG is parsed
+            raise ValueError(f"{table_name} has no source table")
+        self.table_name = table_name
+        self.postgres_conn_id = postgres_conn_id
+        self.sqlite_conn_id = sqlite_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        import psycopg
+
+        from quantdbops.io.pg import connect, detect_mode
+        from quantdbops.migration.load import load_table
+
+        request = _request(context)
+        if self.table_name not in request.tables:
+            raise AirflowSkipException(f"{self.table_name} was not selected in the params")
+        sconn, path = _open_source(request, self.sqlite_conn_id)
+        t = table(self.table_name)
+        with connect(self.postgres_conn_id) as pg:
+            mode = detect_mode(pg)
+            pg.commit()
+            try:
+                result = load_table(sconn, pg, t, request.slice_filter(), run_id=context["run_id"], mode=mode,
+                                    dry_run=request.dry_run, progress=self.log.info)
+            except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+                # Deterministic: the same rows would be refused again, so no retry. The transaction rolled
+                # back, the target is as it was before this task.
+                raise AirflowFailException(
+                    f"PostgreSQL refused a row of {t.name} that passed the loader's checks ({exc}). Nothing of "
+                    f"{t.name} was changed. This is a gap in the mapping checks: quarantine rule missing for "
+                    "this value; report it with the error above, or deselect the table to go on.") from exc
+        rows = [(r, s.source_rows, s.loaded, s.rejected_rows,
+                 ", ".join(f"{k} {v:,}" for k, v in sorted(s.rejected.items())) or "-")
+                for r, s in sorted(result.regions.items())]
+        rows.append(("TOTAL", result.source_rows, result.loaded, sum(result.rejected.values()),
+                     f"{result.seconds:.2f}s, {result.rows_per_sec:,.0f} rows/s"))
+        self.log.info("%s %s from %s:\n%s", "Dry run of" if request.dry_run else "Loaded", t.name, path,
+                      format_table(["region", "source rows", "loaded", "rejected", "rejects by reason"], rows))
+        if result.unknown_columns:
+            self.log.warning("%s: source columns not in the registry (not migrated): %s", t.name,
+                             ", ".join(result.unknown_columns))
+        if result.rejected:
+            self.log.warning("%s: %s rows quarantined in ops.migration_rejects (run_id %s): fix them in the "
+                             "source and re-run this table, or accept them; they are never dropped silently.",
+                             t.name, f"{sum(result.rejected.values()):,}", context["run_id"])
+        if result.source_rows != result.loaded + sum(result.rejected.values()):
+            raise AirflowFailException(f"{t.name}: source rows {result.source_rows} != loaded + rejected")
+        return result.as_dict()
+
+
+class ValidateMigrationOperator(BaseOperator):
+    """The seeds' eight checks plus the full-content checksum; any failure fails without retry."""
+
+    ui_color = "#fef7e0"
+
+    def __init__(self, *, load_task_ids: Sequence[str], postgres_conn_id: str = CONN_POSTGRES,
+                 sqlite_conn_id: str = CONN_SQLITE, **kwargs: Any) -> None:
+        kwargs.setdefault("retries", 0)
+        super().__init__(**kwargs)
+        self.load_task_ids = list(load_task_ids)
+        self.postgres_conn_id = postgres_conn_id
+        self.sqlite_conn_id = sqlite_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from quantdbops.io.pg import connect, detect_mode
+        from quantdbops.migration.validate import Validator, record_results
+
+        request = _request(context)
+        if request.dry_run:
+            loads = [x for x in context["ti"].xcom_pull(task_ids=self.load_task_ids) or [] if x]
+            bad = [x["table"] for x in loads if x["source_rows"] != x["loaded"] + sum(x["rejected"].values())]
+            self.log.info("DRY RUN: the target was not written, so only the source side is checked: every "
+                          "source row of %d tables would be loaded or quarantined%s.", len(loads),
+                          "" if not bad else f" EXCEPT {bad}")
+            if bad:
+                raise AirflowFailException(f"dry run does not balance for {bad}")
+            return {"dry_run": True, "tables": len(loads)}
+        sconn, _ = _open_source(request, self.sqlite_conn_id)
+        tables = [table(n) for n in dependency_order(request.tables)]
+        with connect(self.postgres_conn_id, autocommit=True) as pg:
+            mode = detect_mode(pg)
+            results = Validator(sconn, pg, tables, request.slice_filter(), mode).run()
+            record_results(pg, context["run_id"], results)
+        self.log.info("Validation of run %s (%s):\n%s", context["run_id"], mode.describe(), format_table(
+            ["check", "table", "region", "status", "expected", "actual"],
+            [(r.check, r.table or "", r.region or "", r.status.upper(), r.expected, r.actual) for r in results]))
+        failed = [r for r in results if r.status == "fail"]
+        for r in failed:
+            if r.details:
+                self.log.error("%s %s %s details: %s", r.check, r.table or "", r.region or "", r.details)
+        summary = {"checks": len(results), "failed": len(failed)}
+        if failed:
+            what = "; ".join(f"{r.check} {r.table or ''} {r.region or ''}: expected {r.expected}, got {r.actual}"
+                             for r in failed[:10])
+            raise AirflowFailException(
+                f"Validation failed ({len(failed)} of {len(results)} checks): {what}. What to do: read the "
+                "details above (the rows that differ are listed); content differences mean the target was "
+                "changed after the load or a load was interrupted: clear the affected load task(s) and this "
+                "one to reload those tables (loads replace their slices atomically). Results are in "
+                "ops.validation_results.")
+        return summary
+
+
+class QuerySloOperator(BaseOperator):
+    """The seeds' query SLO suite on the migrated data; fails only past a critical threshold."""
+
+    ui_color = "#f3e8fd"
+
+    def __init__(self, *, runs: int = 10, postgres_conn_id: str = CONN_POSTGRES, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if runs < 1:
+            raise ValueError("runs must be >= 1")
+        self.runs = runs
+        self.postgres_conn_id = postgres_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from quantdbops.io.pg import connect, detect_mode
+        from quantdbops.migration import slo
+
+        request = _request(context)
+        if request.dry_run:
+            raise AirflowSkipException("dry run: nothing was migrated, no queries to time")
+        if "ohlcv_data" not in request.tables:
+            raise AirflowSkipException("ohlcv_data was not migrated in this run: the SLO suite reads it")
+        with connect(self.postgres_conn_id, autocommit=True) as pg:
+            mode = detect_mode(pg)
+            results = slo.run_suite(pg, mode, list(request.regions or REGIONS), runs=self.runs,
+                                    say=self.log.info)
+            slo.record(pg, context["run_id"], results)
+
+        def ms(v: float | None) -> str:
+            return "" if v is None else f"{v:,.1f}"
+
+        self.log.info("Query SLOs (%s, %d runs each, ms):\n%s", mode.describe(), self.runs, format_table(
+            ["query", "mean", "median", "p95", "p99", "min", "max", "target/accept/critical", "status"],
+            [(r.name, ms(r.stat("mean")), ms(r.stat("median")), ms(r.stat("p95")), ms(r.stat("p99")),
+              ms(r.stat("min")), ms(r.stat("max")),
+              f"{r.slo.target_ms:.0f}/{r.slo.acceptable_ms:.0f}/{r.slo.critical_ms:.0f}" if r.slo else "",
+              r.status.upper() + (f" {r.details}" if r.details and not r.slo else "")) for r in results]))
+        warned = [r.name for r in results if r.status == "warn"]
+        if warned:
+            self.log.warning("Past the acceptable threshold: %s. Check EXPLAIN plans and ANALYZE; the weekly "
+                             "maintenance DAG vacuums and reindexes.", ", ".join(warned))
+        critical = [r.name for r in results if r.status == "critical"]
+        if critical:
+            raise AirflowFailException(f"Query SLOs past critical: {', '.join(critical)}. The data is migrated "
+                                       "and validated; the database needs tuning before go-live (indexes, "
+                                       "ANALYZE, memory settings): see the table above.")
+        return {r.name: r.status for r in results}
+
+
+class MigrationSummaryOperator(BaseOperator):
+    """One table for the whole run: per table source rows, loaded, rejected by reason, seconds, rows/s."""
+
+    def __init__(self, *, load_task_ids: Sequence[str], prepare_task_id: str, **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "none_failed")
+        super().__init__(**kwargs)
+        self.load_task_ids = list(load_task_ids)
+        self.prepare_task_id = prepare_task_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        request = _request(context)
+        ti = context["ti"]
+        prep = ti.xcom_pull(task_ids=self.prepare_task_id) or {}
+        loads = [x for x in (ti.xcom_pull(task_ids=self.load_task_ids) or []) if x]
+        rows = []
+        for x in loads:
+            rej = x["rejected"]
+            rows.append((x["table"], x["source_rows"], x["loaded"], sum(rej.values()),
+                         ", ".join(f"{k} {v:,}" for k, v in sorted(rej.items())) or "-",
+                         f"{x['seconds']:.2f}", f"{x['rows_per_sec']:,}"))
+        total_src = sum(x["source_rows"] for x in loads)
+        total_s = sum(x["seconds"] for x in loads)
+        rows.append(("TOTAL", total_src, sum(x["loaded"] for x in loads),
+                     sum(sum(x["rejected"].values()) for x in loads), "", f"{total_s:.2f}",
+                     f"{total_src / total_s if total_s else 0:,.0f}"))
+        self.log.info("%s: %s (mode %s)\n%s", "DRY RUN" if request.dry_run else "Migration complete",
+                      request.describe(), prep.get("mode"), format_table(
+                          ["table", "source rows", "loaded", "rejected", "rejects by reason", "seconds", "rows/s"],
+                          rows))
+        not_migrated = prep.get("not_migrated") or {}
+        if not_migrated:
+            src_rows = prep.get("source_tables") or {}
+            self.log.info("Source tables NOT migrated (not part of the target schema):\n%s", format_table(
+                ["source table", "rows", "why"], [(n, src_rows.get(n, 0), why) for n, why in not_migrated.items()]))
+        skipped = [n for n in (t.name for t in migratable_tables()) if n not in request.tables]
+        if skipped:
+            self.log.info("Target tables not selected in this run: %s", ", ".join(skipped))
+        return {"tables": len(loads), "source_rows": total_src, "not_migrated": sorted(not_migrated),
+                "dry_run": request.dry_run}
