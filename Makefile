@@ -11,7 +11,7 @@ PG_BIN      := /usr/lib/postgresql/15/bin
 PG_PORT     ?= 55432
 PG_DIR      := $(LOCAL)/pg
 SAMPLE      ?= data/spock_local.db
-SAMPLE_ARGS ?= --tickers-per-region 40 --days 500
+SAMPLE_ARGS ?= --tickers-per-region 40 --days 500 --defects
 AIRFLOW_PORT ?= 8080
 
 export AIRFLOW_HOME := $(LOCAL)/airflow

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 PROGRESS_SECONDS = 5.0
 # Tables smaller than this are read in-process: starting producer processes would cost more than it saves.
-PARALLEL_MIN_ROWS = 200_000
+PARALLEL_MIN_ROWS = 50_000
 
 
 def default_workers() -> int:
