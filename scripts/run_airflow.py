@@ -7,6 +7,7 @@ the heavy-database pool, waits for the UI and prints its address and login. Ctrl
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +28,8 @@ def main() -> int:
     home = Path(os.environ["AIRFLOW_HOME"])
     exe = str(Path(sys.executable).with_name("airflow"))
     env = dict(os.environ)
+    # standalone starts its components as `airflow ...` subprocesses: the virtualenv must come first
+    env["PATH"] = f"{Path(exe).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update({
         "AIRFLOW__API__PORT": str(args.port),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
@@ -50,8 +53,8 @@ def main() -> int:
             except OSError:
                 time.sleep(2)
         pw_file = home / "passwords.json"
-        password = pw_file.read_text().strip() if pw_file.exists() else "(see the passwords file)"
-        print(f"Airflow UI: {url}  login: admin / password in {pw_file}: {password}")
+        password = json.loads(pw_file.read_text()).get("admin", "?") if pw_file.exists() else "?"
+        print(f"Airflow UI: {url}  login: admin / {password}  (kept in {pw_file})")
         print("Trigger migrate_sqlite_to_postgres from its trigger form (untick dry_run to write). "
               f"Logs: {log}. Ctrl-C stops Airflow.")
         proc.wait()
