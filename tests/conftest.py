@@ -78,8 +78,8 @@ def tsdb_cluster() -> Iterator[Cluster]:
 
 @pytest.fixture
 def cluster(request: pytest.FixtureRequest) -> Cluster:
-    """The cluster of the test's mode: parametrise a test with ``MODES`` as ``mode``."""
-    mode = getattr(request, "param", None) or request.getfixturevalue("mode")
+    """The cluster of the test's mode: parametrise a test with ``MODES`` as ``mode`` (default: plain)."""
+    mode = request.getfixturevalue("mode") if "mode" in request.fixturenames else "postgresql"
     return request.getfixturevalue("tsdb_cluster" if mode == "timescaledb" else "plain_cluster")
 
 
