@@ -79,7 +79,7 @@ class Cluster:
 
     def running(self) -> bool:
         res = subprocess.run([str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-                             capture_output=True)
+                             capture_output=True, check=False)
         return res.returncode == 0
 
     def init(self) -> None:
@@ -134,7 +134,7 @@ class Cluster:
 
     def createdb(self, name: str = "quant_platform") -> None:
         res = subprocess.run(_as_owner([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
-                                        "-U", "postgres", name]), capture_output=True, text=True)
+                                        "-U", "postgres", name]), capture_output=True, text=True, check=False)
         if res.returncode != 0 and "already exists" not in res.stderr:
             raise RuntimeError(f"createdb {name} failed: {res.stderr.strip()}")
 
@@ -142,7 +142,7 @@ class Cluster:
         if not (self.data / "PG_VERSION").exists():
             return
         subprocess.run(_as_owner([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"]),
-                       capture_output=True)
+                       capture_output=True, check=False)
 
     def destroy(self) -> None:
         self.stop()

@@ -12,7 +12,7 @@ DATABASE_SCHEMA (``include/sql`` holds the rest: ops tables, roles, aggregates).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from quantdbops import PLATFORM_TZ, REGIONS
 
@@ -42,7 +42,7 @@ SAME = "="  # marker: the source column has the target column's name
 REGION_CHECK = "region IN (" + ", ".join(f"'{r}'" for r in REGIONS) + ")"
 
 
-class RegionRule(str, Enum):
+class RegionRule(StrEnum):
     """How the region of a source row is found."""
 
     COLUMN = "column"  # the source row carries a NOT NULL region
@@ -51,7 +51,7 @@ class RegionRule(str, Enum):
     GLOBAL = "global"  # market-wide rows (FX, indices, sentiment): no region filter applies
 
 
-class LoadMode(str, Enum):
+class LoadMode(StrEnum):
     """How a region slice of a table is replaced."""
 
     REPLACE = "replace"  # delete the slice and COPY it again, in one transaction

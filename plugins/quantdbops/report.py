@@ -21,7 +21,8 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, ti
                for i in range(len(headers))]
 
     def line(values: Sequence[str]) -> str:
-        return "  ".join(v.rjust(w) if numeric[i] else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths)))
+        pairs = enumerate(zip(values, widths, strict=True))
+        return "  ".join(v.rjust(w) if numeric[i] else v.ljust(w) for i, (v, w) in pairs).rstrip()
 
     out = [title] if title else []
     out += [line(list(headers)), "  ".join("-" * w for w in widths)]

@@ -21,7 +21,7 @@ FORBIDDEN_AT_IMPORT = ("connect(", "Variable.get(", "get_connection(", "open(", 
 
 
 @pytest.fixture(scope="module")
-def dagbag():  # noqa: ANN201 - Airflow's DagBag
+def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=str(REPO / "dags"))
@@ -31,18 +31,18 @@ def test_there_are_dag_files() -> None:
     assert DAG_FILES, "dags/ holds no DAG file"
 
 
-def test_no_import_errors(dagbag) -> None:  # noqa: ANN001
+def test_no_import_errors(dagbag) -> None:
     assert dagbag.import_errors == {}
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in DAG_FILES])
-def test_dag_id_is_the_file_name(dagbag, path: Path) -> None:  # noqa: ANN001
+def test_dag_id_is_the_file_name(dagbag, path: Path) -> None:
     assert path.stem in dagbag.dags
     assert dagbag.dags[path.stem].fileloc.endswith(path.name)
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in DAG_FILES])
-def test_policy(dagbag, path: Path) -> None:  # noqa: ANN001
+def test_policy(dagbag, path: Path) -> None:
     dag = dagbag.dags[path.stem]
     assert dag.doc_md and len(dag.doc_md) > 400, "doc_md must be the runbook"
     assert set(dag.tags) <= TAGS, f"tags outside the vocabulary: {set(dag.tags) - TAGS}"
@@ -83,7 +83,7 @@ def test_parse_time_is_well_under_a_second(path: Path) -> None:
     assert seconds < 1.0, f"{path.name} took {seconds:.2f}s to parse"
 
 
-def test_migration_params_validate_before_anything_runs(dagbag) -> None:  # noqa: ANN001
+def test_migration_params_validate_before_anything_runs(dagbag) -> None:
     """The trigger form's JSON schema refuses an unknown region and an unknown table."""
     from airflow.sdk.definitions.param import ParamsDict
 
@@ -91,12 +91,12 @@ def test_migration_params_validate_before_anything_runs(dagbag) -> None:  # noqa
     schema_regions = params.get_param("regions").schema
     assert schema_regions["items"]["enum"] == ["KR", "US", "CN", "HK", "JP", "VN"]
     bad = ParamsDict(dict(params.items()))
-    with pytest.raises(Exception, match="XX|valid"):
+    with pytest.raises(Exception, match=r"XX|valid"):
         bad["regions"] = ["XX"]
         bad.validate()
 
 
-def test_migration_shape(dagbag) -> None:  # noqa: ANN001
+def test_migration_shape(dagbag) -> None:
     dag = dagbag.dags["migrate_sqlite_to_postgres"]
     from quantdbops.registry import migratable_tables
 

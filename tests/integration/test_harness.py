@@ -6,8 +6,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import MODES
 
+from conftest import MODES
 from quantdbops import CONN_POSTGRES, CONN_S3, CONN_SQLITE
 
 

@@ -6,8 +6,8 @@ from datetime import date
 
 import psycopg
 import pytest
-from conftest import MODES
 
+from conftest import MODES
 from quantdbops.registry import AGGREGATES, TABLES
 from quantdbops.schema.apply import apply_schema
 

@@ -198,7 +198,7 @@ def _raw_rows(sconn: sqlite3.Connection, table: str, rowids: list[int]) -> dict[
                             f"({', '.join('?' * len(chunk))})", chunk)
         names = [d[0] for d in cur.description]
         for row in cur:
-            out[row[0]] = {n: (v.hex() if isinstance(v, bytes) else v) for n, v in zip(names[1:], row[1:])}
+            out[row[0]] = {n: (v.hex() if isinstance(v, bytes) else v) for n, v in zip(names[1:], row[1:], strict=True)}
     return out
 
 

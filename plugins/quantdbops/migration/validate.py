@@ -58,7 +58,7 @@ class Validator:
 
     # --- helpers -------------------------------------------------------------------------------
     def _slice_params(self, table: Table) -> dict[str, object]:
-        regions = slice_regions(table, self.flt) + [UNKNOWN_REGION]
+        regions = [*slice_regions(table, self.flt), UNKNOWN_REGION]
         return {"table": table.name, "regions": regions, "start": self.flt.start_date, "end": self.flt.end_date}
 
     def _target_where(self, table: Table) -> tuple[sql.Composable, dict[str, object]]:
@@ -237,15 +237,15 @@ class Validator:
         rejected = {r[0] for r in self.pg.execute(
             "SELECT source_rowid FROM ops.migration_rejects WHERE table_name = %s AND source_rowid = ANY(%s)",
             (table.name, wanted))}
-        cur = self.s.execute(f'SELECT rowid, * FROM main."{table.source}" WHERE rowid IN ({",".join("?" * len(wanted))})',
-                             wanted)
+        marks = ",".join("?" * len(wanted))
+        cur = self.s.execute(f'SELECT rowid, * FROM main."{table.source}" WHERE rowid IN ({marks})', wanted)
         names = [d[0] for d in cur.description][1:]
         tickers = dict(self.s.execute("SELECT ticker, region FROM main.tickers")) if table.ticker_column else {}
         compared, diffs = 0, []
         for raw in cur.fetchall():
             if raw[0] in rejected or compared >= SAMPLE_ROWS:
                 continue
-            src = dict(zip(names, raw[1:]))
+            src = dict(zip(names, raw[1:], strict=True))
             expected = self._expected_values(table, src, tickers)
             if expected is None or not self._in_slice(table, expected):
                 continue
@@ -259,7 +259,7 @@ class Validator:
             if row is None:
                 diffs.append({"rowid": raw[0], "key": {k: str(v) for k, v in key.items()}, "problem": "missing"})
                 continue
-            for c, got in zip(cols, row):
+            for c, got in zip(cols, row, strict=True):
                 if got != expected[c]:
                     diffs.append({"rowid": raw[0], "column": c, "source": str(expected[c]), "target": str(got)})
         return [CheckResult("sample_rows", "pass" if not diffs else "fail", table.name, None,
@@ -367,14 +367,14 @@ class Validator:
             s, t = source.get(key), target.get(key)
             if s == t:
                 continue
-            entry = {"region": region, "day": day, "key": dict(zip(table.key, key))}
+            entry = {"region": region, "day": day, "key": dict(zip(table.key, key, strict=True))}
             if t is None:
                 entry["problem"] = "in source, missing in target"
             elif s is None:
                 entry["problem"] = "in target, not in source (or rejected)"
             else:
                 entry["problem"] = "values differ"
-                entry["columns"] = {c: {"source": a, "target": b} for c, a, b in zip(cols, s, t) if a != b}
+                entry["columns"] = {c: {"source": a, "target": b} for c, a, b in zip(cols, s, t, strict=True) if a != b}
             out.append(entry)
             if len(out) >= DRILL_ROWS:
                 break
