@@ -143,12 +143,13 @@ class Validator:
             "low <= min(open, close)": "low > least(open, close)", "prices > 0": "least(open, high, low, close) <= 0",
             "volume >= 0": "volume < 0",
         }
-        out = []
-        for name, bad in rules.items():
-            n = self._count_where(table, sql.SQL(bad))
-            out.append(CheckResult("business_rules", "pass" if n == 0 else "fail", table.name, None,
-                                   expected=f"0 rows break {name}", actual=f"{n:,}"))
-        return out
+        where, params = self._target_where(table)
+        counts = self.pg.execute(sql.SQL("SELECT {} FROM {} WHERE {}").format(  # one scan for all rules
+            sql.SQL(", ").join(sql.SQL("count(*) FILTER (WHERE {})").format(sql.SQL(bad)) for bad in rules.values()),
+            sql.Identifier("public", table.name), where), params).fetchone()
+        return [CheckResult("business_rules", "pass" if n == 0 else "fail", table.name, None,
+                            expected=f"0 rows break {name}", actual=f"{n:,}")
+                for name, n in zip(rules, counts, strict=True)]
 
     # --- 4. NULLs in required columns -------------------------------------------------------------
     def required_nulls(self, table: Table) -> list[CheckResult]:
