@@ -1,0 +1,190 @@
+"""Units of the migration that need no database: params, COPY rendering, the source query, the registry."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from quantdbops import REGIONS
+from quantdbops.migration.params import MIGRATABLE, MigrationRequest, ParamError
+from quantdbops.migration.plan import SliceFilter, TablePlan
+from quantdbops.migration.produce import RowFormatter, plain_number, render_row
+from quantdbops.registry import TABLES, dependency_order, migratable_tables, table
+from quantdbops.sample.source_ddl import CONTRACT_DDL
+
+
+# --- params -------------------------------------------------------------------------------------------------
+def test_defaults_mean_every_region_and_table_and_a_dry_run() -> None:
+    req = MigrationRequest.from_params({})
+    assert req.regions == REGIONS
+    assert req.tables == tuple(t.name for t in migratable_tables())
+    assert req.dry_run is True
+    assert (req.start_date, req.end_date, req.source_path) == (None, None, None)
+    assert req.slice_filter() == SliceFilter()  # all regions = no region filter
+
+
+def test_params_are_read_in_registry_order_without_duplicates() -> None:
+    req = MigrationRequest.from_params({
+        "regions": ["US", "KR", "US"], "tables": ["ohlcv_data", "tickers"], "start_date": "2025-01-02",
+        "end_date": "2025-03-04", "dry_run": False, "source_path": "/data/spock_local.db"})
+    assert req.regions == ("KR", "US")
+    assert req.tables == ("tickers", "ohlcv_data")
+    assert req.slice_filter() == SliceFilter(("KR", "US"), date(2025, 1, 2), date(2025, 3, 4))
+    assert (req.dry_run, req.source_path) == (False, "/data/spock_local.db")
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        pytest.param({"regions": ["XX"]}, "unknown regions: XX", id="unknown-region"),
+        pytest.param({"regions": ["KR", "EU"]}, "unknown regions: EU", id="one-unknown-region"),
+        pytest.param({"regions": []}, "regions must be a non-empty list", id="no-region"),
+        pytest.param({"tables": ["ohlcv"]}, "unknown tables: ohlcv", id="unknown-table"),
+        pytest.param({"tables": ["factor_scores"]}, "unknown tables: factor_scores", id="target-only-table"),
+        pytest.param({"start_date": "2025-03-02", "end_date": "2025-03-01"}, "is after end_date",
+                     id="start-after-end"),
+        pytest.param({"start_date": "2025/03/01"}, "start_date must be a date", id="malformed-date"),
+        pytest.param({"dry_run": "false"}, "dry_run must be true or false", id="dry-run-string"),
+        pytest.param({"dry_run": 0}, "dry_run must be true or false", id="dry-run-int"),
+        pytest.param({"dry_run": None}, "dry_run must be true or false", id="dry-run-null"),
+        pytest.param({"source_path": "data/spock_local.db"}, "must be an absolute path", id="relative-path"),
+    ],
+)
+def test_bad_params_are_refused(params: dict, message: str) -> None:
+    with pytest.raises(ParamError, match=re.escape(message)):
+        MigrationRequest.from_params(params)
+
+
+def test_same_start_and_end_is_one_day() -> None:
+    req = MigrationRequest.from_params({"start_date": "2025-03-01", "end_date": "2025-03-01"})
+    assert req.slice_filter() == SliceFilter(None, date(2025, 3, 1), date(2025, 3, 1))
+
+
+def test_trigger_form_offers_exactly_the_registry_choices() -> None:
+    from quantdbops.migration.params import migration_params
+
+    params = migration_params()
+    assert params["regions"].schema["items"]["enum"] == list(REGIONS)
+    assert params["tables"].schema["items"]["enum"] == list(MIGRATABLE)
+    assert params["dry_run"].value is True
+
+
+# --- COPY rendering ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        pytest.param(1e-05, "0.00001", id="small-exponent"),
+        pytest.param(-1e-05, "-0.00001", id="negative-small-exponent"),
+        pytest.param(-0.0, "0.0", id="negative-zero"),
+        pytest.param(0.0, "0.0", id="zero"),
+        pytest.param(1.5e16, "15000000000000000.0", id="large-exponent"),
+        pytest.param(1e16, "10000000000000000.0", id="exactly-1e16"),
+        pytest.param(0.1, "0.1", id="plain"),
+    ],
+)
+def test_plain_number_has_no_exponent_and_no_negative_zero(value: float, text: str) -> None:
+    assert plain_number(value) == text
+    assert Decimal(text) == Decimal(repr(value))  # the same number, only spelled plainly
+
+
+@pytest.mark.parametrize(
+    ("values", "line"),
+    [
+        pytest.param((1e-05,), b"0.00001\n", id="small-exponent"),
+        pytest.param((-0.0,), b"0.0\n", id="negative-zero"),
+        pytest.param((1.5e16,), b"15000000000000000.0\n", id="large-exponent"),
+        pytest.param((0.0001, 9999999999999998.0), b"0.0001\t9999999999999998.0\n", id="range-edges-as-repr"),
+        pytest.param((-0.05, "e"), b"-0.05\te\n", id="repr-kept-when-not-exponent"),
+        pytest.param(("a\tb\nc\\d\re",), b"a\\tb\\nc\\\\d\\re\n", id="text-escaped"),
+        pytest.param((None, 1, "x"), b"\\N\t1\tx\n", id="null"),
+        pytest.param(("1e-05", 1e-05), b"1e-05\t0.00001\n", id="text-untouched"),
+    ],
+)
+def test_render_row_gives_copy_text_that_numeric_echoes(values: tuple, line: bytes) -> None:
+    assert bytes(render_row(RowFormatter(), values)) == line
+
+
+# --- the source query ---------------------------------------------------------------------------------------
+FILTERS = [
+    SliceFilter(),
+    SliceFilter(regions=("KR",)),
+    SliceFilter(regions=("KR", "US"), start_date=date(2025, 1, 1), end_date=date(2025, 6, 30)),
+]
+
+
+@pytest.mark.parametrize("name", [t.name for t in migratable_tables()])
+def test_source_query_is_deterministic_and_values_are_parameters(name: str) -> None:
+    t = table(name)
+    for flt in FILTERS:
+        first = TablePlan(t).query(flt)
+        assert TablePlan(t).query(flt) == first
+    # The SQL depends only on which filters are set: the values themselves are bound parameters.
+    a = TablePlan(t).query(SliceFilter(regions=("KR",), start_date=date(2025, 1, 1), end_date=date(2025, 2, 1)))
+    b = TablePlan(t).query(SliceFilter(regions=("VN",), start_date=date(2024, 5, 6), end_date=date(2024, 7, 8)))
+    assert a.sql == b.sql
+    hostile = "KR') OR 1=1; DROP TABLE tickers; --"
+    q = TablePlan(t).query(SliceFilter(regions=(hostile,), start_date=date(2025, 1, 1)))
+    assert hostile not in q.sql and "DROP TABLE" not in q.sql and "2025-01-01" not in q.sql
+    if t.has_region:
+        assert hostile in q.params
+    if t.time_column:
+        assert "2025-01-01" in q.params
+
+
+@pytest.mark.parametrize("name", [t.name for t in migratable_tables()])
+def test_source_query_runs_on_the_contract_schema(name: str) -> None:
+    """The generated SQL is valid SQLite over the contract DDL, with the columns it announces."""
+    s = sqlite3.connect(":memory:")
+    for ddl in CONTRACT_DDL.values():
+        s.execute(ddl)
+    s.execute("CREATE TEMP TABLE known_tickers (ticker TEXT, region TEXT)")
+    q = TablePlan(table(name)).query(SliceFilter(regions=("KR",), start_date=date(2025, 1, 1)))
+    cur = s.execute(q.sql, q.params)
+    assert [d[0] for d in cur.description][:4] == ["_rowid", "_reason", "_region", "_day"]
+    assert len(cur.description) == 4 + len(q.columns)
+    assert q.columns == tuple(c.name for c in table(name).loaded_columns)
+
+
+# --- the registry -------------------------------------------------------------------------------------------
+def _contract_columns() -> dict[str, set[str]]:
+    s = sqlite3.connect(":memory:")
+    for ddl in CONTRACT_DDL.values():
+        s.execute(ddl)
+    return {n: {r[1] for r in s.execute(f'PRAGMA table_info("{n}")')} for n in CONTRACT_DDL}
+
+
+@pytest.mark.parametrize("name", [t.name for t in migratable_tables()])
+def test_every_source_column_the_load_reads_is_in_the_contract(name: str) -> None:
+    t = table(name)
+    contract = _contract_columns()
+    assert t.source in contract
+    assert t.source_columns() <= contract[t.source]
+
+
+def test_dependency_order_puts_tickers_first_and_referenced_tables_before() -> None:
+    names = [t.name for t in reversed(TABLES)]
+    ordered = dependency_order(names)
+    assert ordered[0] == "tickers"
+    assert sorted(ordered) == sorted(names)
+    position = {n: i for i, n in enumerate(ordered)}
+    for t in TABLES:
+        for fk in t.foreign_keys:
+            if fk.ref_table != t.name:
+                assert position[fk.ref_table] < position[t.name], (t.name, fk.ref_table)
+    assert next(t.name for t in migratable_tables()) == "tickers"
+
+
+@pytest.mark.parametrize("name", [t.name for t in migratable_tables() if t.has_region])
+def test_keys_include_region_where_the_table_has_one(name: str) -> None:
+    """Region slices are replaced independently, so a key must not span regions: it holds the region,
+    or it is the source table's own primary key (unique across every region already)."""
+    t = table(name)
+    s = sqlite3.connect(":memory:")
+    s.execute(CONTRACT_DDL[t.source])
+    source_pk = [r[1] for r in sorted(s.execute(f'PRAGMA table_info("{t.source}")'), key=lambda r: r[5]) if r[5]]
+    key_sources = [t.column(k).source_column for k in t.key]
+    assert "region" in t.key or key_sources == source_pk, f"{name}: key {t.key} lacks region"
