@@ -70,8 +70,11 @@ from quantdbops.registry import migratable_tables
 )
 def migrate_sqlite_to_postgres() -> None:
     prepare = PrepareMigrationOperator(task_id="prepare")
+    # Every other table runs after tickers unless tickers FAILED: when tickers is not selected (skipped),
+    # the others load against the tickers already in the target.
     loads = {
-        t.name: MigrateTableOperator(task_id=f"load_{t.name}", table_name=t.name, pool=HEAVY_DB_POOL)
+        t.name: MigrateTableOperator(task_id=f"load_{t.name}", table_name=t.name, pool=HEAVY_DB_POOL,
+                                     trigger_rule="all_success" if t.name == "tickers" else "none_failed")
         for t in migratable_tables()
     }
     load_ids = [op.task_id for op in loads.values()]

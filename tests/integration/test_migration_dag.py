@@ -157,11 +157,6 @@ def test_a_content_mismatch_fails_validate_once_without_retry(
     assert {r[1] for r in failed} == {"ohlcv_data"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: every load task runs after load_tickers with the default trigger rule all_success, and "
-    "load_tickers skips itself when tickers is not selected, so the skip cascades: a run with "
-    "tables=['ohlcv_data'] skips load_ohlcv_data and loads nothing (MigrationRequest does not refuse "
-    "the selection either); validate then checks whatever the target held before"))
 @pytest.mark.parametrize("mode", MODES[:1])
 def test_selecting_one_table_without_tickers_loads_that_table(
     mode: str, airflow_db: Path, airflow_connections: dict[str, str], pg_conn: psycopg.Connection

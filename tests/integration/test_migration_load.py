@@ -163,10 +163,6 @@ def test_date_filter_loads_only_rows_in_the_range(
     assert failures(validate(path, pg_dsn, DATED, flt=flt)) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: checksum.source_sums_sql applies start/end to every table, but undated tables' checksums sit on "
-    "day 0001-01-01 (NO_DAY) while target_sums_sql does not filter them by date: every date-filtered "
-    "run fails content_checksum for tickers, stock_details, etf_details, portfolio (source 0 rows)"))
 def test_validation_of_a_date_filtered_run_passes_for_undated_tables(
     mode: str, pg_dsn: str, schema_conn: psycopg.Connection, clean_sample: tuple[Path, dict]
 ) -> None:

@@ -204,7 +204,7 @@ def _raw_rows(sconn: sqlite3.Connection, table: str, rowids: list[int]) -> dict[
 
 def _stream(sconn: sqlite3.Connection, path: str, table: Table, flt: SliceFilter, known: list | None,
             dups: dict[int, int], total: int, write: Callable[[bytes], None], say: Callable[[str], None],
-            workers: int, progress_seconds: float) -> ProducerResult:
+            workers: int, progress_seconds: float, parallel_min_rows: int = PARALLEL_MIN_ROWS) -> ProducerResult:
     """Run the producers (in-process, or one process per rowid range) and forward their bytes."""
     started = last = time.monotonic()
     done = 0
@@ -222,7 +222,7 @@ def _stream(sconn: sqlite3.Connection, path: str, table: Table, flt: SliceFilter
             last = now
 
     lo, hi = sconn.execute(f'SELECT min(rowid), max(rowid) FROM main."{table.source}"').fetchone()
-    if workers <= 1 or total < PARALLEL_MIN_ROWS or lo is None:
+    if workers <= 1 or total < parallel_min_rows or lo is None:
         prepare_source(sconn, known, dups)
         return produce(sconn, table.name, flt, None, dups, forward)
     step = (hi - lo) // workers + 1
@@ -283,6 +283,7 @@ def load_table(
     progress: Callable[[str], None] | None = None,
     progress_seconds: float = PROGRESS_SECONDS,
     workers: int | None = None,
+    parallel_min_rows: int = PARALLEL_MIN_ROWS,
 ) -> TableLoadResult:
     """Load (or, dry, only read, map and check) one table's selected slices. ``pg`` is not autocommit."""
     say = progress or log.info
@@ -302,7 +303,7 @@ def load_table(
         f"({'dry run: nothing is written' if dry_run or pg is None else mode.name})")
     if dry_run or pg is None:
         result = _stream(sconn, path, table, flt, known, dups, total, lambda _b: None, say, workers,
-                         progress_seconds)
+                         progress_seconds, parallel_min_rows)
     else:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in plan.query(flt).columns)
         with pg.transaction():
@@ -331,7 +332,7 @@ def load_table(
                     target = sql.Identifier("public", table.name)
                 with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(target, cols)) as copy:
                     result = _stream(sconn, path, table, flt, known, dups, total, copy.write, say, workers,
-                                     progress_seconds)
+                                     progress_seconds, parallel_min_rows)
                 if deferred:
                     t0 = time.monotonic()
                     for _, definition in deferred:

@@ -59,7 +59,9 @@ class Validator:
     # --- helpers -------------------------------------------------------------------------------
     def _slice_params(self, table: Table) -> dict[str, object]:
         regions = [*slice_regions(table, self.flt), UNKNOWN_REGION]
-        return {"table": table.name, "regions": regions, "start": self.flt.start_date, "end": self.flt.end_date}
+        dated = table.time_column is not None  # a date range only narrows dated tables (as the load does)
+        return {"table": table.name, "regions": regions, "start": self.flt.start_date if dated else None,
+                "end": self.flt.end_date if dated else None}
 
     def _target_where(self, table: Table) -> tuple[sql.Composable, dict[str, object]]:
         conds = [sql.SQL("TRUE")]
@@ -93,7 +95,7 @@ class Validator:
         rejected = dict(self.pg.execute(
             "SELECT region, count(*) FROM ops.migration_rejects WHERE table_name = %(table)s "
             "AND (time_value >= %(start_s)s OR %(start_s)s IS NULL) AND (time_value < %(end_s)s OR %(end_s)s IS NULL) "
-            "GROUP BY 1", {**p, **self._text_range()}).fetchall())
+            "GROUP BY 1", {**p, **self._text_range(table)}).fetchall())
         out = []
         for reg in sorted(set(source) | set(target) | set(rejected)):
             if table.has_region and self.flt.regions is not None and reg not in self.flt.regions \
@@ -106,7 +108,9 @@ class Validator:
                                    details={"source": src, "target": tgt, "rejected": rej}))
         return out
 
-    def _text_range(self) -> dict[str, object]:
+    def _text_range(self, table: Table) -> dict[str, object]:
+        if table.time_column is None:
+            return {"start_s": None, "end_s": None}
         end = self.flt.end_date
         return {"start_s": self.flt.start_date.isoformat() if self.flt.start_date else None,
                 "end_s": date.fromordinal(end.toordinal() + 1).isoformat() if end else None}
