@@ -6,9 +6,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import MODES
 from test_migration_support import DEFECTS_SAMPLE, failures, fingerprints, make_sample, validate
 
+from conftest import MODES
 from quantdbops.io.pg import connect, detect_mode
 from quantdbops.migration.load import load_table
 from quantdbops.migration.plan import SliceFilter
