@@ -1,0 +1,72 @@
+"""
+# Restore `quant_platform` (or a copy of it) from a backup
+
+**What it does.** `resolve` finds the backup (`latest`, a dated key in the bucket, or a local `.dump` path)
+and its manifest, and checks the target: a new database is simply created; an **existing** one is replaced
+only if `confirm_target` repeats its name. `fetch` downloads the dump and proves its size and SHA-256 equal
+the manifest's: a corrupt or partial object is refused **before the target is touched**. `safety_backup`
+dumps the existing target (kept under `<local_dir>/safety/` and uploaded to
+`backups/<target>/safety/`). `restore` drops and recreates the target, runs `pg_restore` (TimescaleDB:
+`CREATE EXTENSION timescaledb` in the dump's version, `timescaledb_pre_restore()`, restore,
+`timescaledb_post_restore()`), then checks every table's row count against the manifest, that no index is
+invalid and that every hypertable of the dump is a hypertable again; the log prints the per-table table.
+
+**Schedule.** Manual only; one run at a time.
+
+**Trigger.** Rehearse into a fresh database (nothing existing is touched):
+```json
+{"backup": "latest", "target_database": "quant_platform_restore"}
+```
+The bad day (replaces the live database after a safety backup of it):
+```json
+{"backup": "backups/quant_platform/2025/10/17/quant_platform_20251017T020000.dump",
+ "target_database": "quant_platform", "confirm_target": "quant_platform"}
+```
+Stop the writers (Airflow DAGs, the trading app) first; `restore` terminates remaining sessions of the target.
+
+**When it fails.**
+- *resolve*: no `latest`, no manifest beside the key (an upload that never completed), or the target exists
+  without `confirm_target`. Nothing was touched.
+- *fetch*: checksum mismatch: that object is corrupt; choose an older backup (the nightly keeps the newest
+  verified ones). The target is untouched.
+- *safety_backup*: the existing target could not be dumped: the restore does not go ahead.
+- *restore* (no retries): `pg_restore` error or counts differ from the manifest. The target may be partial:
+  restore again, or restore the safety backup (its path is in the `safety_backup` log) with this DAG.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import dag
+
+from quantdbops import HEAVY_DB_POOL, PLATFORM_TZ
+from quantdbops.backup.params import restore_params
+from quantdbops.dag_policy import default_args
+from quantdbops.operators.backup import (
+    FetchBackupOperator,
+    ResolveRestoreOperator,
+    RestoreDatabaseOperator,
+    SafetyBackupOperator,
+)
+
+
+@dag(
+    dag_id="postgres_restore",
+    schedule=None,
+    start_date=pendulum.datetime(2025, 1, 1, tz=PLATFORM_TZ),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    params=restore_params(),
+    default_args=default_args(retries=1),
+    tags=["quant-db-ops", "restore", "manual"],
+)
+def postgres_restore() -> None:
+    resolve = ResolveRestoreOperator(task_id="resolve")
+    fetch = FetchBackupOperator(task_id="fetch")
+    safety = SafetyBackupOperator(task_id="safety_backup", pool=HEAVY_DB_POOL)
+    restore = RestoreDatabaseOperator(task_id="restore", pool=HEAVY_DB_POOL)
+    resolve >> fetch >> safety >> restore
+
+
+dag = postgres_restore()

@@ -1,0 +1,345 @@
+"""The nightly backup's steps on a real PostgreSQL 15 (both modes) and moto's real S3 server.
+
+The steps are called exactly as the DAG's operators call them (``quantdbops.backup.nightly``), with the
+quant_s3 connection read through Airflow from ``AIRFLOW_CONN_QUANT_S3``. Faults are real: a closed loopback
+port for "S3 unreachable", a TCP proxy that cuts the connection mid-request for "failing mid-upload".
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from test_backup_support import (  # noqa: F401  (sample_file_fixture registers the fixture)
+    conn_kwargs,
+    fingerprints,
+    get_json,
+    keys,
+    load_sample,
+    new_bucket,
+    s3_client,
+    sample_file_fixture,
+    set_s3_endpoint,
+)
+
+from conftest import MODES
+from quantdbops.backup import nightly, recover, store
+from quantdbops.backup.naming import TZ, BackupName, latest_key
+from quantdbops.backup.settings import BackupSettings
+from quantdbops.backup.store import BackupStoreError, RetryPolicy
+from quantdbops.io.pg import connect
+
+FAST_RETRY = RetryPolicy(attempts=3, first_delay_s=0.05, max_delay_s=0.2)
+WHEN = datetime(2025, 10, 17, 2, 0, tzinfo=TZ)
+
+
+@pytest.fixture
+def loaded(pg_dsn: str, sample_file: Path, airflow_connections: dict[str, str]) -> dict[str, object]:
+    """The test's database with the schema and a small sample loaded; libpq kwargs of it."""
+    load_sample(sample_file, pg_dsn)
+    return conn_kwargs(pg_dsn)
+
+
+@pytest.fixture
+def settings(s3_endpoint: str, tmp_path: Path) -> BackupSettings:
+    bucket = new_bucket(s3_endpoint, f"bk-{uuid.uuid4().hex[:10]}")
+    return BackupSettings(bucket=bucket, local_dir=tmp_path / "backups", retry=FAST_RETRY)
+
+
+def _backup(kw: dict[str, object], s: BackupSettings, when: datetime = WHEN, *, verify: bool = True) -> dict[str, Any]:
+    hook = store.make_hook(s.aws_conn_id)
+    p = nightly.preflight(kw, hook, s, when)
+    d = nightly.dump(kw, p, s, run_id=f"test-{when:%H%M%S}")
+    u = nightly.upload(kw, hook, d, s)
+    return nightly.verify(kw, hook, u, s) if verify else u
+
+
+def _journal(kw: dict[str, object]) -> list[tuple]:
+    with connect(kw, autocommit=True) as c:
+        return c.execute("SELECT status, s3_key, sha256, size_bytes, verified, error FROM ops.backups "
+                         "ORDER BY id").fetchall()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_round_trip_restores_every_table_equal(mode: str, loaded: dict[str, object], settings: BackupSettings,
+                                               s3_endpoint: str) -> None:
+    before = fingerprints(loaded, skip=("ops.backups",))  # the journal itself changes after the snapshot
+    v = _backup(loaded, settings)
+
+    bucket = settings.bucket
+    assert keys(s3_endpoint, bucket) == sorted([v["s3_key"], v["manifest_key"], v["latest_key"]])
+    manifest = get_json(s3_endpoint, bucket, v["manifest_key"])
+    assert manifest["verified"] is True and manifest["sha256"] == v["sha256"]
+    with connect(loaded, autocommit=True) as c:
+        tsdb = c.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    assert manifest["tsdb_version"] == (tsdb[0] if mode == "timescaledb" else None)
+    assert (mode == "timescaledb") == bool(manifest["hypertables"])
+    assert get_json(s3_endpoint, bucket, v["latest_key"])["s3_key"] == v["s3_key"]
+    assert _journal(loaded) == [("verified", v["s3_key"], v["sha256"], v["size_bytes"], True, None)]
+
+    target = f"rt_{uuid.uuid4().hex[:10]}"
+    hook = store.make_hook()
+    resolved = recover.resolve(hook, settings, "latest", str(loaded["dbname"]))
+    fetched = recover.fetch(hook, settings, resolved)
+    try:
+        result = recover.restore(loaded, settings, target, fetched["local_path"], resolved["manifest"])
+        assert result["ok"], result["problems"]
+        after = fingerprints({**loaded, "dbname": target}, skip=("ops.backups",))
+        assert after == before
+        assert sum(n for n, _ in after.values()) > 1000  # the sample really was there
+        if mode == "timescaledb":
+            with connect({**loaded, "dbname": target}, autocommit=True) as c:
+                hyper = {r[0] for r in c.execute(
+                    "SELECT hypertable_schema || '.' || hypertable_name FROM timescaledb_information.hypertables")}
+                restoring = c.execute("SELECT current_setting('timescaledb.restoring')").fetchone()[0]
+            assert hyper == set(manifest["hypertables"])
+            assert restoring == "off"  # timescaledb_post_restore() ran
+    finally:
+        from quantdbops.backup.restore import drop_database
+
+        drop_database(loaded, target)
+
+
+def test_s3_unreachable_fails_after_retries_and_keeps_the_dump(loaded: dict[str, object], settings: BackupSettings,
+                                                               s3_endpoint: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = store.make_hook()
+    p = nightly.preflight(loaded, hook, settings, WHEN)
+    d = nightly.dump(loaded, p, settings, run_id="unreachable")
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    set_s3_endpoint(monkeypatch, f"http://127.0.0.1:{closed}")
+    warnings: list[str] = []
+    with pytest.raises(BackupStoreError, match=r"failed after 3 attempts"):
+        nightly.upload(loaded, store.make_hook(connect_timeout=1), d, settings,
+                       say=lambda msg, *a: warnings.append(msg % a))
+    assert len(warnings) == 2  # two back-offs between three attempts
+    assert keys(s3_endpoint, settings.bucket) == []
+    assert Path(d["local_path"]).is_file()
+    status, _, _, _, verified, error = _journal(loaded)[0]
+    assert (status, verified) == ("failed", False) and "local dump kept" in error
+
+    # S3 is back: the retry re-uses the kept dump and completes.
+    set_s3_endpoint(monkeypatch, s3_endpoint)
+    u = nightly.upload(loaded, store.make_hook(), d, settings)
+    assert keys(s3_endpoint, settings.bucket) == sorted([u["s3_key"], u["manifest_key"]])  # latest: after verify
+
+
+class CuttingProxy:
+    """A loopback TCP proxy to moto that cuts the first ``cuts`` connections after ``limit`` request bytes."""
+
+    def __init__(self, upstream: str, limit: int, cuts: int) -> None:
+        host, port = upstream.removeprefix("http://").split(":")
+        self.upstream = (host, int(port))
+        self.limit, self.cuts_left = limit, cuts
+        self.cut = 0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            cut = self.cuts_left > 0
+            self.cuts_left -= 1
+            up = socket.create_connection(self.upstream)
+            threading.Thread(target=self._pipe, args=(client, up, self.limit if cut else None), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(up, client, None), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, limit: int | None) -> None:
+        sent = 0
+        try:
+            while data := src.recv(65536):
+                if limit is not None and sent + len(data) > limit:
+                    dst.sendall(data[: limit - sent])
+                    self.cut += 1
+                    break
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_a_connection_cut_mid_upload_leaves_no_manifest_and_no_latest(
+        loaded: dict[str, object], settings: BackupSettings, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = store.make_hook()
+    p = nightly.preflight(loaded, hook, settings, WHEN)
+    d = nightly.dump(loaded, p, settings, run_id="cut")
+    proxy = CuttingProxy(s3_endpoint, limit=d["size_bytes"] // 3, cuts=1000)  # every connection dies
+    set_s3_endpoint(monkeypatch, proxy.url)
+    try:
+        with pytest.raises(BackupStoreError, match=r"upload of .* failed after 3 attempts"):
+            nightly.upload(loaded, store.make_hook(read_timeout=5), d, settings)
+    finally:
+        proxy.close()
+    assert proxy.cut >= 3  # every attempt really was cut mid-body
+    assert keys(s3_endpoint, settings.bucket) == []  # no partial dump, no manifest, no latest
+    assert Path(d["local_path"]).is_file() and _journal(loaded)[0][0] == "failed"
+
+
+def test_one_cut_connection_is_retried_and_the_upload_completes(
+        loaded: dict[str, object], settings: BackupSettings, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = store.make_hook()
+    p = nightly.preflight(loaded, hook, settings, WHEN)
+    d = nightly.dump(loaded, p, settings, run_id="cut-once")
+    proxy = CuttingProxy(s3_endpoint, limit=d["size_bytes"] // 2, cuts=1)
+    set_s3_endpoint(monkeypatch, proxy.url)
+    try:
+        u = nightly.upload(loaded, store.make_hook(read_timeout=5), d, settings)
+    finally:
+        proxy.close()
+    assert proxy.cut == 1
+    body = s3_client(s3_endpoint).get_object(Bucket=settings.bucket, Key=u["s3_key"])["Body"].read()
+    assert body == Path(d["local_path"]).read_bytes()
+    assert get_json(s3_endpoint, settings.bucket, u["manifest_key"])["sha256"] == d["sha256"]
+
+
+def test_a_large_dump_goes_multipart_and_is_read_back(airflow_connections: dict[str, str], settings: BackupSettings,
+                                                     s3_endpoint: str, tmp_path: Path) -> None:
+    """Above the threshold the hook's transfer config splits the upload (S3's minimum part is 5 MB)."""
+    import hashlib
+    import os
+
+    data = os.urandom(11 * store.MB)
+    path = tmp_path / "big.dump"
+    path.write_bytes(data)
+    hook = store.make_hook(transfer={"multipart_threshold": 5 * store.MB, "multipart_chunksize": 5 * store.MB})
+    info = store.upload_dump(hook, settings.bucket, str(path), "backups/x/big.dump", size_bytes=len(data),
+                             sha256=hashlib.sha256(data).hexdigest(), policy=FAST_RETRY)
+    assert info["etag"].strip('"').endswith("-3")  # 5 + 5 + 1 MB parts
+    with pytest.raises(BackupStoreError, match="sha256"):  # and the read-back really compares content
+        store.upload_dump(hook, settings.bucket, str(path), "backups/x/big.dump", size_bytes=len(data),
+                          sha256="0" * 64, policy=FAST_RETRY)
+
+
+def test_a_corrupted_object_is_refused_before_the_target_is_touched(
+        loaded: dict[str, object], settings: BackupSettings, s3_endpoint: str) -> None:
+    v = _backup(loaded, settings, verify=False)
+    client = s3_client(s3_endpoint)
+    data = bytearray(client.get_object(Bucket=settings.bucket, Key=v["s3_key"])["Body"].read())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte, same size
+    client.put_object(Bucket=settings.bucket, Key=v["s3_key"], Body=bytes(data))
+
+    # The target exists and holds data: after the refusal it must be exactly as it was.
+    target = str(loaded["dbname"])
+    before = fingerprints(loaded)
+    hook = store.make_hook()
+    resolved = recover.resolve(hook, settings, v["s3_key"], target)
+    assert recover.check_target(loaded, target, target) is True
+    with pytest.raises(recover.RestoreRefused, match="checksum mismatch"):
+        recover.fetch(hook, settings, resolved)
+    assert fingerprints(loaded) == before
+    assert not (Path(settings.local_dir) / "restore" / Path(v["s3_key"]).name).exists()
+
+
+def test_an_existing_target_needs_its_name_repeated(loaded: dict[str, object]) -> None:
+    target = str(loaded["dbname"])
+    with pytest.raises(recover.RestoreRefused, match="confirm_target"):
+        recover.check_target(loaded, target, "")
+    with pytest.raises(recover.RestoreRefused, match="confirm_target"):
+        recover.check_target(loaded, target, target.upper())
+    assert recover.check_target(loaded, f"new_{uuid.uuid4().hex[:8]}", "") is False
+
+
+def test_preflight_refuses_a_missing_bucket_and_too_little_disk(loaded: dict[str, object],
+                                                                settings: BackupSettings) -> None:
+    from dataclasses import replace
+
+    hook = store.make_hook()
+    with pytest.raises(BackupStoreError, match="not usable"):
+        nightly.preflight(loaded, hook, replace(settings, bucket=f"missing-{uuid.uuid4().hex[:8]}"), WHEN)
+    with pytest.raises(nightly.PreflightError, match="free"):
+        nightly.preflight(loaded, hook, replace(settings, disk_headroom=1e9), WHEN)
+
+
+# --- retention ---------------------------------------------------------------------------------------------
+# (days old, verified, expected) with K = 2 verified protected and N = 30 days. Reasoning per row:
+SEEDED = [
+    (1, False, "keep"),     # young
+    (20, True, "keep"),     # young (and newest verified #1)
+    (29, False, "keep"),    # young: 29 < 30
+    (31, False, "delete"),  # old, unverified
+    (35, True, "keep"),     # old, but newest verified #2: protected
+    (40, False, "delete"),  # old, unverified
+    (45, True, "delete"),   # old, verified #3: beyond the protected K = 2
+    (60, True, "delete"),   # old, verified #4
+]
+
+
+def test_retention_deletes_exactly_the_expired_and_keeps_the_protected(
+        loaded: dict[str, object], settings: BackupSettings, s3_endpoint: str) -> None:
+    from dataclasses import replace
+    from datetime import timedelta
+
+    s = replace(settings, retention_days=30, keep_verified=2)
+    dbname = str(loaded["dbname"])
+    client = s3_client(s3_endpoint)
+    now = WHEN
+    names = {}
+    with connect(loaded, autocommit=True) as c:
+        for days, verified, expect in SEEDED:
+            name = BackupName.at(dbname, now - timedelta(days=days, hours=1))
+            names[name.stem] = expect
+            client.put_object(Bucket=s.bucket, Key=name.dump_key(), Body=b"dump")
+            client.put_object(Bucket=s.bucket, Key=name.manifest_key(), Body=f'{{"verified": {str(verified).lower()}}}')
+            local = name.local_dump(s.local_dir)
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(b"dump")
+            name.local_manifest(s.local_dir).write_text(f'{{"verified": {str(verified).lower()}}}')
+            c.execute("INSERT INTO ops.backups (run_id, status, s3_key, verified) VALUES (%s, %s, %s, %s)",
+                      ("seed", "verified" if verified else "uploaded", name.dump_key(), verified))
+    client.put_object(Bucket=s.bucket, Key=latest_key(dbname), Body=b'{"name": "none"}')
+
+    dry = nightly.retention(loaded, store.make_hook(), replace(s, dry_run=True), dbname=dbname, now=now)
+    assert len(keys(s3_endpoint, s.bucket)) == 2 * len(SEEDED) + 1  # dry run: nothing deleted
+
+    r = nightly.retention(loaded, store.make_hook(), s, dbname=dbname, now=now)
+    expected_deleted = {stem for stem, e in names.items() if e == "delete"}
+    assert set(r["deleted"]) == set(dry["deleted"]) == expected_deleted
+    remaining = {BackupName.parse(k).stem for k in keys(s3_endpoint, s.bucket) if BackupName.parse(k)}
+    assert remaining == set(names) - expected_deleted
+    local_left = {BackupName.parse(p.name).stem for p in (Path(s.local_dir) / dbname).iterdir()}
+    assert local_left == set(names) - expected_deleted
+    with connect(loaded, autocommit=True) as c:
+        deleted = {BackupName.parse(k).stem for (k,) in c.execute(
+            "SELECT s3_key FROM ops.backups WHERE status = 'deleted' AND deleted_at IS NOT NULL")}
+    assert deleted == expected_deleted
+
+
+def test_a_backup_that_does_not_restore_equal_is_not_verified_and_latest_stays(
+        loaded: dict[str, object], settings: BackupSettings, s3_endpoint: str) -> None:
+    first = _backup(loaded, settings)
+    hook = store.make_hook()
+    p = nightly.preflight(loaded, hook, settings, datetime(2025, 10, 18, 2, 0, tzinfo=TZ))
+    d = nightly.dump(loaded, p, settings, run_id="second")
+    u = nightly.upload(loaded, hook, d, settings)
+    from quantdbops.backup import manifest as mf
+
+    m = mf.read(u["local_manifest"])  # the manifest claims one row more than the dump holds
+    m["row_counts"]["public.tickers"] += 1
+    mf.write(m, u["local_manifest"])
+    with pytest.raises(nightly.VerificationError, match=r"public\.tickers"):
+        nightly.verify(loaded, hook, u, settings)
+    assert get_json(s3_endpoint, settings.bucket, latest_key(str(loaded["dbname"])))["s3_key"] == first["s3_key"]
+    assert [r[0] for r in _journal(loaded)] == ["verified", "failed"]
+    with psycopg.connect(**{k: v for k, v in loaded.items() if k != "dbname"}, dbname="postgres") as c:
+        assert not c.execute("SELECT 1 FROM pg_database WHERE datname LIKE %s", ("%_verify_%",)).fetchone()

@@ -1,0 +1,178 @@
+"""The backup package's plain logic: names and keys, the retention rule, manifest comparison, retries,
+the client environment, streaming checksums and the trigger-form params."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from quantdbops.backup import manifest as mf
+from quantdbops.backup.dump import pg_env, sha256_file
+from quantdbops.backup.naming import TZ, BackupName, check_db_name, latest_key, manifest_key_for
+from quantdbops.backup.retention import Candidate, plan
+from quantdbops.backup.store import BackupStoreError, RetryPolicy, with_retries
+
+NOW = datetime(2025, 10, 17, 2, 0, tzinfo=TZ)
+
+
+def test_name_gives_the_dated_keys_of_the_issue() -> None:
+    name = BackupName.at("quant_platform", NOW)
+    assert name.dump_key() == "backups/quant_platform/2025/10/17/quant_platform_20251017T020000.dump"
+    assert name.manifest_key() == "backups/quant_platform/2025/10/17/quant_platform_20251017T020000.manifest.json"
+    assert manifest_key_for(name.dump_key()) == name.manifest_key()
+    assert latest_key("quant_platform") == "backups/quant_platform/latest.json"
+    assert name.local_dump("/b") == Path("/b/quant_platform/quant_platform_20251017T020000.dump")
+
+
+@pytest.mark.parametrize("when", [
+    pytest.param(NOW, id="seoul"),
+    pytest.param(NOW.astimezone(TZ).replace(tzinfo=None), id="naive-is-seoul"),
+    pytest.param(datetime(2025, 10, 16, 17, 0, tzinfo=ZoneInfo("UTC")), id="utc-same-instant"),
+])
+def test_names_are_in_seoul_time_and_parse_back(when: datetime) -> None:
+    name = BackupName.at("quant_platform", when)
+    assert name.stem == "quant_platform_20251017T020000"  # 17:00 UTC is 02:00 the next day in Seoul
+    assert BackupName.parse(name.dump_key()) == name
+    assert BackupName.parse(name.manifest_key()) == name
+
+
+@pytest.mark.parametrize("text", ["latest.json", "backups/x/notes.txt", "Quant_20251017T020000.dump",
+                                  "quant_20251017.dump"])
+def test_things_that_are_not_backups_do_not_parse(text: str) -> None:
+    assert BackupName.parse(text) is None
+
+
+@pytest.mark.parametrize("bad", ["", "Quant", "1abc", "a-b", "a;drop", "x" * 64])
+def test_bad_database_names_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError):
+        check_db_name(bad)
+
+
+def _c(days: float, verified: bool) -> Candidate:
+    return Candidate(f"db_{days}", NOW - timedelta(days=days), verified)
+
+
+def test_retention_never_deletes_the_newest_verified_whatever_their_age() -> None:
+    old_verified = [_c(100 + i, True) for i in range(5)]  # all expired, all verified
+    result = plan(old_verified, now=NOW, max_age_days=30, keep_verified=3)
+    assert set(result.delete) == {c.stem for c in old_verified[3:]}
+    assert set(result.keep) == {c.stem for c in old_verified[:3]}
+
+
+def test_retention_unverified_backups_do_not_count_towards_the_protected() -> None:
+    cs = [_c(40, False), _c(41, True), _c(42, False), _c(43, True)]
+    result = plan(cs, now=NOW, max_age_days=30, keep_verified=1)
+    assert set(result.delete) == {"db_40", "db_42", "db_43"}
+
+
+def test_retention_keeps_the_boundary_day_and_pinned_names() -> None:
+    cs = [_c(30, False), _c(30.01, False), _c(90, False)]
+    result = plan(cs, now=NOW, max_age_days=30, keep_verified=1, always_keep=["db_90"])
+    assert result.delete == ("db_30.01",)
+    assert result.keep["db_90"] == "current or latest backup"
+
+
+@pytest.mark.parametrize(("age", "keep"), [pytest.param(0, 1, id="age"), pytest.param(1, 0, id="keep")])
+def test_retention_refuses_nonsense_settings(age: int, keep: int) -> None:
+    with pytest.raises(ValueError):
+        plan([], now=NOW, max_age_days=age, keep_verified=keep)
+
+
+def test_compare_lists_every_difference() -> None:
+    manifest = {"row_counts": {"public.a": 3, "public.b": 5, "public.c": 1}, "hypertables": ["public.a"]}
+    result = mf.compare(manifest, {"public.a": 3, "public.b": 4, "public.d": 0}, invalid=["public.idx_b"],
+                        restored_hypertables=[])
+    assert not result.ok
+    text = "\n".join(result.problems)
+    for needle in ("public.b: 4 rows", "public.c: missing", "public.d: present", "public.idx_b", "public.a was a "
+                   "hypertable"):
+        assert needle in text
+    assert len(result.problems) == 5
+    assert mf.compare(manifest, {"public.a": 3, "public.b": 5, "public.c": 1}, invalid=[],
+                      restored_hypertables=["public.a"]).ok
+
+
+def test_retries_back_off_then_fail_with_every_attempt_in_the_message() -> None:
+    calls, waits = [], []
+
+    def flaky() -> str:
+        calls.append(1)
+        raise OSError(f"refused #{len(calls)}")
+
+    policy = RetryPolicy(attempts=3, first_delay_s=0.01, max_delay_s=0.015)
+    assert policy.delays() == [0.01, 0.015]
+    with pytest.raises(BackupStoreError, match=r"after 3 attempts.*refused #1.*refused #3"):
+        with_retries("upload of k", flaky, policy, say=lambda *a: waits.append(a[-1]))
+    assert len(calls) == 3 and waits == [0.01, 0.015]
+
+
+def test_retries_return_once_it_works() -> None:
+    calls = []
+
+    def second_time() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("blip")
+        return "ok"
+
+    assert with_retries("x", second_time, RetryPolicy(3, 0.0), say=lambda *a: None) == "ok"
+
+
+def test_the_password_goes_in_the_environment_not_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGPASSWORD", "stale")
+    monkeypatch.setenv("PGSERVICE", "someone-elses")
+    env = pg_env({"host": "db", "port": 5432, "dbname": "quant_platform", "user": "u", "password": "s3cret!"})
+    assert (env["PGHOST"], env["PGPORT"], env["PGDATABASE"], env["PGUSER"], env["PGPASSWORD"]) == (
+        "db", "5432", "quant_platform", "u", "s3cret!")
+    assert "PGSERVICE" not in env  # nothing of the worker's own libpq settings leaks in
+    assert pg_env({"host": "db"}, dbname="other")["PGDATABASE"] == "other"
+    assert "PGPASSWORD" not in pg_env({"host": "db", "password": ""})
+
+
+def test_sha256_file_matches_hashlib(tmp_path: Path) -> None:
+    data = os.urandom(3 * (1 << 20) + 17)  # more than one read chunk
+    path = tmp_path / "x.dump"
+    path.write_bytes(data)
+    assert sha256_file(path) == (len(data), hashlib.sha256(data).hexdigest())
+
+
+def test_manifest_write_is_whole_and_reads_back(tmp_path: Path) -> None:
+    m = mf.build(name="n", dbname="d", s3_key="k", bucket="b", size_bytes=10, sha256="ab", pg_version="15.1",
+                 tsdb_version=None, pg_dump_major=15, counts={"public.a": 2, "ops.b": 3}, hypertable_names=[],
+                 dump_seconds=2.0, taken_at=NOW.isoformat(), run_id="r")
+    path = mf.write(m, tmp_path / "n.manifest.json")
+    assert mf.read(path) == m and m["total_rows"] == 5 and m["verified"] is False
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_params_schema_refuses_bad_values() -> None:
+    from airflow.sdk.definitions.param import ParamsDict
+
+    from quantdbops.backup.params import backup_params, restore_params
+
+    for params, key, bad in [(backup_params(), "retention_days", 0), (restore_params(), "target_database", "Bad-Name"),
+                             (restore_params(), "backup", "drop table x"), (backup_params(), "local_dir", "rel/dir")]:
+        p = ParamsDict(params)
+        with pytest.raises(Exception, match=r"valid|schema|match|minimum"):
+            p[key] = bad
+            p.validate()
+    ok = ParamsDict(restore_params())
+    ok["backup"] = "backups/quant_platform/2025/10/17/quant_platform_20251017T020000.dump"
+    ok["target_database"] = "quant_platform"
+    assert ok.validate()["target_database"] == "quant_platform"
+
+
+def test_client_binaries_come_from_the_argument_then_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    from quantdbops.backup.dump import PgToolError, pg_bin, tool
+
+    monkeypatch.setenv("QUANT_PG_BIN", str(tmp_path / "env"))
+    assert pg_bin(tmp_path / "arg") == tmp_path / "arg"
+    assert pg_bin() == tmp_path / "env"
+    with pytest.raises(PgToolError, match="QUANT_PG_BIN"):  # a missing client says how to fix it
+        tool("pg_dump")
