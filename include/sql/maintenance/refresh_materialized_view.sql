@@ -1,0 +1,2 @@
+-- Only for a view never populated (CONCURRENTLY refuses those).
+REFRESH MATERIALIZED VIEW {view}

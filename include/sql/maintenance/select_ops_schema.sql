@@ -1,0 +1,1 @@
+SELECT to_regclass('ops.maintenance_log') IS NOT NULL

@@ -1,0 +1,249 @@
+"""Operators of the weekly maintenance DAG: one per step, plus prepare and the closing summary.
+
+Each opens one autocommit connection inside ``execute`` (VACUUM and the CONCURRENTLY commands refuse a
+transaction block), sets ``lock_timeout`` and ``statement_timeout`` for the session, records every action
+in ``ops.maintenance_log`` as it happens and returns counts only to XCom. A table that cannot be locked
+in time is skipped and recorded; per-object failures are recorded too and fail the run in ``summary``,
+after every step has had its turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from quantdbops import CONN_POSTGRES
+from quantdbops.report import format_table
+
+
+def _request(context: Any) -> Any:
+    from quantdbops.maintenance.params import MaintenanceRequest, ParamError
+
+    try:
+        return MaintenanceRequest.from_params(context["params"])
+    except ParamError as exc:
+        raise AirflowFailException(f"Bad params: {exc}. Nothing was done; trigger again with valid params "
+                                   "(the trigger form lists the allowed values).") from exc
+
+
+def _short(text: str | None, width: int = 80) -> str:
+    text = text or ""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _rows_table(rows: Sequence[dict[str, Any]], title: str) -> str:
+    from quantdbops.maintenance.plan import headline
+
+    return format_table(
+        ["action", "object", "status", "before", "after", "seconds", "message"],
+        [(r["action"], _short(r["object_name"], 60), r["status"], headline(r["action"], r["before"]),
+          headline(r["action"], r["after"]), "" if r["duration_s"] is None else f"{float(r['duration_s']):.2f}",
+          _short(r["message"])) for r in rows],
+        title=title)
+
+
+class _MaintenanceStep(BaseOperator):
+    """One step: connection, timeouts, mode and record set up; ``run_step`` does the work."""
+
+    ui_color = "#f3e8fd"
+    mode_required: str | None = None  # "timescaledb" / "postgresql": the step is skipped in the other mode
+
+    def __init__(self, *, postgres_conn_id: str = CONN_POSTGRES, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.postgres_conn_id = postgres_conn_id
+
+    def run_step(self, conn: Any, request: Any, mode: Any, log: Any, timeouts: Any, context: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from quantdbops.maintenance.session import maintenance_session
+
+        request = _request(context)
+        try:
+            with maintenance_session(self.postgres_conn_id, request, context["run_id"],
+                                     application_name=f"quant-db-ops maintenance {self.task_id}") as s:
+                if self.mode_required and s.mode.name != self.mode_required:
+                    raise AirflowSkipException(f"{self.task_id} is for {self.mode_required} mode; this database "
+                                               f"is {s.mode.describe()}")
+                self.log.info("%s on %s: %s", self.task_id, s.mode.describe(), request.describe())
+                result = self.run_step(s.conn, request, s.mode, s.log, s.timeouts, context)
+                log = s.log
+        except LookupError as exc:
+            raise AirflowFailException(f"{exc}. Run migrate_sqlite_to_postgres (its prepare task applies the "
+                                       "schema) first.") from exc
+        if log.rows:
+            self.log.info("%s", _rows_table(log.rows, f"{self.task_id}: {len(log.rows)} record(s)"))
+        counts = log.counts()
+        if counts.get("skipped"):
+            self.log.warning("%d object(s) skipped (locked by another session or not applicable): they are "
+                             "retried next week; see the messages above.", counts["skipped"])
+        if counts.get("failed"):
+            self.log.error("%d object(s) failed: the run will be marked failed by summary after the other steps. "
+                           "The message says what to do.", counts["failed"])
+        return {**result, "records": counts, "dry_run": request.dry_run}
+
+
+class PrepareMaintenanceOperator(_MaintenanceStep):
+    """Check params and schema; record the mode, the params and which measuring tools are installed."""
+
+    def run_step(self, conn: Any, request: Any, mode: Any, log: Any, timeouts: Any, context: Any) -> dict[str, Any]:
+        from quantdbops.io.pg import installed_extension
+
+        tools = {ext: installed_extension(conn, ext) for ext in ("pgstattuple", "pg_stat_statements")}
+        log.record("run_start", None, "dry_run" if request.dry_run else "measured",
+                   after={"mode": mode.name, "mode_description": mode.describe(), "params": request.as_dict(),
+                          "extensions": tools},
+                   message=f"{mode.describe()}; bloat by {'pgstattuple' if tools['pgstattuple'] else 'estimate'}")
+        for ext, version in tools.items():
+            if not version:
+                self.log.warning("Extension %s is not installed: %s", ext,
+                                 "bloat is estimated from the catalog" if ext == "pgstattuple"
+                                 else "no slow-query report")
+        return {"mode": mode.name, "extensions": tools}
+
+
+class VacuumAnalyzeOperator(_MaintenanceStep):
+    """VACUUM (ANALYZE) each partition / chunk with work to do, largest dead-tuple share first."""
+
+    def run_step(self, conn: Any, request: Any, mode: Any, log: Any, timeouts: Any, context: Any) -> dict[str, Any]:
+        from quantdbops.maintenance.vacuum import vacuum_tables
+
+        return vacuum_tables(conn, request, mode, log, timeouts, self.log.info)
+
+
+class MeasureBloatOperator(_MaintenanceStep):
+    """Table and index bloat (pgstattuple or the estimate); returns the indexes to rebuild."""
+
+    def run_step(self, conn: Any, request: Any, mode: Any, log: Any, timeouts: Any, context: Any) -> dict[str, Any]:
+        from quantdbops.maintenance.reindex import measure_bloat
+
+        return measure_bloat(conn, request, mode, log, timeouts, self.log.info)
+
+
+class ReindexBloatedOperator(_MaintenanceStep):
+    """Drop leftovers of interrupted concurrent reindexes, then REINDEX INDEX CONCURRENTLY the candidates."""
+
+    def __init__(self, *, bloat_task_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bloat_task_id = bloat_task_id
+
+    def run_step(self, conn: Any, request: Any, mode: Any, log: Any, timeouts: Any, context: Any) -> dict[str, Any]:
+        from quantdbops.maintenance.reindex import measure_bloat, reindex_bloated
+
+        measured = context["ti"].xcom_pull(task_ids=self.bloat_task_id)
+        if not measured:
+            self.log.warning("No measurement from %s (it failed or was skipped): measuring again", self.bloat_task_id)
+            measured = measure_bloat(conn, request, mode, log, timeouts, self.log.info)
+        return reindex_bloated(conn, request, mode, log, timeouts, self.log.info, measured["candidates"])
+
+
+class TimescaleUpkeepOperator(_MaintenanceStep):
+    """TimescaleDB: compress old chunks, refresh continuous aggregates, report chunks, ratio and jobs."""
+
+    mode_required = "timescaledb"
+
+    def run_step(self, conn: Any, request: Any, mode: Any, log: Any, timeouts: Any, context: Any) -> dict[str, Any]:
+        from quantdbops.maintenance import timescale
+
+        compressed = timescale.compress_old_chunks(conn, request, mode, log, timeouts, self.log.info)
+        refreshed = timescale.refresh_aggregates(conn, request, log, timeouts, self.log.info)
+        chunks = timescale.report_chunks(conn, request, mode, log, timeouts)
+        self.log.info("%s", format_table(["hypertable", "chunks", "compressed", "uncompressed", "ratio"], chunks,
+                                         title="Chunks and compression"))
+        jobs = timescale.report_jobs(conn, log)
+        if jobs:
+            self.log.warning("%s", format_table(["job", "procedure", "hypertable", "problem"], jobs,
+                                                title="TimescaleDB jobs that failed or never ran"))
+        return {"compression": compressed, "aggregates": refreshed, "hypertables": len(chunks),
+                "problem_jobs": len(jobs)}
+
+
+class PlainUpkeepOperator(_MaintenanceStep):
+    """Plain PostgreSQL: create the coming months' partitions, refresh the materialized views."""
+
+    mode_required = "postgresql"
+
+    def run_step(self, conn: Any, request: Any, mode: Any, log: Any, timeouts: Any, context: Any) -> dict[str, Any]:
+        from quantdbops.maintenance import plain
+
+        partitions = plain.create_partitions_ahead(conn, request, log, timeouts, self.log.info)
+        views = plain.refresh_views(conn, request, log, timeouts, self.log.info)
+        return {"partitions": partitions, "views": views}
+
+
+class UsageReportOperator(_MaintenanceStep):
+    """Slow queries from pg_stat_statements; database and table sizes with growth since the last run."""
+
+    def run_step(self, conn: Any, request: Any, mode: Any, log: Any, timeouts: Any, context: Any) -> dict[str, Any]:
+        from quantdbops.maintenance import usage
+        from quantdbops.maintenance.plan import human_bytes
+
+        queries = usage.slow_queries(conn, request, log)
+        if queries:
+            self.log.warning("%s", format_table(
+                ["queryid", "calls", "mean ms", "max ms", "query"],
+                [(q["queryid"], q["calls"], q["mean_ms"], q["max_ms"], _short(q["query"], 90)) for q in queries],
+                title=f"Slowest statements (mean > {request.slow_query_min_ms:g} ms)"))
+        sizes = usage.sizes(conn, request, mode, log, timeouts)
+        self.log.info("%s", format_table(
+            ["object", "size", "last run", "growth", "status"],
+            [(o, human_bytes(s) if isinstance(s, int) else s, human_bytes(p) if isinstance(p, int) else "-",
+              human_bytes(g) if isinstance(g, int) else "-", st) for o, s, p, g, st in sizes],
+            title="Sizes and growth since the last run"))
+        return {"slow_queries": len(queries), "sizes": len(sizes)}
+
+
+class MaintenanceSummaryOperator(BaseOperator):
+    """The run's closing before/after table from ops.maintenance_log; fails if anything failed."""
+
+    ui_color = "#fef7e0"
+
+    def __init__(self, *, step_task_ids: Sequence[str], postgres_conn_id: str = CONN_POSTGRES,
+                 **kwargs: Any) -> None:
+        kwargs.setdefault("retries", 0)
+        super().__init__(**kwargs)
+        self.step_task_ids = list(step_task_ids)
+        self.postgres_conn_id = postgres_conn_id
+
+    def _failed_steps(self, context: Any) -> list[str]:
+        states = context["ti"].get_task_states(dag_id=context["dag"].dag_id, task_ids=self.step_task_ids,
+                                               run_ids=[context["run_id"]])
+        run_states = states.get(context["run_id"], {})
+        return sorted(t for t, s in run_states.items() if s in ("failed", "upstream_failed"))
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from quantdbops.io.pg import connect
+        from quantdbops.maintenance.plan import summarise_statuses
+        from quantdbops.maintenance.record import MaintenanceLog, ops_schema_ready, run_rows
+
+        run_id = context["run_id"]
+        with connect(self.postgres_conn_id, autocommit=True,
+                     application_name="quant-db-ops maintenance summary") as conn:
+            if not ops_schema_ready(conn):
+                raise AirflowFailException("ops.maintenance_log does not exist: nothing was maintained.")
+            rows = run_rows(conn, run_id)
+            counts = summarise_statuses([(r["action"], r["status"]) for r in rows])
+            failed_rows = [r for r in rows if r["status"] == "failed"]
+            failed_steps = self._failed_steps(context)
+            MaintenanceLog(conn, run_id).record(
+                "run_summary", None, "failed" if failed_rows or failed_steps else "measured",
+                after={"counts": counts, "failed_steps": failed_steps},
+                message=f"{len(rows)} records; {len(failed_rows)} failed; steps failed: {failed_steps or 'none'}")
+        self.log.info("%s", format_table(
+            ["action", *sorted({s for c in counts.values() for s in c})],
+            [(a, *[c.get(s, 0) for s in sorted({s for c in counts.values() for s in c})]) for a, c in counts.items()],
+            title=f"Maintenance run {run_id}: records by action and status"))
+        changed = [r for r in rows if r["before"] is not None or r["status"] in ("done", "failed", "skipped")]
+        self.log.info("%s", _rows_table(changed, "Before / after (ops.maintenance_log, run_id "
+                                                 f"{run_id}; the measurements are there too)"))
+        if failed_rows or failed_steps:
+            what = "; ".join(f"{r['action']} {r['object_name']}: {r['message']}" for r in failed_rows[:10])
+            raise AirflowFailException(
+                f"Maintenance finished with failures: steps {failed_steps or 'none'}; objects: {what or 'none'}. "
+                "Every other object was maintained. Read the step's log for the error; a statement_timeout means "
+                "the object needs a longer window (re-run with a higher statement_timeout_min and only that "
+                "table); an error on REINDEX left no invalid index behind (it is cleaned up at once).")
+        return {"records": len(rows), "counts": counts}
