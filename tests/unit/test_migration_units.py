@@ -12,7 +12,7 @@ import pytest
 from quantdbops import REGIONS
 from quantdbops.migration.params import MIGRATABLE, MigrationRequest, ParamError
 from quantdbops.migration.plan import SliceFilter, TablePlan
-from quantdbops.migration.produce import RowFormatter, plain_number, render_row
+from quantdbops.migration.produce import plain_number, render_numbers, render_numbers_batch
 from quantdbops.registry import TABLES, dependency_order, migratable_tables, table
 from quantdbops.sample.source_ddl import CONTRACT_DDL
 
@@ -94,18 +94,45 @@ def test_plain_number_has_no_exponent_and_no_negative_zero(value: float, text: s
 @pytest.mark.parametrize(
     ("values", "line"),
     [
-        pytest.param((1e-05,), b"0.00001\n", id="small-exponent"),
-        pytest.param((-0.0,), b"0.0\n", id="negative-zero"),
-        pytest.param((1.5e16,), b"15000000000000000.0\n", id="large-exponent"),
-        pytest.param((0.0001, 9999999999999998.0), b"0.0001\t9999999999999998.0\n", id="range-edges-as-repr"),
-        pytest.param((-0.05, "e"), b"-0.05\te\n", id="repr-kept-when-not-exponent"),
-        pytest.param(("a\tb\nc\\d\re",), b"a\\tb\\nc\\\\d\\re\n", id="text-escaped"),
-        pytest.param((None, 1, "x"), b"\\N\t1\tx\n", id="null"),
-        pytest.param(("1e-05", 1e-05), b"1e-05\t0.00001\n", id="text-untouched"),
+        pytest.param((1e-05,), b"0.00001", id="small-exponent"),
+        pytest.param((-0.0,), b"0.0", id="negative-zero"),
+        pytest.param((1.5e16,), b"15000000000000000.0", id="large-exponent"),
+        pytest.param((0.0001, 9999999999999998.0), b"0.0001\t9999999999999998.0", id="range-edges-as-repr"),
+        pytest.param((-0.05, 7), b"-0.05\t7", id="repr-kept-when-not-exponent"),
+        pytest.param((None, 1, 2.5), b"\\N\t1\t2.5", id="null"),
     ],
 )
-def test_render_row_gives_copy_text_that_numeric_echoes(values: tuple, line: bytes) -> None:
-    assert bytes(render_row(RowFormatter(), values)) == line
+def test_render_numbers_gives_copy_text_that_numeric_echoes(values: tuple, line: bytes) -> None:
+    assert render_numbers(values) == line
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param((0.1, 0.30000000000000004, 100.0, 71234.56789012, 2.675, 1 / 3), id="shortest-digits"),
+        pytest.param((None, 12345678901234, -4.86, 0.0001), id="null-int-negative"),
+    ],
+)
+def test_batch_rendering_is_the_exact_rendering(values: tuple) -> None:
+    """orjson's fast digits equal repr's for every value that needs no rewriting."""
+    assert render_numbers_batch([values, values]) == [render_numbers(values)] * 2
+
+
+@pytest.mark.parametrize(
+    ("text", "copy_text"),
+    [
+        pytest.param("a\tb", "a\\tb", id="tab"),
+        pytest.param("a\nb\rc", "a\\nb\\rc", id="newline-cr"),
+        pytest.param("c:\\dir", "c:\\\\dir", id="backslash-first"),
+        pytest.param("1e-05", "1e-05", id="text-untouched"),
+    ],
+)
+def test_sqlite_side_escapes_text_for_copy(text: str, copy_text: str) -> None:
+    import sqlite3
+
+    from quantdbops.migration.plan import _escape_copy_text
+
+    assert sqlite3.connect(":memory:").execute(f"SELECT {_escape_copy_text('?')}", (text,)).fetchone()[0] == copy_text
 
 
 # --- the source query ---------------------------------------------------------------------------------------
@@ -144,9 +171,10 @@ def test_source_query_runs_on_the_contract_schema(name: str) -> None:
     s.execute("CREATE TEMP TABLE known_tickers (ticker TEXT, region TEXT)")
     q = TablePlan(table(name)).query(SliceFilter(regions=("KR",), start_date=date(2025, 1, 1)))
     cur = s.execute(q.sql, q.params)
-    assert [d[0] for d in cur.description][:4] == ["_rowid", "_reason", "_region", "_day"]
-    assert len(cur.description) == 4 + len(q.columns)
-    assert q.columns == tuple(c.name for c in table(name).loaded_columns)
+    assert [d[0] for d in cur.description][:5] == ["_rowid", "_reason", "_region", "_day", "_text"]
+    # one text part for the first text_columns columns, then one output per numeric column
+    assert len(cur.description) == 5 + len(q.columns) - q.text_columns
+    assert sorted(q.columns) == sorted(c.name for c in table(name).loaded_columns)
 
 
 # --- the registry -------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from quantdbops.migration.plan import ALL_REGIONS, NO_DAY
+from quantdbops.migration.plan import ALL_REGIONS, NO_DAY, copy_columns
 from quantdbops.registry import Column, Table
 
 
@@ -37,7 +37,7 @@ def canonical_expr(col: Column) -> sql.Composable:
 
 
 def row_text_sql(table: Table) -> sql.Composable:
-    parts = [canonical_expr(c) for c in table.loaded_columns]
+    parts = [canonical_expr(c) for c in copy_columns(table)]
     return sql.SQL("concat_ws(E'\\t', {})").format(sql.SQL(", ").join(parts))
 
 

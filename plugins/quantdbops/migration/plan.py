@@ -1,9 +1,11 @@
 """The SQLite side of a table's load: one query that maps, checks and renders every source row.
 
 The query is generated from the registry, never from user text. Each row comes back as
-``(rowid, reason, region, day, v1 .. vn)`` where ``reason`` is NULL for a loadable row (else
-``'<reason>:<column or constraint>'``) and ``v1 .. vn`` are the target columns already rendered for
-PostgreSQL's COPY text format, except numbers, which Python's exact float ``repr`` renders.
+``(rowid, reason, region, day, text, n1 .. nk)`` where ``reason`` is NULL for a loadable row (else
+``'<reason>:<column or constraint>'``), ``text`` is every non-numeric target column already rendered and
+escaped for PostgreSQL's COPY text format (tab-separated, NULL as \\N), and ``n1 .. nk`` are the numeric
+columns as SQLite numbers, which the producer renders exactly (shortest round-trip digits). The COPY column
+order is therefore: non-numeric columns, then numeric ones (``copy_columns``), on both checksum sides.
 
 Checking happens in SQLite (in C, row by row, as the rows stream) because PostgreSQL silently accepts
 malformed input (NOTES.md): 'YYYY/MM/DD' becomes a date, 'DD-MM-YYYY' a different date, 'NaN' a number.
@@ -55,11 +57,28 @@ class SliceFilter:
     end_date: date | None = None
 
 
+NUMERIC_KINDS = ("int", "bigint", "numeric")
+
+
+def copy_columns(table: Table) -> tuple[Column, ...]:
+    """The loaded columns in COPY order: the SQLite-rendered text part first, then the numbers."""
+    cols = table.loaded_columns
+    return (tuple(c for c in cols if c.kind not in NUMERIC_KINDS)
+            + tuple(c for c in cols if c.kind in NUMERIC_KINDS))
+
+
+def _escape_copy_text(expr: str) -> str:
+    """COPY text escaping of a value (backslash first), as the checksum's SQL side renders it."""
+    return (f"replace(replace(replace(replace({expr}, '\\', '\\\\'), char(9), '\\t'), char(10), '\\n'), "
+            f"char(13), '\\r')")
+
+
 @dataclass(frozen=True)
 class SourceQuery:
     sql: str
     params: tuple[object, ...]
-    columns: tuple[str, ...]  # the target columns v1 .. vn, in COPY order
+    columns: tuple[str, ...]  # the target columns in COPY order (see copy_columns)
+    text_columns: int  # how many of them SQLite rendered into the text part
 
 
 class TablePlan:
@@ -71,6 +90,7 @@ class TablePlan:
         self.table = table
         self.known = known_tickers
         self.columns = table.loaded_columns
+        self.copy_columns = copy_columns(table)
 
     # --- expressions over the source row ``s`` and the source tickers row ``t`` ----------------------
     def region_expr(self) -> str:
@@ -166,7 +186,7 @@ class TablePlan:
             return (f"replace(substr({v}, 1, 19), 'T', ' ') || '.' || "
                     f"substr(substr({v}, 21) || '000000', 1, 6){suffix}")
         if k == "text":
-            return f"CAST({v} AS TEXT)"
+            return _escape_copy_text(f"CAST({v} AS TEXT)")
         return v
 
     def _check_reason(self, name: str) -> str:
@@ -222,7 +242,12 @@ class TablePlan:
             (_ident("m_region") if self.table.has_region else _lit(ALL_REGIONS)) + " AS _region",
             day + " AS _day",
         ]
-        outer += [self.render_expr(c, _ident("m_" + c.name)) for c in self.columns]
+        texts = [c for c in self.copy_columns if c.kind not in NUMERIC_KINDS]
+        numbers = [c for c in self.copy_columns if c.kind in NUMERIC_KINDS]
+        text_part = " || char(9) || ".join(
+            f"ifnull({self.render_expr(c, _ident('m_' + c.name))}, '\\N')" for c in texts) or "''"
+        outer.append(text_part + " AS _text")
+        outer += [_ident("m_" + c.name) for c in numbers]
         params: list[object] = []
         where = self.where(flt, params, rowid_range)
         orphan_cols = self._orphan_inner_columns()
@@ -232,7 +257,7 @@ class TablePlan:
             # row instead of once per reference in the checks and renders above.
             f"  FROM main.{_ident(self.table.source)} s\n{self.joins()}\n{where}\n  LIMIT -1\n)"
         )
-        return SourceQuery(sql, tuple(params), tuple(c.name for c in self.columns))
+        return SourceQuery(sql, tuple(params), tuple(c.name for c in self.copy_columns), len(texts))
 
     # The orphan conditions use join columns; they are carried out of the inner query by name.
     def _orphan_inner_columns(self) -> list[str]:

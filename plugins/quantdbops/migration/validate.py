@@ -21,7 +21,7 @@ from quantdbops import REGIONS
 from quantdbops.io.pg import DbMode
 from quantdbops.migration import checksum
 from quantdbops.migration.load import find_duplicates, known_tickers, slice_regions
-from quantdbops.migration.plan import ALL_REGIONS, UNKNOWN_REGION, SliceFilter, TablePlan
+from quantdbops.migration.plan import ALL_REGIONS, UNKNOWN_REGION, SliceFilter, TablePlan, copy_columns
 from quantdbops.migration.produce import prepare_source, produce
 from quantdbops.registry import AGGREGATES, TABLES, Column, RegionRule, Table
 
@@ -342,7 +342,7 @@ class Validator:
         return out
 
     def _row_diff(self, table: Table, region: str, day: str) -> list[dict]:
-        cols = [c.name for c in table.loaded_columns]
+        cols = [c.name for c in copy_columns(table)]
         key_pos = [cols.index(k) for k in table.key]
         has_day = table.time_column is not None
         d = date.fromisoformat(day) if has_day else None
