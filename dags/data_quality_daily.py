@@ -33,9 +33,16 @@ history. `as_of` defaults to the run's logical date (Seoul).
 - `referential` (error): rows whose ticker is not in `tickers`. Add the ticker (delisted ones too) or
   delete the rows.
 
+`null_required`, `ohlcv_rules` and `freshness` are decided by the common-sql provider's
+`SQLColumnCheckOperator` (per column: `null_check`, `min`, `max`) and `SQLTableCheckOperator` (per row:
+`high >= greatest(open, close)`, `low <= least(open, close)`, `high >= low`), one per table and region, with
+the region and window as their `partition_clause`; only when one of them fails does the check's SQL file run,
+for the exact count and the sample rows.
+
 **Reading the logs.** Each `check_<name>` task logs its own table (per table and region: violations,
-seconds); `report` logs the summary and the samples. A failed check *task* (not a failed check) means the
-database was unreachable: it retries by itself. `report` never retries.
+seconds, and for the provider-decided checks which provider check failed with its value, e.g.
+`volume.min=-7`, `low.null_check=2`); `report` logs the summary and the samples. A failed check *task* (not
+a failed check) means the database was unreachable: it retries by itself. `report` never retries.
 """
 
 from __future__ import annotations

@@ -3,14 +3,21 @@
 Each SQL file under ``include/sql/quality`` is a ``psycopg.sql`` template: ``{table}`` and the other
 identifiers are filled from the table registry, values are bound as ``%(name)s`` parameters. Every query
 returns the violating rows (at most ``sample_limit``) and, on each row, the total ``violation_count``.
+
+The column and table checks (``PROVIDER_CHECKS``: NULLs in required columns, the OHLCV business rules,
+freshness) are decided by the common-sql provider's ``SQLColumnCheckOperator`` / ``SQLTableCheckOperator``
+(see ``quantdbops.operators.quality``), one per table and region, with the region and window as their
+``partition_clause``. Only where one of their checks fails does the check's SQL file run, for the exact
+violation count and the sample rows the provider does not give.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -40,6 +47,12 @@ class QualityResult:
     threshold: float | None
     sample_rows: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    # the common-sql provider's per-check outcomes, {"volume.null_check": {"result": 0, "success": True}, ...}
+    provider_checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def provider_failures(self) -> list[str]:
+        return [f"{k}={v['result']}" for k, v in self.provider_checks.items() if not v["success"]]
 
     @property
     def passed(self) -> bool:
@@ -61,16 +74,21 @@ def _table(t: Table) -> sql.Identifier:
     return _ident("public", t.name)
 
 
-def _scope(t: Table, alias: str | None = None) -> sql.Composable:
-    """The region and window predicates of a table (sargable: bare columns against bound values)."""
+def _scope(t: Table, alias: str | None = None, values: dict[str, Any] | None = None) -> sql.Composable:
+    """The region and window predicates of a table (sargable: bare columns against bound values, or against
+    literals of ``values`` where no parameters can be bound: the provider operators' ``partition_clause``)."""
     def col(name: str) -> sql.Identifier:
         return _ident(alias, name) if alias else _ident(name)
 
+    def val(name: str) -> sql.Composable:
+        return sql.Placeholder(name) if values is None else sql.Literal(values[name])
+
     parts: list[sql.Composable] = []
     if t.has_region:
-        parts.append(sql.SQL("{} = %(region)s").format(col("region")))
+        parts.append(sql.SQL("{} = {}").format(col("region"), val("region")))
     if t.time_column:
-        parts.append(sql.SQL("{c} >= %(window_start)s AND {c} < %(window_stop)s").format(c=col(t.time_column)))
+        parts.append(sql.SQL("{c} >= {a} AND {c} < {b}").format(c=col(t.time_column), a=val("window_start"),
+                                                                 b=val("window_stop")))
     return sql.SQL(" AND ").join(parts) if parts else sql.SQL("TRUE")
 
 
@@ -145,6 +163,66 @@ def _regions(t: Table, request: QualityRequest) -> tuple[str, ...]:
     return request.regions if t.has_region else (ALL_REGIONS,)
 
 
+# --- the checks the common-sql provider's operators decide -------------------------------------------------
+PROVIDER_CHECKS = ("null_required", "ohlcv_rules", "freshness")
+_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+_OHLCV_PRICES = ("open", "high", "low", "close")
+# (name, boolean per row); NULLs are null_required's business, so a NULL comparison passes here
+_OHLCV_ROW_RULES = (("high_ge_open_close", "high >= greatest(open, close)"),
+                    ("low_le_open_close", "low <= least(open, close)"),
+                    ("high_ge_low", "high >= low"))
+
+
+def _column(t: Table, name: str) -> str:
+    """A registry column as the provider writes it: bare (it also builds aliases ``<column>_<check>``)."""
+    if not _PLAIN_NAME.fullmatch(t.column(name).name):
+        raise ValueError(f"{t.name}.{name}: not a plain lower-case identifier, cannot go into a provider check")
+    return name
+
+
+def provider_operators(qc: QualityCheck, t: Table, request: QualityRequest, region: str,
+                       conn: psycopg.Connection) -> list[Any]:
+    """The provider check operators deciding one check on one table and region (values rendered as literals:
+    the provider binds no parameters; regions are validated, dates typed, identifiers from the registry)."""
+    from quantdbops import CONN_POSTGRES
+    from quantdbops.operators.quality import QualityColumnCheckOperator, QualityTableCheckOperator
+
+    params = request.sql_params(region)
+    common = {"conn_id": CONN_POSTGRES, "table": _table(t).as_string(conn), "retry_on_failure": False}
+    task_id = f"{qc.name}__{t.name}__{region}"
+    scope = _scope(t, values=params).as_string(conn)
+    if qc.name == "null_required":
+        return [QualityColumnCheckOperator(
+            task_id=task_id, partition_clause=scope,
+            column_mapping={_column(t, c): {"null_check": {"equal_to": 0}} for c in t.required_columns}, **common)]
+    if qc.name == "ohlcv_rules":
+        mapping = {_column(t, c): {"min": {"greater_than": 0}} for c in _OHLCV_PRICES}
+        mapping[_column(t, "volume")] = {"min": {"geq_to": 0}}
+        return [
+            QualityColumnCheckOperator(task_id=f"{task_id}__columns", partition_clause=scope,
+                                       column_mapping=mapping, **common),
+            QualityTableCheckOperator(task_id=f"{task_id}__rows", partition_clause=scope, checks={
+                name: {"check_statement": f"COALESCE({rule}, TRUE)"} for name, rule in _OHLCV_ROW_RULES}, **common),
+        ]
+    if qc.name == "freshness":
+        time_col = _column(t, t.time_column)
+        up_to_as_of = sql.SQL("{} = {} AND {} <= {}").format(
+            _ident("region"), sql.Literal(region), _ident(time_col), sql.Literal(request.as_of)).as_string(conn)
+        oldest_allowed = request.as_of - timedelta(days=request.max_age_days)
+        return [QualityColumnCheckOperator(
+            task_id=task_id, partition_clause=up_to_as_of, empty_passes=False,
+            column_mapping={time_col: {"max": {"geq_to": oldest_allowed}}}, **common)]
+    raise KeyError(f"{qc.name} is not decided by provider check operators")
+
+
+def _provider_outcomes(conn: psycopg.Connection, qc: QualityCheck, t: Table, request: QualityRequest,
+                       region: str) -> dict[str, dict[str, Any]]:
+    outcomes: dict[str, dict[str, Any]] = {}
+    for op in provider_operators(qc, t, request, region, conn):
+        outcomes.update(op.evaluate(conn))
+    return {k: {"result": _jsonable(v["result"]), "success": bool(v["success"])} for k, v in outcomes.items()}
+
+
 def run_check(conn: psycopg.Connection, name: str, request: QualityRequest) -> list[QualityResult]:
     """One check over its tables and the requested regions; one result per table and region."""
     qc = check(name)
@@ -154,7 +232,15 @@ def run_check(conn: psycopg.Connection, name: str, request: QualityRequest) -> l
         for region in _regions(t, request):
             params = request.sql_params(region)
             started = time.monotonic()
-            if qc.name == "referential":
+            provider: dict[str, dict[str, Any]] = {}
+            if qc.name in PROVIDER_CHECKS:
+                provider = _provider_outcomes(conn, qc, t, request, region)
+                if all(v["success"] for v in provider.values()):
+                    count, samples = 0, []
+                else:  # the exact count and the sample rows of what the provider's checks found
+                    count, samples = _query(conn, compose(qc, t), params)
+                    count = max(count, 1)
+            elif qc.name == "referential":
                 count, samples = 0, []
                 refs = [(ticker_column(t), False), *((c, True) for c in t.ticker_refs)]
                 for col, by_ticker in refs:
@@ -163,7 +249,7 @@ def run_check(conn: psycopg.Connection, name: str, request: QualityRequest) -> l
             else:
                 count, samples = _query(conn, compose(qc, t), params)
             results.append(QualityResult(qc.name, region, t.name, qc.severity.value, count, threshold,
-                                         samples[:request.sample_size], time.monotonic() - started))
+                                         samples[:request.sample_size], time.monotonic() - started, provider))
     return results
 
 
@@ -223,5 +309,5 @@ def run_all(conn: psycopg.Connection, request: QualityRequest) -> list[QualityRe
     return [r for name in request.checks for r in run_check(conn, name, request)]
 
 
-__all__ = ["ALL_REGIONS", "TABLES", "QualityResult", "compose", "errors", "failing_samples", "load_results",
-           "record", "run_all", "run_check", "summary_table"]
+__all__ = ["ALL_REGIONS", "PROVIDER_CHECKS", "TABLES", "QualityResult", "compose", "errors", "failing_samples",
+           "load_results", "provider_operators", "record", "run_all", "run_check", "summary_table"]
