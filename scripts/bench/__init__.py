@@ -1,0 +1,1 @@
+"""Helpers of ``scripts/bench_load.py`` (`make bench`): the raw-COPY and pgloader legs, and the report."""
