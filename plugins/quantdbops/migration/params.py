@@ -14,13 +14,10 @@ from typing import Any
 
 from quantdbops import REGIONS
 from quantdbops.migration.plan import SliceFilter
+from quantdbops.paramcheck import ParamError, choice_list, optional_date
 from quantdbops.registry import migratable_tables
 
 MIGRATABLE = tuple(t.name for t in migratable_tables())
-
-
-class ParamError(ValueError):
-    """The params cannot describe a migration (shown as the task's failure reason)."""
 
 
 def migration_params() -> dict[str, Any]:
@@ -48,28 +45,6 @@ def migration_params() -> dict[str, Any]:
     }
 
 
-def _date(value: object, name: str) -> date | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise ParamError(f"{name} must be a date YYYY-MM-DD, got {value!r}") from None
-
-
-def _choice_list(value: object, allowed: tuple[str, ...], name: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ParamError(f"{name} must be a non-empty list of {', '.join(allowed)}")
-    unknown = [v for v in value if v not in allowed]
-    if unknown:
-        raise ParamError(f"unknown {name}: {', '.join(map(str, unknown))}; allowed: {', '.join(allowed)}")
-    return tuple(v for v in allowed if v in value)  # the registry's order, duplicates gone
-
-
 @dataclass(frozen=True)
 class MigrationRequest:
     """What a run was asked to do, checked."""
@@ -83,9 +58,10 @@ class MigrationRequest:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> MigrationRequest:
-        regions = _choice_list(params.get("regions", list(REGIONS)), REGIONS, "regions")
-        tables = _choice_list(params.get("tables", list(MIGRATABLE)), MIGRATABLE, "tables")
-        start, end = _date(params.get("start_date"), "start_date"), _date(params.get("end_date"), "end_date")
+        regions = choice_list(params.get("regions", list(REGIONS)), REGIONS, "regions")
+        tables = choice_list(params.get("tables", list(MIGRATABLE)), MIGRATABLE, "tables")
+        start = optional_date(params.get("start_date"), "start_date")
+        end = optional_date(params.get("end_date"), "end_date")
         if start and end and start > end:
             raise ParamError(f"start_date {start} is after end_date {end}")
         dry_run = params.get("dry_run", True)
@@ -104,3 +80,6 @@ class MigrationRequest:
         span = f"{self.start_date or 'start'}..{self.end_date or 'end'}"
         return (f"{'DRY RUN of ' if self.dry_run else ''}{len(self.tables)} tables, regions "
                 f"{','.join(self.regions)}, dates {span}")
+
+
+__all__ = ["MIGRATABLE", "MigrationRequest", "ParamError", "migration_params"]

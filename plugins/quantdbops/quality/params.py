@@ -8,15 +8,12 @@ from datetime import date, timedelta
 from typing import Any
 
 from quantdbops import REGIONS
+from quantdbops.paramcheck import ParamError, choice_list
 from quantdbops.quality.checks import CHECK_NAMES
 
 DEFAULTS: dict[str, Any] = {
     "z_threshold": 3.0, "gap_threshold_days": 3, "lookback_days": 30, "max_age_days": 7, "sample_size": 10,
 }
-
-
-class ParamError(ValueError):
-    """The params cannot describe a quality run."""
 
 
 def quality_params() -> dict[str, Any]:
@@ -43,17 +40,6 @@ def quality_params() -> dict[str, Any]:
         "sample_size": Param(DEFAULTS["sample_size"], type="integer", minimum=0, maximum=100,
                              title="Sample rows", description="Failing rows kept per result (JSON)."),
     }
-
-
-def _choices(value: object, allowed: tuple[str, ...], name: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ParamError(f"{name} must be a non-empty list of {', '.join(allowed)}")
-    unknown = [v for v in value if v not in allowed]
-    if unknown:
-        raise ParamError(f"unknown {name}: {', '.join(map(str, unknown))}; allowed: {', '.join(allowed)}")
-    return tuple(v for v in allowed if v in value)
 
 
 def _int(value: object, name: str, minimum: int) -> int:
@@ -88,8 +74,8 @@ class QualityRequest:
             except ValueError:
                 raise ParamError(f"as_of must be a date YYYY-MM-DD, got {as_of!r}") from None
         return cls(
-            regions=_choices(p.get("regions", list(REGIONS)), REGIONS, "regions"),
-            checks=_choices(p.get("checks", list(CHECK_NAMES)), CHECK_NAMES, "checks"),
+            regions=choice_list(p.get("regions", list(REGIONS)), REGIONS, "regions"),
+            checks=choice_list(p.get("checks", list(CHECK_NAMES)), CHECK_NAMES, "checks"),
             z_threshold=float(z),
             gap_threshold_days=_int(p["gap_threshold_days"], "gap_threshold_days", 1),
             lookback_days=_int(p["lookback_days"], "lookback_days", 0),
