@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg import sql
 
-from quantdbops import REGIONS
 from quantdbops.io.pg import DbMode
 from quantdbops.migration import checksum
 from quantdbops.migration.load import find_duplicates, known_tickers, slice_regions
@@ -435,6 +434,3 @@ def record_results(pg: psycopg.Connection, run_id: str, results: list[CheckResul
             copy.write_row((run_id, r.check, r.table, r.region, r.status, r.expected, r.actual,
                             json.dumps(r.details, default=str)))
 
-
-def regions_of(flt: SliceFilter) -> tuple[str, ...]:
-    return flt.regions if flt.regions is not None else REGIONS
