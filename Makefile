@@ -90,7 +90,7 @@ airflow: pg $(SAMPLE) $(AIRFLOW_HOME)/.migrated
 # Each benchmark starts its own PostgreSQL (and S3 endpoint) under .local/bench and prints ratios against a
 # baseline measured in the same run; the quality one needs ~10M OHLCV rows (generated once, then reused).
 bench: system-deps venv
-	@command -v pgloader >/dev/null || { [ "$$(id -u)" -eq 0 ] && apt-get install -y -qq pgloader >/dev/null; } || \
+	@command -v pgloader >/dev/null || { [ "$$(id -u)" -eq 0 ] && apt-get update -qq && apt-get install -y -qq pgloader >/dev/null; } || \
 	  echo "pgloader is not installed (apt-get install pgloader): the load benchmark skips its leg"
 	$(PY) scripts/bench_load.py
 	$(PY) scripts/bench_backup.py

@@ -13,7 +13,7 @@ a hypertable, or monthly range partitions created beforehand in plain mode), emp
 
 After each of our loads the migration's validation (``Validator.run`` for tickers + ohlcv_data) is timed.
 The runs interleave the methods; each method's median is reported. A throw-away, durable (fsync on)
-PostgreSQL 15 cluster is started under .local/bench/ and stopped at the end; results also go to
+PostgreSQL 15 cluster is started under .local/bench/pg-load and stopped at the end; results also go to
 .local/bench/load-results.json. Nothing is asserted: the figures are printed against the issue's goals.
 """
 
@@ -113,12 +113,12 @@ def machine_info() -> dict[str, object]:
 
 
 def start_cluster(args: argparse.Namespace) -> Cluster:
-    """A fresh cluster under .local/bench/pg, durable like production (fsync, synchronous commit)."""
+    """A fresh cluster under .local/bench/pg-load, durable like production (fsync, synchronous commit)."""
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     BENCH_DIR.chmod(0o755)  # the postgres OS user reads the rendered COPY file below it
     for stale in BENCH_DIR.glob("pgloader-run*.log"):
         stale.unlink()
-    cluster = Cluster(BENCH_DIR / "pg", args.port or free_port(), fsync=True,
+    cluster = Cluster(BENCH_DIR / "pg-load", args.port or free_port(), fsync=True,
                       timescaledb=False if args.plain else None, background_jobs=False)
     cluster.destroy()  # a leftover of an earlier run may have been made in the other mode
     cluster.start()
@@ -400,7 +400,7 @@ def benchmark(args: argparse.Namespace, source: Path, source_rows: int) -> int:
     pgloader_exe = pgloader_leg.find_pgloader()
     if pgloader_exe is None:
         say(f"pgloader not found on PATH: the pgloader leg is skipped; {pgloader_leg.INSTALL_HINT}")
-    work = BENCH_DIR / "work"
+    work = BENCH_DIR / "load-work"
     stamp = code_stamp()
     cluster = start_cluster(args)
     try:

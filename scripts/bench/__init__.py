@@ -1,1 +1,1 @@
-"""Helpers of ``scripts/bench_load.py`` (`make bench`): the raw-COPY and pgloader legs, and the report."""
+"""Helpers of the `make bench` scripts (``scripts/bench_*.py``): legs, measurements and reports."""
