@@ -125,6 +125,8 @@ def test_batch_rendering_is_the_exact_rendering(values: tuple) -> None:
         pytest.param("a\nb\rc", "a\\nb\\rc", id="newline-cr"),
         pytest.param("c:\\dir", "c:\\\\dir", id="backslash-first"),
         pytest.param("1e-05", "1e-05", id="text-untouched"),
+        pytest.param("a\\t\tb\n", "a\\\\t\\tb\\n", id="escaped-looking-text-and-real-tab"),
+        pytest.param("", "", id="empty"),
     ],
 )
 def test_sqlite_side_escapes_text_for_copy(text: str, copy_text: str) -> None:
@@ -132,7 +134,8 @@ def test_sqlite_side_escapes_text_for_copy(text: str, copy_text: str) -> None:
 
     from quantdbops.migration.plan import _escape_copy_text
 
-    assert sqlite3.connect(":memory:").execute(f"SELECT {_escape_copy_text('?')}", (text,)).fetchone()[0] == copy_text
+    conn = sqlite3.connect(":memory:")
+    assert conn.execute(f"SELECT {_escape_copy_text(':t')}", {"t": text}).fetchone()[0] == copy_text
 
 
 # --- the source query ---------------------------------------------------------------------------------------
@@ -171,10 +174,88 @@ def test_source_query_runs_on_the_contract_schema(name: str) -> None:
     s.execute("CREATE TEMP TABLE known_tickers (ticker TEXT, region TEXT)")
     q = TablePlan(table(name)).query(SliceFilter(regions=("KR",), start_date=date(2025, 1, 1)))
     cur = s.execute(q.sql, q.params)
-    assert [d[0] for d in cur.description][:5] == ["_rowid", "_reason", "_region", "_day", "_text"]
+    assert [d[0] for d in cur.description][:5] == ["_rowid", "_reason", "_region", "_bucket", "_text"]
     # one text part for the first text_columns columns, then one output per numeric column
     assert len(cur.description) == 5 + len(q.columns) - q.text_columns
     assert sorted(q.columns) == sorted(c.name for c in table(name).loaded_columns)
+
+
+def _ohlcv_source(rows: list[dict]) -> tuple[sqlite3.Connection, list[tuple]]:
+    """A contract-shaped SQLite with one ticker and the given OHLCV rows; the source query's output."""
+    from quantdbops.migration.produce import prepare_source
+
+    s = sqlite3.connect(":memory:")
+    for ddl in CONTRACT_DDL.values():
+        s.execute(ddl)
+    s.execute("INSERT INTO tickers (ticker, name, exchange, region, created_at, last_updated) "
+              "VALUES ('005930', 'Samsung', 'KRX', 'KR', '2024-01-01 00:00:00', '2024-01-01 00:00:00')")
+    base = {"ticker": "005930", "timeframe": "D", "date": "2025-01-02", "region": "KR", "open": 10.0,
+            "high": 11.0, "low": 9.5, "close": 10.5, "volume": 100, "created_at": "2025-01-02T18:00:00"}
+    for over in rows:
+        row = {**base, **over}
+        s.execute(f"INSERT INTO ohlcv_data ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+    prepare_source(s, [("005930", "KR")], {})
+    q = TablePlan(table("ohlcv_data")).query(SliceFilter())
+    return s, s.execute(q.sql, q.params).fetchall()
+
+
+@pytest.mark.parametrize(
+    ("over", "reason"),
+    [
+        pytest.param({"date": "2025-02-30"}, "malformed_date:date", id="day-past-month-end"),
+        pytest.param({"date": "2025-13-45"}, "malformed_date:date", id="month-13-named-not-row"),
+        pytest.param({"date": "2025/01/02"}, "malformed_date:date", id="slashes"),
+        pytest.param({"created_at": "2025-13-02T18:00:00"}, "malformed_timestamp:created_at", id="ts-month-13"),
+        pytest.param({"created_at": "2025-01-02T24:00:00"}, "malformed_timestamp:created_at", id="ts-hour-24"),
+        pytest.param({"high": 9.0}, "ohlc_violation:chk_ohlcv_high_low", id="high-below-low"),
+        pytest.param({"date": "2025-01-03"}, None, id="clean"),
+    ],
+)
+def test_source_query_names_the_reason_of_each_bad_row(over: dict, reason: str | None) -> None:
+    _, rows = _ohlcv_source([over])
+    assert [r[1] for r in rows] == [reason]
+
+
+def test_source_query_renders_the_copy_text_part_and_bucket() -> None:
+    """Text values are COPY-escaped only where they hold a special character; vocabulary values as is."""
+    _, rows = _ohlcv_source([{"date": "2025-01-03", "ticker": "005930"}])
+    (_rowid, reason, region, bucket, text, *numbers) = rows[0]
+    assert (reason, region, bucket) == (None, "KR", "KR\t2025-01-03")
+    assert text.split("\t") == ["005930", "KR", "2025-01-03", "D", "2025-01-02 18:00:00.000000"]
+    assert numbers[:5] == [10.0, 11.0, 9.5, 10.5, 100]
+
+
+def test_vocabulary_columns_are_the_checked_literal_lists() -> None:
+    from quantdbops.migration.plan import _escape_copy_text, vocabulary_columns
+
+    t = table("ohlcv_data")
+    vocab = vocabulary_columns(t)
+    assert vocab == {name for name in ("region", "timeframe") if any(name + " IN (" in e for _, e in t.checks)}
+    conn = sqlite3.connect(":memory:")
+    for _, expr in t.checks:
+        for literal in re.findall(r"'([^']*)'", expr):  # every value a loadable row can hold needs no escape
+            assert conn.execute(f"SELECT {_escape_copy_text(':t')}", {"t": literal}).fetchone()[0] == literal
+
+
+@pytest.mark.parametrize(
+    ("rows", "plain"),
+    [
+        pytest.param([(1.5, None, 7), (0.1, 2.0, None)], True, id="plain"),
+        pytest.param([(1.5, 1e-07, 7)], False, id="exponent"),
+        pytest.param([(1.5, 1e-05, 7)], True, id="small-but-plain-in-json"),
+        pytest.param([(1.5, -0.0, 7)], False, id="negative-zero"),
+        pytest.param([(1.5, 7, -0.0)], False, id="negative-zero-last"),
+        pytest.param([(-0.05, 7, -0.01)], True, id="negative-small-is-plain"),
+        pytest.param([(1.5, float("inf"), 7)], False, id="infinity-spelled-null"),
+    ],
+)
+def test_batch_fast_path_only_takes_batches_json_spells_as_numeric_does(rows: list[tuple], plain: bool) -> None:
+    from quantdbops.migration.produce import render_numbers_plain
+
+    got = render_numbers_plain(rows)
+    assert (got is not None) == plain
+    if plain:
+        assert got == [render_numbers(r) for r in rows]
 
 
 # --- the registry -------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ Whatever PostgreSQL would refuse or misread is refused here first, with its reas
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 
@@ -68,9 +69,24 @@ def copy_columns(table: Table) -> tuple[Column, ...]:
 
 
 def _escape_copy_text(expr: str) -> str:
-    """COPY text escaping of a value (backslash first), as the checksum's SQL side renders it."""
-    return (f"replace(replace(replace(replace({expr}, '\\', '\\\\'), char(9), '\\t'), char(10), '\\n'), "
-            f"char(13), '\\r')")
+    """COPY text escaping of a value (backslash first). Most values need none: one GLOB looks first."""
+    return (f"CASE WHEN {expr} GLOB {_NEEDS_ESCAPE} THEN replace(replace(replace(replace({expr}, '\\', '\\\\'), "
+            f"char(9), '\\t'), char(10), '\\n'), char(13), '\\r') ELSE {expr} END")
+
+
+# '*[<backslash><tab><newline><cr>]*': a constant SQLite computes once per statement.
+_NEEDS_ESCAPE = "('*[' || char(92, 9, 10, 13) || ']*')"
+_PLAIN_LITERAL = re.compile(r"'[A-Za-z0-9 ._:/+-]*'")
+
+
+def vocabulary_columns(table: Table) -> frozenset[str]:
+    """Text columns a CHECK limits to literals that COPY needs no escaping for (``region IN ('KR', ..)``)."""
+    out = set()
+    for _, expr in table.checks:
+        m = re.fullmatch(r"([a-z_][a-z0-9_]*) IN \((.*)\)", expr.strip())
+        if m and all(_PLAIN_LITERAL.fullmatch(lit.strip()) for lit in m.group(2).split(",")):
+            out.add(m.group(1))
+    return frozenset(out)
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,7 @@ class TablePlan:
         self.known = known_tickers
         self.columns = table.loaded_columns
         self.copy_columns = copy_columns(table)
+        self.vocabulary_columns = vocabulary_columns(table)
 
     # --- expressions over the source row ``s`` and the source tickers row ``t`` ----------------------
     def region_expr(self) -> str:
@@ -137,12 +154,12 @@ class TablePlan:
         if k == "bool":
             return f"({v} IS NULL OR {v} IN (0, 1))", INVALID_VALUE
         if k == "date":
-            return (f"({v} IS NULL OR ({v} GLOB '{DATE_GLOB}' AND date(julianday({v})) = {v}))",
+            return (f"({v} IS NULL OR ({v} GLOB '{DATE_GLOB}' AND date(julianday({v})) IS {v}))",
                     MALFORMED_DATE)
         if k == "timestamptz":
             d = f"substr({v}, 1, 10)"
             return (
-                f"({v} IS NULL OR (substr({v}, 1, 19) GLOB '{TS_GLOB}' AND date(julianday({d})) = {d} "
+                f"({v} IS NULL OR (substr({v}, 1, 19) GLOB '{TS_GLOB}' AND date(julianday({d})) IS {d} "
                 f"AND substr({v}, 12, 2) < '24' AND substr({v}, 15, 2) < '60' AND substr({v}, 18, 2) < '60' "
                 f"AND (length({v}) = 19 OR (length({v}) BETWEEN 21 AND 26 AND substr({v}, 20, 1) = '.' "
                 f"AND substr({v}, 21) NOT GLOB '*[^0-9]*'))))",
@@ -186,6 +203,8 @@ class TablePlan:
             return (f"replace(substr({v}, 1, 19), 'T', ' ') || '.' || "
                     f"substr(substr({v}, 21) || '000000', 1, 6){suffix}")
         if k == "text":
+            if col.name in self.vocabulary_columns:
+                return v  # a loadable row holds one of the CHECK's plain literals: nothing to escape
             return _escape_copy_text(f"CAST({v} AS TEXT)")
         return v
 
@@ -240,7 +259,9 @@ class TablePlan:
             "_rowid",
             reason + " AS _reason",
             (_ident("m_region") if self.table.has_region else _lit(ALL_REGIONS)) + " AS _region",
-            day + " AS _day",
+            # the checksum bucket, one string: region TAB day
+            (_ident("m_region") if self.table.has_region else _lit(ALL_REGIONS)) + " || char(9) || " + day
+            + " AS _bucket",
         ]
         texts = [c for c in self.copy_columns if c.kind not in NUMERIC_KINDS]
         numbers = [c for c in self.copy_columns if c.kind in NUMERIC_KINDS]
@@ -282,7 +303,6 @@ class TablePlan:
 
     def _rename(self, expr: str) -> str:
         """A CHECK expression over target columns, rewritten over the inner query's m_ names."""
-        import re
 
         names = set(self.table.column_names)
         return re.sub(r"\b([a-z_][a-z0-9_]*)\b",

@@ -10,6 +10,7 @@ checksums and rejects; the parent adds them up. Nothing here touches PostgreSQL.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import sqlite3
 import traceback
@@ -18,10 +19,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from multiprocessing.connection import Connection
+from operator import itemgetter
 
 import orjson
 
-from quantdbops.migration.plan import DUPLICATE_KEY, NON_NUMERIC, UNKNOWN_REGION, SliceFilter, TablePlan
+from quantdbops.migration.plan import (
+    DUPLICATE_KEY,
+    NON_NUMERIC,
+    UNKNOWN_REGION,
+    SliceFilter,
+    SourceQuery,
+    TablePlan,
+)
 from quantdbops.registry import table as registry_table
 
 CHUNK_BYTES = 1 << 20
@@ -62,8 +71,30 @@ def render_numbers_batch(rows: list[tuple]) -> list[bytes]:
         return []
     if len(rows[0]) == 0:
         return [b""] * len(rows)
-    js = orjson.dumps(rows)
+    return _split(orjson.dumps(rows))
+
+
+def _split(js: bytes) -> list[bytes]:
     return js[2:-2].replace(b",", b"\t").replace(b"null", b"\\N").split(b"]\t[")
+
+
+def render_numbers_plain(rows: list[tuple]) -> list[bytes] | None:
+    """``render_numbers_batch`` when JSON's spelling is numeric's for the whole batch, else None.
+
+    One look at the batch's JSON instead of one per row: no exponent, no negative zero, and exactly one
+    ``null`` per ``None`` (a non-finite value is the only other thing JSON writes as null).
+    """
+    if not rows:
+        return []
+    if len(rows[0]) == 0:
+        return [b""] * len(rows)
+    js = orjson.dumps(rows)
+    if b"e" in js or b"-0.0," in js or b"-0.0]" in js or js.count(b"null") != sum(map(tuple.count, rows, _NONES)):
+        return None
+    return _split(js)
+
+
+_NONES = itertools.repeat(None)
 
 
 def non_finite_column(values: tuple, names: tuple[str, ...]) -> str | None:
@@ -106,63 +137,100 @@ def prepare_source(sconn: sqlite3.Connection, known: list[tuple[str, str]] | Non
     sconn.executemany("INSERT INTO temp.dup_rows VALUES (?, ?)", dups.items())
 
 
+# Per checksum bucket, one integer holds both the row count (above bit 96) and the sum of the rows'
+# signed 64-bit hashes (below): one dict update per row instead of two, exact for 2**32 rows a bucket.
+_COUNT_SHIFT = 96
+_ONE_ROW = 1 << _COUNT_SHIFT
+
+
+def _unpack(total: int) -> tuple[int, int]:
+    """(rows, sum of hashes) of a packed bucket total."""
+    rows = (total + (1 << (_COUNT_SHIFT - 1))) >> _COUNT_SHIFT
+    return rows, total - (rows << _COUNT_SHIFT)
+
+
 def produce(sconn: sqlite3.Connection, table_name: str, flt: SliceFilter, rowid_range: tuple[int, int] | None,
             dups: dict[int, int], emit: Callable[[bytes], None],
             chunk_bytes: int = CHUNK_BYTES) -> ProducerResult:
-    """Stream one rowid range: emit COPY text in chunks, return counts, checksums and rejects."""
+    """Stream one rowid range: emit COPY text in chunks, return counts, checksums and rejects.
+
+    Rows come as ``(rowid, reason, region, bucket, text, n1 .. nk)`` (see ``TablePlan.query``). The
+    common case costs one JSON rendering per batch and, per row, one line, one md5 and one dict update.
+    """
     table = registry_table(table_name)
     plan = TablePlan(table)
     query = plan.query(flt, duplicates="temp.dup_rows" if dups else None, rowid_range=rowid_range)
     number_names = query.columns[query.text_columns:]
+    joined = _line_joiner(query)
     res = ProducerResult()
     md5 = hashlib.md5
     from_bytes = int.from_bytes
-    rows_c, sums_c, stats = res.rows, res.sums, res.stats
-    buf = bytearray()
+    one = _ONE_ROW
+    buckets: defaultdict[str, int] = defaultdict(int)
+    seen: Counter = Counter()  # region (None: unknown) -> source rows
+    rejected: defaultdict[str | None, Counter] = defaultdict(Counter)
+    region_of, reason_of = itemgetter(2), itemgetter(1)
+    pending: list[bytes] = []
+    size = 0
     cur = sconn.execute(query.sql, query.params)
     while batch := cur.fetchmany(FETCH_ROWS):
-        clean = []
-        for row in batch:
-            region = row[2] or UNKNOWN_REGION
-            st = stats.get(region)
-            if st is None:
-                st = stats[region] = [0, 0, Counter()]
-            st[0] += 1
-            reason = row[1]
-            if reason is None:
-                clean.append(row)
-                continue
-            kind, _, detail = reason.partition(":")
-            st[2][kind] += 1
-            if kind == DUPLICATE_KEY:
-                detail = f"key already loaded from source rowid {dups.get(row[0])}"
-            res.rejects.append((row[0], region, kind, detail))
+        seen.update(map(region_of, batch))
+        clean = batch
+        if any(map(reason_of, batch)):
+            clean = [row for row in batch if row[1] is None]
+            for row in batch:
+                if row[1] is not None:
+                    kind, _, detail = row[1].partition(":")
+                    rejected[row[2]][kind] += 1
+                    if kind == DUPLICATE_KEY:
+                        detail = f"key already loaded from source rowid {dups.get(row[0])}"
+                    res.rejects.append((row[0], row[2] or UNKNOWN_REGION, kind, detail))
         numbers = [row[5:] for row in clean]
-        for row, nums, rendered in zip(clean, numbers, render_numbers_batch(numbers), strict=True):
-            digits = rendered
-            if digits.count(b"\\N") != nums.count(None) or b"e" in digits or b"-0.0" in digits:
-                bad = non_finite_column(nums, number_names)
-                if bad:  # JSON wrote it as null; PostgreSQL would store Infinity in numeric without a word
-                    st = stats[row[2] or UNKNOWN_REGION]
-                    st[2][NON_NUMERIC] += 1
-                    res.rejects.append((row[0], row[2] or UNKNOWN_REGION, NON_NUMERIC, bad))
-                    continue
-                digits = render_numbers(nums)
-            text = row[4].encode()
-            line = (text + b"\t" + digits) if digits and text else (text or digits)
-            key = (row[2] or UNKNOWN_REGION, row[3])
-            rows_c[key] += 1
-            sums_c[key] += from_bytes(md5(line).digest()[:8], "big", signed=True)
-            buf += line
-            buf += b"\n"
-        if len(buf) >= chunk_bytes:
-            emit(bytes(buf))
-            buf.clear()
-    if buf:
-        emit(bytes(buf))
-    for st in stats.values():
-        st[1] = st[0] - sum(st[2].values())
+        rendered = render_numbers_plain(numbers)
+        if rendered is None:  # a rare batch: an exponent, a negative zero or a non-finite value somewhere
+            rendered = []
+            keep = []
+            for row, nums, fast in zip(clean, numbers, render_numbers_batch(numbers), strict=True):
+                digits = fast
+                if fast.count(b"\\N") != nums.count(None) or b"e" in fast or b"-0.0" in fast:
+                    bad = non_finite_column(nums, number_names)
+                    if bad:  # JSON wrote it as null; PostgreSQL would store Infinity in numeric without a word
+                        rejected[row[2]][NON_NUMERIC] += 1
+                        res.rejects.append((row[0], row[2] or UNKNOWN_REGION, NON_NUMERIC, bad))
+                        continue
+                    digits = render_numbers(nums)
+                keep.append(row)
+                rendered.append(digits)
+            clean = keep
+        lines = list(map(joined, clean, rendered))
+        for row, line in zip(clean, lines, strict=True):
+            buckets[row[3]] += from_bytes(md5(line).digest()[:8], "big", signed=True) + one
+        pending += lines
+        size += sum(map(len, lines)) + len(lines)
+        if size >= chunk_bytes:
+            pending.append(b"")
+            emit(b"\n".join(pending))
+            pending.clear()
+            size = 0
+    if pending:
+        pending.append(b"")
+        emit(b"\n".join(pending))
+    for key, total in buckets.items():
+        region, _, day = key.partition("\t")
+        res.rows[(region, day)], res.sums[(region, day)] = _unpack(total)
+    for region, n in seen.items():
+        rej = rejected.get(region, Counter())
+        res.stats[region or UNKNOWN_REGION] = [n, n - sum(rej.values()), rej]
     return res
+
+
+def _line_joiner(query: SourceQuery) -> Callable[[tuple, bytes], bytes]:
+    """The COPY line of a row from its SQLite-rendered text part and its rendered numbers."""
+    if query.text_columns == len(query.columns):
+        return lambda row, _digits: row[4].encode()
+    if query.text_columns == 0:
+        return lambda _row, digits: digits
+    return lambda row, digits: row[4].encode() + b"\t" + digits
 
 
 def worker(out: Connection, path: str, table_name: str, flt: SliceFilter, rowid_range: tuple[int, int],
