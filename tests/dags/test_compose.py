@@ -548,3 +548,158 @@ def test_healthcheck_defined(services: dict[str, dict[str, Any]], name: str) -> 
 def test_timescaledb_healthcheck_uses_pg_isready(services: dict[str, dict[str, Any]]) -> None:
     test = services["timescaledb"]["healthcheck"]["test"]
     assert "pg_isready" in (" ".join(test) if isinstance(test, list) else test)
+
+
+# --- monitoring profile --------------------------------------------------------------------------
+
+MONITORING_PROFILE = "monitoring"
+MONITORING_SERVICES = ("monitoring-roles", "postgres-exporter", "prometheus", "grafana")
+# Pinned release tags: an image tag never moves under a `docker compose pull`.
+MONITORING_IMAGES = {
+    "postgres-exporter": r"quay\.io/prometheuscommunity/postgres-exporter:v\d+\.\d+\.\d+",
+    "prometheus": r"prom/prometheus:v\d+\.\d+\.\d+",
+    "grafana": r"grafana/grafana:\d+\.\d+\.\d+",
+}
+MONITOR_ROLE = "quant_monitor"
+MONITOR_PASSWORD_VAR = "QUANT_MONITOR_PASSWORD"
+
+
+def _host_ports(service: dict[str, Any]) -> list[int]:
+    out = []
+    for port in service.get("ports") or []:
+        parts = str(port).split(":")
+        if len(parts) >= 2:
+            out.append(int(parts[-2]))
+    return out
+
+
+def _project_path(source: str) -> Path | None:
+    """A bind-mount source as a path in the repository (None for a named volume)."""
+    if not source.startswith((".", "/")):
+        return None
+    return (REPO_ROOT / source).resolve()
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, id=n) for n in MONITORING_SERVICES])
+def test_monitoring_service_is_only_in_its_profile(services: dict[str, dict[str, Any]], name: str) -> None:
+    assert services[name].get("profiles") == [MONITORING_PROFILE]
+
+
+def test_plain_up_starts_no_monitoring_service(services: dict[str, dict[str, Any]]) -> None:
+    # `docker compose up` starts the services without a profile; none may be, or need, a profiled one.
+    default = {name for name, svc in services.items() if not svc.get("profiles")}
+    assert not default & set(MONITORING_SERVICES)
+    for name in default:
+        needed = set(_depends_on(services[name]))
+        assert not {n for n in needed if services.get(n, {}).get("profiles")}, name
+
+
+@pytest.mark.parametrize(("name", "pattern"), [pytest.param(n, p, id=n) for n, p in MONITORING_IMAGES.items()])
+def test_monitoring_image_is_pinned(services: dict[str, dict[str, Any]], name: str, pattern: str) -> None:
+    assert re.fullmatch(pattern, services[name]["image"]), services[name]["image"]
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, id=n) for n in MONITORING_SERVICES])
+def test_monitoring_mounts_exist_in_the_repository(services: dict[str, dict[str, Any]], name: str) -> None:
+    binds = {target: _project_path(source) for target, source in mounts(services[name]).items()}
+    binds = {target: path for target, path in binds.items() if path is not None}
+    assert binds, f"{name} mounts nothing from ./monitoring"
+    for target, path in binds.items():
+        assert path.exists(), f"{name}: {path} (mounted at {target}) is not in the repository"
+        assert REPO_ROOT / "monitoring" in path.parents, f"{name}: {path} is outside ./monitoring"
+
+
+def test_host_ports_are_unique(services: dict[str, dict[str, Any]]) -> None:
+    ports = [port for svc in services.values() for port in _host_ports(svc)]
+    assert len(ports) == len(set(ports)), sorted(ports)
+
+
+@pytest.mark.parametrize(("name", "port"), [pytest.param("prometheus", 9090, id="prometheus"),
+                                            pytest.param("grafana", 3000, id="grafana")])
+def test_monitoring_ui_is_published(services: dict[str, dict[str, Any]], name: str, port: int) -> None:
+    assert any(str(p).endswith(f":{port}") for p in services[name]["ports"])
+    assert _host_ports(services[name])
+
+
+@pytest.mark.parametrize(
+    ("name", "target", "condition"),
+    [
+        pytest.param("monitoring-roles", "timescaledb", "service_healthy", id="roles-after-timescaledb"),
+        pytest.param("postgres-exporter", "timescaledb", "service_healthy", id="exporter-after-timescaledb"),
+        pytest.param("postgres-exporter", "monitoring-roles", "service_completed_successfully",
+                     id="exporter-after-roles"),
+        pytest.param("prometheus", "postgres-exporter", "service_healthy", id="prometheus-after-exporter"),
+        pytest.param("grafana", "prometheus", "service_healthy", id="grafana-after-prometheus"),
+        pytest.param("grafana", "monitoring-roles", "service_completed_successfully", id="grafana-after-roles"),
+    ],
+)
+def test_monitoring_start_order(
+    services: dict[str, dict[str, Any]], name: str, target: str, condition: str
+) -> None:
+    assert _depends_on(services[name]).get(target) == condition
+
+
+def test_monitoring_roles_runs_the_role_file_against_the_target(services: dict[str, dict[str, Any]]) -> None:
+    roles, tsdb = services["monitoring-roles"], services["timescaledb"]
+    # Its psql is the server's own version.
+    assert roles["image"] == tsdb["image"]
+    script = re.search(r"-f\s+(\S+)", command_text(roles))
+    assert script, "monitoring-roles does not run a file with psql -f"
+    directory, filename = PurePosixPath(script.group(1)).parent, PurePosixPath(script.group(1)).name
+    source = _project_path(mounts(roles)[str(directory)])
+    assert source is not None and (source / filename).is_file()
+    env, tsdb_env = environment(roles), environment(tsdb)
+    assert env["PGHOST"] == "timescaledb" and int(env["PGPORT"]) == 5432
+    assert env["PGDATABASE"] == TARGET_DATABASE
+    # The superuser of the image: only it can grant pg_monitor.
+    assert (env["PGUSER"], env["PGPASSWORD"]) == (tsdb_env["POSTGRES_USER"], tsdb_env["POSTGRES_PASSWORD"])
+    assert re.search(rf"CREATE ROLE {MONITOR_ROLE}\b", (source / filename).read_text(encoding="utf-8"))
+
+
+def test_exporter_reads_the_target_as_the_monitor_role(services: dict[str, dict[str, Any]]) -> None:
+    env = environment(services["postgres-exporter"])
+    assert env["DATA_SOURCE_URI"].split("?")[0] == f"timescaledb:5432/{TARGET_DATABASE}"
+    assert env["DATA_SOURCE_USER"] == MONITOR_ROLE
+
+
+def test_exporter_custom_queries_file_is_mounted(services: dict[str, dict[str, Any]]) -> None:
+    exporter = services["postgres-exporter"]
+    match = re.search(r"--extend\.query-path=(\S+)", command_text(exporter))
+    assert match
+    source = _project_path(mounts(exporter)[match.group(1)])
+    assert source == REPO_ROOT / "monitoring" / "postgres-exporter" / "queries.yaml"
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        pytest.param("monitoring-roles", MONITOR_PASSWORD_VAR, id="roles"),
+        pytest.param("postgres-exporter", "DATA_SOURCE_PASS", id="exporter"),
+        pytest.param("grafana", MONITOR_PASSWORD_VAR, id="grafana"),
+    ],
+)
+def test_monitor_password_is_one_overridable_variable(
+    raw_services: dict[str, dict[str, Any]], name: str, key: str
+) -> None:
+    # The role's password and the two clients' must come from the same variable, or logins fail.
+    assert re.fullmatch(rf"\$\{{{MONITOR_PASSWORD_VAR}:-[^}}]+\}}", environment(raw_services[name])[key])
+
+
+def test_monitor_password_defaults_agree(services: dict[str, dict[str, Any]]) -> None:
+    values = {
+        environment(services["monitoring-roles"])[MONITOR_PASSWORD_VAR],
+        environment(services["postgres-exporter"])["DATA_SOURCE_PASS"],
+        environment(services["grafana"])[MONITOR_PASSWORD_VAR],
+    }
+    assert len(values) == 1 and values != {""}
+
+
+@pytest.mark.parametrize(
+    ("service", "key"),
+    [
+        pytest.param("grafana", "GF_SECURITY_ADMIN_PASSWORD", id="grafana-admin-password"),
+        pytest.param("grafana", "GF_SECURITY_ADMIN_USER", id="grafana-admin-user"),
+    ],
+)
+def test_grafana_login_is_overridable(raw_services: dict[str, dict[str, Any]], service: str, key: str) -> None:
+    assert re.fullmatch(r"\$\{\w+:-[^}]*\}", environment(raw_services[service])[key])
