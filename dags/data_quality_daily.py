@@ -52,7 +52,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag
 
 from quantdbops import HEAVY_DB_POOL, PLATFORM_TZ
 from quantdbops.assets import MIGRATED_DATA
-from quantdbops.dag_policy import default_args
+from quantdbops.dag_policy import default_args, run_failure_alert
 from quantdbops.operators.quality import QualityCheckOperator, QualityReportOperator
 from quantdbops.quality.checks import CHECK_NAMES
 from quantdbops.quality.params import quality_params
@@ -68,6 +68,7 @@ from quantdbops.quality.params import quality_params
     doc_md=__doc__,
     params=quality_params(),
     default_args=default_args(),
+    on_failure_callback=run_failure_alert(),
     tags=["quant-db-ops", "data-quality", "scheduled"],
 )
 def data_quality_daily() -> None:

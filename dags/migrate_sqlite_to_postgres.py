@@ -45,7 +45,7 @@ from airflow.sdk import dag, task
 
 from quantdbops import HEAVY_DB_POOL
 from quantdbops.assets import MIGRATED_DATA
-from quantdbops.dag_policy import START_DATE, default_args
+from quantdbops.dag_policy import START_DATE, default_args, run_failure_alert
 from quantdbops.migration.params import migration_params
 from quantdbops.operators.migration import (
     MigrateTableOperator,
@@ -66,6 +66,7 @@ from quantdbops.registry import migratable_tables
     doc_md=__doc__,
     params=migration_params(),
     default_args=default_args(execution_timeout=timedelta(hours=6)),
+    on_failure_callback=run_failure_alert(),
     tags=["quant-db-ops", "migration", "manual"],
 )
 def migrate_sqlite_to_postgres() -> None:

@@ -47,7 +47,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from quantdbops import HEAVY_DB_POOL, PLATFORM_TZ
 from quantdbops.backup.params import backup_params
-from quantdbops.dag_policy import default_args
+from quantdbops.dag_policy import default_args, run_failure_alert
 from quantdbops.operators.backup import (
     BackupPreflightOperator,
     BackupReportOperator,
@@ -67,6 +67,7 @@ from quantdbops.operators.backup import (
     doc_md=__doc__,
     params=backup_params(),
     default_args=default_args(),
+    on_failure_callback=run_failure_alert(),
     tags=["quant-db-ops", "backup", "scheduled"],
 )
 def postgres_backup_nightly() -> None:

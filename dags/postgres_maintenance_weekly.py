@@ -63,7 +63,7 @@ import pendulum
 from airflow.sdk import CronTriggerTimetable, dag
 
 from quantdbops import HEAVY_DB_POOL, PLATFORM_TZ
-from quantdbops.dag_policy import default_args
+from quantdbops.dag_policy import default_args, run_failure_alert
 from quantdbops.maintenance.params import maintenance_params
 from quantdbops.operators.maintenance import (
     MaintenanceSummaryOperator,
@@ -87,6 +87,7 @@ from quantdbops.operators.maintenance import (
     params=maintenance_params(),
     # statement_timeout (at most 120 min) always ends a statement before Airflow's timeout kills the task.
     default_args=default_args(execution_timeout=timedelta(hours=3)),
+    on_failure_callback=run_failure_alert(),
     tags=["quant-db-ops", "maintenance", "scheduled"],
 )
 def postgres_maintenance_weekly() -> None:

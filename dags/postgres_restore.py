@@ -41,7 +41,7 @@ from airflow.sdk import dag
 
 from quantdbops import HEAVY_DB_POOL, PLATFORM_TZ
 from quantdbops.backup.params import restore_params
-from quantdbops.dag_policy import default_args
+from quantdbops.dag_policy import default_args, run_failure_alert
 from quantdbops.operators.backup import (
     FetchBackupOperator,
     ResolveRestoreOperator,
@@ -59,6 +59,7 @@ from quantdbops.operators.backup import (
     doc_md=__doc__,
     params=restore_params(),
     default_args=default_args(retries=1),
+    on_failure_callback=run_failure_alert(),
     tags=["quant-db-ops", "restore", "manual"],
 )
 def postgres_restore() -> None:

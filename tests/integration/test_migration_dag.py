@@ -19,6 +19,7 @@ from test_migration_support import (
     MIGRATABLE,
     load,
     load_dag,
+    plant_tamper_trigger,
     source_counts,
     target_counts,
     task_states,
@@ -119,21 +120,9 @@ def test_a_content_mismatch_fails_validate_once_without_retry(
     mode: str, airflow_db: Path, airflow_connections: dict[str, str], pg_conn: psycopg.Connection
 ) -> None:
     """A trigger changes one row as it is loaded: the target no longer equals what was read."""
-    import sqlite3
-
     path = airflow_connections["sqlite_path"]
     generate(path, **CLEAN_SAMPLE)
-    with sqlite3.connect(path) as s:
-        ticker, region, day, close, low = s.execute(
-            "SELECT ticker, region, date, close, low FROM ohlcv_data WHERE close <> low ORDER BY id "
-            "LIMIT 1 OFFSET 40").fetchone()
-    apply_schema(pg_conn)
-    pg_conn.execute(
-        "CREATE FUNCTION public.test_tamper() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        f"IF NEW.ticker = '{ticker}' AND NEW.region = '{region}' AND NEW.date = '{day}' THEN "
-        "NEW.close := NEW.low; END IF; RETURN NEW; END $$")
-    pg_conn.execute("CREATE TRIGGER test_tamper BEFORE INSERT ON public.ohlcv_data FOR EACH ROW "
-                    "EXECUTE FUNCTION public.test_tamper()")
+    ticker, region, day, close, low = plant_tamper_trigger(pg_conn, path)
 
     dr = load_dag().test(run_conf={"dry_run": False, "tables": ["tickers", "ohlcv_data"]})
     states = task_states(dr)

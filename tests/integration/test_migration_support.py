@@ -26,6 +26,7 @@ from quantdbops.migration.source import open_source
 from quantdbops.migration.validate import CheckResult, Validator
 from quantdbops.registry import Table, migratable_tables, table
 from quantdbops.sample import generate
+from quantdbops.schema.apply import apply_schema
 
 REPO = Path(__file__).resolve().parents[2]
 MIGRATABLE: tuple[Table, ...] = migratable_tables()
@@ -164,6 +165,26 @@ def failures(results: list[CheckResult]) -> list[tuple[str, str | None, str | No
     return [(r.check, r.table, r.region, r.expected, r.actual) for r in results if r.status == "fail"]
 
 
+def plant_tamper_trigger(conn: psycopg.Connection, source: Path | str) -> tuple[str, str, str, float, float]:
+    """Apply the schema, then a trigger that sets close := low on one OHLCV row as it is inserted.
+
+    A fault no reject and no row count can see: the loads succeed and only the content checks differ.
+    Returns that row's ticker, region, date, and its source close and low.
+    """
+    with sqlite3.connect(source) as s:
+        ticker, region, day, close, low = s.execute(
+            "SELECT ticker, region, date, close, low FROM ohlcv_data WHERE close <> low ORDER BY id "
+            "LIMIT 1 OFFSET 40").fetchone()
+    apply_schema(conn)
+    conn.execute(
+        "CREATE FUNCTION public.test_tamper() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"IF NEW.ticker = '{ticker}' AND NEW.region = '{region}' AND NEW.date = '{day}' THEN "
+        "NEW.close := NEW.low; END IF; RETURN NEW; END $$")
+    conn.execute("CREATE TRIGGER test_tamper BEFORE INSERT ON public.ohlcv_data FOR EACH ROW "
+                 "EXECUTE FUNCTION public.test_tamper()")
+    return ticker, region, day, close, low
+
+
 def load_dag() -> Any:
     """The migration DAG object (dags/ is not a package on sys.path)."""
     spec = importlib.util.spec_from_file_location(
@@ -180,6 +201,7 @@ def task_states(dag_run: Any) -> dict[str, tuple[str | None, int]]:
 
 __all__ = [
     "CLEAN_SAMPLE", "DEFECTS_SAMPLE", "MIGRATABLE", "REPO", "content_columns", "duplicate_keys", "failures",
-    "fingerprint", "fingerprints", "load", "load_dag", "make_sample", "ops_counts", "source_counts",
+    "fingerprint", "fingerprints", "load", "load_dag", "make_sample", "ops_counts", "plant_tamper_trigger",
+    "source_counts",
     "source_region_expr", "source_time_expr", "table", "target_counts", "task_states", "validate",
 ]

@@ -13,6 +13,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from quantdbops import CONN_POSTGRES, CONN_SQLITE, REGIONS
+from quantdbops.errors import ActionableFailure
 from quantdbops.registry import dependency_order, migratable_tables, table
 from quantdbops.report import format_table
 
@@ -23,8 +24,15 @@ def _request(context: Any) -> Any:
     try:
         return MigrationRequest.from_params(context["params"])
     except ParamError as exc:
-        raise AirflowFailException(f"Bad params: {exc}. Nothing was written; trigger again with valid "
-                                   "params (the trigger form lists the allowed values).") from exc
+        raise ActionableFailure(f"Bad params: {exc}", what_to_do=(
+            "nothing was written; trigger again with valid params (the trigger form lists the allowed "
+            "values)")) from exc
+
+
+# The source cannot be read as it is: a retry reads the same file.
+SOURCE_WHAT_TO_DO = ("nothing was written. Point the spock_sqlite connection (or the run's source_path "
+                     "param) at the platform's spock_local.db, readable on the workers, or deselect the "
+                     "tables it lacks; then trigger again")
 
 
 def _open_source(request: Any, sqlite_conn_id: str) -> tuple[Any, str]:
@@ -35,7 +43,7 @@ def _open_source(request: Any, sqlite_conn_id: str) -> tuple[Any, str]:
     try:
         return open_source(path), path
     except SourceError as exc:
-        raise AirflowFailException(str(exc)) from exc
+        raise ActionableFailure(str(exc), what_to_do=SOURCE_WHAT_TO_DO) from exc
 
 
 class PrepareMigrationOperator(BaseOperator):
@@ -62,7 +70,7 @@ class PrepareMigrationOperator(BaseOperator):
         try:
             require_complete(report)
         except SourceError as exc:
-            raise AirflowFailException(str(exc)) from exc
+            raise ActionableFailure(str(exc), what_to_do=SOURCE_WHAT_TO_DO) from exc
         self.log.info("Source %s (%.1f MB):\n%s", path, report.size_bytes / 1e6, format_table(
             ["source table", "rows", "target"],
             [(n, c, next((t.name for t in migratable_tables() if t.source == n), "NOT MIGRATED"))
@@ -123,10 +131,12 @@ class MigrateTableOperator(BaseOperator):
             except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
                 # Deterministic: the same rows would be refused again, so no retry. The transaction rolled
                 # back, the target is as it was before this task.
-                raise AirflowFailException(
+                raise ActionableFailure(
                     f"PostgreSQL refused a row of {t.name} that passed the loader's checks ({exc}). Nothing of "
-                    f"{t.name} was changed. This is a gap in the mapping checks: quarantine rule missing for "
-                    "this value; report it with the error above, or deselect the table to go on.") from exc
+                    f"{t.name} was changed.", what_to_do=(
+                        "this is a gap in the mapping checks (a quarantine rule is missing for this value): "
+                        f"report it with the error above, or deselect {t.name} in the trigger form to go on"),
+                ) from exc
         rows = [(r, s.source_rows, s.loaded, s.rejected_rows,
                  ", ".join(f"{k} {v:,}" for k, v in sorted(s.rejected.items())) or "-")
                 for r, s in sorted(result.regions.items())]
@@ -161,6 +171,7 @@ class ValidateMigrationOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from quantdbops.io.pg import connect, detect_mode
+        from quantdbops.migration import verdict
         from quantdbops.migration.validate import Validator, record_results
 
         request = _request(context)
@@ -183,19 +194,11 @@ class ValidateMigrationOperator(BaseOperator):
             ["check", "table", "region", "status", "expected", "actual"],
             [(r.check, r.table or "", r.region or "", r.status.upper(), r.expected, r.actual) for r in results]))
         failed = [r for r in results if r.status == "fail"]
-        for r in failed:
-            if r.details:
-                self.log.error("%s %s %s details: %s", r.check, r.table or "", r.region or "", r.details)
         summary = {"checks": len(results), "failed": len(failed)}
         if failed:
-            what = "; ".join(f"{r.check} {r.table or ''} {r.region or ''}: expected {r.expected}, got {r.actual}"
-                             for r in failed[:10])
-            raise AirflowFailException(
-                f"Validation failed ({len(failed)} of {len(results)} checks): {what}. What to do: read the "
-                "details above (the rows that differ are listed); content differences mean the target was "
-                "changed after the load or a load was interrupted: clear the affected load task(s) and this "
-                "one to reload those tables (loads replace their slices atomically). Results are in "
-                "ops.validation_results.")
+            # The message is the last thing in the log: what differs down to the row, then what to do.
+            raise ActionableFailure(verdict.describe(failed, len(results)),
+                                    what_to_do=verdict.what_to_do(failed, context["run_id"]))
         return summary
 
 
