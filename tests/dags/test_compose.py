@@ -703,3 +703,15 @@ def test_monitor_password_defaults_agree(services: dict[str, dict[str, Any]]) ->
 )
 def test_grafana_login_is_overridable(raw_services: dict[str, dict[str, Any]], service: str, key: str) -> None:
     assert re.fullmatch(r"\$\{\w+:-[^}]*\}", environment(raw_services[service])[key])
+
+
+def test_alert_connection_reaches_the_services_that_send_alerts(services: dict[str, dict[str, Any]]) -> None:
+    """Workers send task alerts and the dag-processor run alerts: both read the alert connection,
+    which is empty (no alerts, said once per failure in the log) unless the operator sets it."""
+    from quantdbops.notifiers import CONN_ALERTS
+
+    var = f"AIRFLOW_CONN_{CONN_ALERTS.upper()}"
+    raw = (REPO_ROOT / "docker-compose.yaml").read_text(encoding="utf-8")
+    assert f"{var}: ${{{var}:-}}" in raw  # taken from the operator's environment, empty by default
+    for name in AIRFLOW_SERVICES:
+        assert var in environment(services[name]), f"{name} does not get {var}"
