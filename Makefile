@@ -93,6 +93,7 @@ bench: system-deps venv
 	@command -v pgloader >/dev/null || { [ "$$(id -u)" -eq 0 ] && apt-get update -qq && apt-get install -y -qq pgloader >/dev/null; } || \
 	  echo "pgloader is not installed (apt-get install pgloader): the load benchmark skips its leg"
 	$(PY) scripts/bench_load.py
+	$(PY) scripts/bench_load.py --target pk-only
 	$(PY) scripts/bench_backup.py
 	$(PY) scripts/bench_quality.py
 

@@ -2,6 +2,7 @@
 
     python scripts/bench_load.py                  # data/bench_1m.db (generated if missing), 3 runs each
     python scripts/bench_load.py --repeat 5 --plain
+    python scripts/bench_load.py --target pk-only  # the issue's reference table: its primary key only
 
 The methods, each into the project's ``ohlcv_data`` (primary key, checks, the seeds' 3 secondary indexes;
 a hypertable, or monthly range partitions created beforehand in plain mode), emptied before every run:
@@ -10,6 +11,10 @@ a hypertable, or monthly range partitions created beforehand in plain mode), emp
 2. pgloader (``data only`` into the existing table, REAL cast to numeric through a string), verified;
 3. the physical limit: server-side ``COPY`` of a file pre-rendered by our producer (the same bytes),
    as is and with the secondary indexes dropped before and rebuilt after (what our loader does).
+
+With ``--target pk-only`` the same legs load a plain table with the same columns, NOT NULLs and primary key
+and nothing else (no CHECKs, no secondary indexes, no hypertable or partitions): the conditions the issue's
+reference rates were measured in. Validation is skipped there (it checks the schema's indexes and features).
 
 After each of our loads the migration's validation (``Validator.run`` for tickers + ohlcv_data) is timed.
 The runs interleave the methods; each method's median is reported. A throw-away, durable (fsync on)
@@ -54,6 +59,7 @@ DEFAULT_SOURCE = REPO / "data" / "bench_1m.db"
 SAMPLE_SIZE = {"tickers_per_region": 400, "days": 420}  # 1,008,000 OHLCV rows
 MIN_ROWS = 1_000_000
 OURS_ONE_WORKER = "ours_1_worker"
+SCHEMA_TARGET, PK_ONLY_TARGET = "schema", "pk-only"
 
 
 def say(text: str = "") -> None:
@@ -69,6 +75,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--plain", action="store_true", help="plain PostgreSQL even where TimescaleDB is installed")
     ap.add_argument("--port", type=int, help="port of the benchmark's own cluster (default: a free one)")
     ap.add_argument("--keep", action="store_true", help="keep the stopped cluster and the rendered files")
+    ap.add_argument("--target", choices=(SCHEMA_TARGET, PK_ONLY_TARGET), default=SCHEMA_TARGET,
+                    help="the project's ohlcv_data (default) or a plain table with its primary key only")
     args = ap.parse_args(argv)
     if args.repeat < 1:
         ap.error("--repeat must be >= 1")
@@ -126,10 +134,12 @@ def start_cluster(args: argparse.Namespace) -> Cluster:
     return cluster
 
 
-def prepare_target(dsn: str, source: Path) -> tuple[DbMode, float]:
+def prepare_target(dsn: str, source: Path, target: str = SCHEMA_TARGET) -> tuple[DbMode, float]:
     """Apply the schema and load tickers once (our loader checks ohlcv rows against them)."""
     with connect(dsn, autocommit=True) as pg:
         mode = apply_schema(pg).mode
+        if target == PK_ONLY_TARGET:
+            reduce_to_primary_key(pg)
     sconn = open_source(source)
     try:
         with connect(dsn) as pg:
@@ -149,6 +159,14 @@ def prepare_target(dsn: str, source: Path) -> tuple[DbMode, float]:
 
 def plain_partitions_needed(mode: DbMode) -> bool:
     return not mode.timescaledb and OHLCV_DATA.partitioned
+
+
+def reduce_to_primary_key(pg: psycopg.Connection) -> None:
+    """Replace ohlcv_data by a plain table with its columns, NOT NULLs and primary key only."""
+    pg.execute("CREATE TABLE public.ohlcv_data_pk (LIKE public.ohlcv_data INCLUDING DEFAULTS INCLUDING GENERATED)")
+    pg.execute("DROP TABLE public.ohlcv_data CASCADE")  # its views and aggregates go too: a bench database
+    pg.execute("ALTER TABLE public.ohlcv_data_pk RENAME TO ohlcv_data")
+    pg.execute(f"ALTER TABLE public.ohlcv_data ADD PRIMARY KEY ({', '.join(OHLCV_DATA.key)})")
 
 
 def versions(dsn: str, mode: DbMode, pgloader_exe: str | None) -> dict[str, str]:
@@ -295,7 +313,8 @@ def header_lines(header: dict) -> list[str]:
     m, v = header["machine"], header["versions"]
     return [
         "",
-        f"Load benchmark: {header['table']}, {header['rows']:,} rows from {header['source']}, "
+        f"Load benchmark: {header['table']} ({header['target']} target), {header['rows']:,} rows "
+        f"from {header['source']}, "
         f"median of {header['repeat']} runs per method ({header['mode']} mode)",
         f"Machine: {m['cores']} cores ({m['usable_cores']} usable), {m['cpu']}, {m['memory_gb']} GB RAM, "
         f"{m['os']}, Python {m['python']}",
@@ -325,7 +344,7 @@ def print_results(header: dict, legs: dict[str, Leg], validation: Validation) ->
 
 
 # --- main -------------------------------------------------------------------------------------------
-def make_legs(workers: int, pgloader_exe: str | None) -> dict[str, Leg]:
+def make_legs(workers: int, pgloader_exe: str | None, target: str = SCHEMA_TARGET) -> dict[str, Leg]:
     """The methods in report order; pgloader is skipped (with how to install it) where it is missing."""
     legs = {
         OURS: Leg(OURS, f"ours: load_table, {workers} workers (default)"),
@@ -334,6 +353,9 @@ def make_legs(workers: int, pgloader_exe: str | None) -> dict[str, Leg]:
         RAW_COPY: Leg(RAW_COPY, "raw COPY from file (indexes kept)"),
         RAW_COPY_INDEXES_AFTER: Leg(RAW_COPY_INDEXES_AFTER, "raw COPY from file, indexes built after"),
     }
+    if target == PK_ONLY_TARGET:
+        legs[RAW_COPY_INDEXES_AFTER].status = "skipped"
+        legs[RAW_COPY_INDEXES_AFTER].note = "the pk-only table has no secondary index to build after"
     if pgloader_exe is None:
         legs[PGLOADER].status = "skipped"
         legs[PGLOADER].note = f"pgloader is not installed: {pgloader_leg.INSTALL_HINT}"
@@ -372,13 +394,14 @@ def prepare_inputs(cluster: Cluster, source: Path, work: Path, pgloader_exe: str
 
 
 def run_rounds(runner: Runner, legs: dict[str, Leg], inputs: Inputs, source: Path, mode: DbMode,
-               workers: int) -> Validation:
+               workers: int, validate: bool = True) -> Validation:
     """Every round runs every method once (interleaved, so drift hits all alike); validation after ours."""
     dsn, validation = runner.dsn, Validation()
     exe, prepared, command_file = inputs.pgloader_exe, inputs.prepared, inputs.command_file
     say(f"Running {runner.repeat} rounds of every method (each on an emptied table, after a CHECKPOINT)...")
     for rep in range(1, runner.repeat + 1):
-        if runner.timed(legs[OURS], rep, lambda rep=rep: run_ours(dsn, source, mode, workers, f"bench-{rep}-d")):
+        ours_ok = runner.timed(legs[OURS], rep, lambda rep=rep: run_ours(dsn, source, mode, workers, f"bench-{rep}-d"))
+        if ours_ok and validate:
             seconds = run_validation(dsn, source, mode, validation)
             say(f"  [{rep}/{runner.repeat}] {'validation after our load':<44} {seconds:8.2f} s")
         runner.timed(legs[OURS_ONE_WORKER], rep, lambda rep=rep: run_ours(dsn, source, mode, 1, f"bench-{rep}-1"))
@@ -406,15 +429,16 @@ def benchmark(args: argparse.Namespace, source: Path, source_rows: int) -> int:
     try:
         dsn = cluster.dsn(DB)
         say(f"PostgreSQL 15 cluster on 127.0.0.1:{cluster.port} ({cluster.data}), fsync on")
-        mode, tickers_seconds = prepare_target(dsn, source)
+        mode, tickers_seconds = prepare_target(dsn, source, args.target)
         workers = default_workers()
-        legs = make_legs(workers, pgloader_exe)
+        legs = make_legs(workers, pgloader_exe, args.target)
         inputs = prepare_inputs(cluster, source, work, pgloader_exe)
         runner = Runner(dsn, args.repeat, cpu.postmaster_pid(cluster.data))
-        validation = run_rounds(runner, legs, inputs, source, mode, workers)
+        validation = run_rounds(runner, legs, inputs, source, mode, workers, validate=args.target == SCHEMA_TARGET)
         header = {
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "table": OHLCV_DATA.name, "rows": source_rows, "source": str(source), "repeat": args.repeat,
+            "table": OHLCV_DATA.name, "target": args.target, "rows": source_rows, "source": str(source),
+            "repeat": args.repeat,
             "mode": mode.name, "machine": machine_info(), "versions": versions(dsn, mode, pgloader_exe),
             "default_workers": workers, "tickers_load_seconds": round(tickers_seconds, 3),
             "pgloader_cast_rule": pgloader_leg.CAST_RULE if pgloader_exe else None,
@@ -422,7 +446,7 @@ def benchmark(args: argparse.Namespace, source: Path, source_rows: int) -> int:
             "code_changed_during_run": code_stamp() != stamp,
         }
         print_results(header, legs, validation)
-        out = BENCH_DIR / "load-results.json"
+        out = BENCH_DIR / ("load-results.json" if args.target == SCHEMA_TARGET else f"load-results-{args.target}.json")
         report.write_json(out, report.as_json(header, legs, validation))
         say(f"\nFigures written to {out}")
         return 0 if legs[OURS].status == "ok" else 1

@@ -46,7 +46,13 @@ def partition_name(table: Table, start: date) -> str:
 
 
 def ensure_partitions(conn: Connection, table: Table, first: date, last: date) -> list[str]:
-    """Create the missing partitions of ``table`` for ``first``..``last``; returns the names created."""
+    """Create the missing partitions of ``table`` for ``first``..``last``; returns the names created.
+
+    Nothing to do where the table is not partitioned (e.g. a hypertable, or a plain table made by hand).
+    """
+    kind = conn.execute("SELECT relkind FROM pg_class WHERE oid = %s::regclass", (f"public.{table.name}",)).fetchone()
+    if kind is None or kind[0] != "p":
+        return []
     existing = {
         row[0]
         for row in conn.execute(
