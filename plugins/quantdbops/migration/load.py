@@ -13,9 +13,11 @@ import logging
 import multiprocessing
 import os
 import sqlite3
+import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from multiprocessing.connection import wait
@@ -202,6 +204,26 @@ def _raw_rows(sconn: sqlite3.Connection, table: str, rowids: list[int]) -> dict[
     return out
 
 
+@contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """Start spawned processes without making them re-run the parent's ``__main__`` script.
+
+    Under a real Airflow worker that script is the ``airflow`` CLI, and a task process points
+    AIRFLOW__DATABASE__SQL_ALCHEMY_CONN at a blocked URL: a child importing the CLI dies before it runs
+    anything. The producers need nothing from ``__main__``, only ``quantdbops``.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or getattr(main, "__spec__", None) is not None:
+        yield  # run with -m or interactively: multiprocessing does not re-run a script
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
 def _stream(sconn: sqlite3.Connection, path: str, table: Table, flt: SliceFilter, known: list | None,
             dups: dict[int, int], total: int, write: Callable[[bytes], None], say: Callable[[str], None],
             workers: int, progress_seconds: float, parallel_min_rows: int = PARALLEL_MIN_ROWS) -> ProducerResult:
@@ -229,13 +251,14 @@ def _stream(sconn: sqlite3.Connection, path: str, table: Table, flt: SliceFilter
     ranges = [(lo + i * step, min(hi, lo + (i + 1) * step - 1)) for i in range(workers)]
     ctx = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited connections or threads
     readers, procs = [], []
-    for rng in ranges:
-        r, w = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=worker, args=(w, path, table.name, flt, rng, known, dups), daemon=True)
-        proc.start()
-        w.close()
-        readers.append(r)
-        procs.append(proc)
+    with _main_script_hidden():
+        for rng in ranges:
+            r, w = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=worker, args=(w, path, table.name, flt, rng, known, dups), daemon=True)
+            proc.start()
+            w.close()
+            readers.append(r)
+            procs.append(proc)
     say(f"{table.name}: {workers} producer processes over rowids {lo:,}..{hi:,}")
     total_result = ProducerResult()
     errors = []
@@ -243,11 +266,17 @@ def _stream(sconn: sqlite3.Connection, path: str, table: Table, flt: SliceFilter
         live = list(readers)
         while live:
             for r in wait(live):
-                data = r.recv_bytes()
-                if data:
-                    forward(data)
-                    continue
-                status, payload = r.recv()
+                try:
+                    data = r.recv_bytes()
+                    if data:
+                        forward(data)
+                        continue
+                    status, payload = r.recv()
+                except EOFError:  # the process died without a word: its stderr (in the task log) says why
+                    proc = procs[readers.index(r)]
+                    proc.join(timeout=5)
+                    status, payload = "error", (f"producer process {proc.pid} exited with code {proc.exitcode} "
+                                                "before it finished; its traceback is above in this log")
                 live.remove(r)
                 if status == "ok":
                     total_result.merge(payload)
