@@ -23,12 +23,13 @@ export AIRFLOW_CONN_QUANT_POSTGRES := postgresql://postgres@127.0.0.1:$(PG_PORT)
 export AIRFLOW_CONN_SPOCK_SQLITE := sqlite:///$(CURDIR)/$(SAMPLE)
 export PYTHONPATH := $(CURDIR)/plugins
 
-.PHONY: help demo test lint sample pg stop airflow bench clean system-deps venv
+.PHONY: help demo test lint sample pg stop airflow bench clean system-deps browser-deps venv screenshots
 
 help:
 	@echo "make demo     generate a sample SQLite DB and migrate it into a local PostgreSQL (started here)"
 	@echo "make test     run the test suite (starts its own PostgreSQL and S3 endpoint)"
-	@echo "make airflow  start a local Airflow (standalone) on this bundle, connections set"
+	@echo "make airflow  start a local Airflow (api-server, scheduler, dag-processor, triggerer) on this bundle"
+	@echo "make screenshots  refresh docs/airflow-*.png from a real end-to-end run (Airflow UI in Chromium)"
 	@echo "make bench    load/backup/quality benchmarks with ratios against baselines"
 	@echo "make sample   (re)generate $(SAMPLE);  make stop   stop the local PostgreSQL"
 
@@ -43,6 +44,18 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	fi
 	@id postgres >/dev/null 2>&1 || { echo "the 'postgres' OS user is missing: apt-get install postgresql"; exit 1; }
+
+# Headless Chromium + ChromeDriver from Debian's packages, for the end-to-end tests' browser part (they
+# skip it, saying why, where the browser is missing).
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "Chromium is missing: the UI tests will be skipped. Run as root, or: sudo apt-get install -y chromium chromium-driver"; \
+	  else \
+	    echo "Installing Chromium and ChromeDriver from Debian's packages..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  fi; \
+	fi
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -77,15 +90,23 @@ $(AIRFLOW_HOME)/.migrated: $(VENV)/.installed
 demo: pg $(SAMPLE) $(AIRFLOW_HOME)/.migrated
 	@$(PY) scripts/demo.py --sample $(SAMPLE)
 
-test: system-deps venv
+# tests/e2e/ starts a real Airflow (and Chromium) once for its module; `-m "not slow"` leaves out every
+# whole-DAG run.
+test: system-deps browser-deps venv
 	$(PY) -m pytest
 
 # --- the rest ----------------------------------------------------------------------------------------
 lint: venv
 	$(VENV)/bin/ruff check dags plugins scripts tests
 
-airflow: pg $(SAMPLE) $(AIRFLOW_HOME)/.migrated
-	@$(PY) scripts/run_airflow.py --port $(AIRFLOW_PORT)
+# Airflow's metadata lives in a database `airflow` of the local PostgreSQL (LocalExecutor needs more than
+# SQLite); the script migrates it.
+airflow: pg $(SAMPLE)
+	@$(PY) scripts/run_airflow.py --port $(AIRFLOW_PORT) --pg-port $(PG_PORT)
+
+# The README's pictures: the end-to-end tests' browser part, writing into docs/ instead of a temp dir.
+screenshots: system-deps browser-deps venv
+	QUANTDBOPS_SCREENSHOT_DIR=docs $(PY) -m pytest tests/e2e -q -k "grid or task_log_page"
 
 # Each benchmark starts its own PostgreSQL (and S3 endpoint) under .local/bench and prints ratios against a
 # baseline measured in the same run; the quality one needs ~10M OHLCV rows (generated once, then reused).

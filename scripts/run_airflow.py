@@ -1,67 +1,67 @@
-"""`make airflow`: a local Airflow 3 (`airflow standalone`) on this bundle, for the trigger form.
+"""`make airflow`: a local Airflow 3 on this bundle (api-server, scheduler, dag-processor, triggerer).
 
-Uses the Airflow home under .local/airflow and the connections Make exports (AIRFLOW_CONN_*), creates
-the heavy-database pool, waits for the UI and prints its address and login. Ctrl-C stops it.
+Make has started the local PostgreSQL (.local/pg) and exported the connections (AIRFLOW_CONN_*). This
+keeps Airflow's metadata in a database ``airflow`` of that same cluster (LocalExecutor runs tasks side by
+side), migrates it, starts the four components from scripts/airflowstack.py (the same code the
+end-to-end tests run), creates the heavy-database pool through the REST API, and prints the address and
+login. Ctrl-C stops every component.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugins"))
+sys.path.insert(0, str(REPO / "scripts"))
 
-from quantdbops import HEAVY_DB_POOL  # noqa: E402
+from airflowstack import AirflowError, AirflowStack, postgres_metadata_uri  # noqa: E402
+
+
+def ensure_database(port: int, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--port", type=int, default=8080)
+    ap.add_argument("--port", type=int, default=8080, help="API server / UI port (loopback)")
+    ap.add_argument("--pg-port", type=int, default=55432, help="port of the local PostgreSQL (make pg)")
+    ap.add_argument("--metadata-db", default="airflow", help="database of Airflow's metadata in that cluster")
     args = ap.parse_args()
     home = Path(os.environ["AIRFLOW_HOME"])
-    exe = str(Path(sys.executable).with_name("airflow"))
-    env = dict(os.environ)
-    # standalone starts its components as `airflow ...` subprocesses: the virtualenv must come first
-    env["PATH"] = f"{Path(exe).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update({
-        "AIRFLOW__API__PORT": str(args.port),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-    })
-    subprocess.run([exe, "pools", "set", HEAVY_DB_POOL, "2", "Caps concurrent heavy database tasks"],
-                   env=env, check=True, capture_output=True)
-    log = home / "standalone.log"
-    with log.open("w") as fh:
-        proc = subprocess.Popen([exe, "standalone"], env=env, stdout=fh, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{args.port}"
+    ensure_database(args.pg_port, args.metadata_db)
+    stack = AirflowStack(home, postgres_metadata_uri("127.0.0.1", args.pg_port, args.metadata_db), args.port,
+                         clean_env=False)
+    started = time.monotonic()
+    print(f"Migrating the metadata DB {args.metadata_db} on 127.0.0.1:{args.pg_port}; Airflow home {home}")
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                print(f"airflow standalone exited ({proc.returncode}); see {log}")
-                return 1
-            try:
-                urllib.request.urlopen(f"{url}/api/v2/version", timeout=2)
-                break
-            except OSError:
-                time.sleep(2)
-        pw_file = home / "passwords.json"
-        password = json.loads(pw_file.read_text()).get("admin", "?") if pw_file.exists() else "?"
-        print(f"Airflow UI: {url}  login: admin / {password}  (kept in {pw_file})")
+        stack.up()
+        print(f"\nAirflow is up after {time.monotonic() - started:.0f}s: {stack.url}  login: admin / "
+              f"{stack.password}  (kept in {stack.passwords_file})")
         print("Trigger migrate_sqlite_to_postgres from its trigger form (untick dry_run to write). "
-              f"Logs: {log}. Ctrl-C stops Airflow.")
-        proc.wait()
+              f"Component logs: {home}/<component>.log. Ctrl-C stops Airflow.")
+        while not stack.exited():
+            time.sleep(2)
+        dead = stack.exited()
+        print(f"\nAn Airflow component exited ({dead}); stopping the others. Last lines:")
+        for name in dead:
+            print(f"--- {stack.log(name)}\n{stack.tail(name)}")
+        return 1
+    except AirflowError as exc:
+        print(f"\nAirflow did not start: {exc}")
+        return 1
     except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait(timeout=30)
-    return 0
+        print("\nStopping Airflow...")
+        return 0
+    finally:
+        stack.stop()
 
 
 if __name__ == "__main__":

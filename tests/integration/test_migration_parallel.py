@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
@@ -51,3 +55,41 @@ def test_parallel_producers_match_the_single_process_load(
     planted = {p["rowid"] for p in manifest["planted"] if p["table"] == "ohlcv_data" and p["expect"] == "reject"}
     assert {r[0] for r in ops[1]} == planted
     assert failures(validate(source, pg_dsn, ["tickers", "ohlcv_data"])) == []
+
+
+# A parent whose __main__ is a script that must not run twice (as the `airflow` CLI under a worker, where a
+# task process blocks the metadata DB URL and the CLI's import dies in any child that re-runs it).
+_PARENT_SCRIPT = '''
+import json, sys
+if __name__ != "__main__":
+    raise SystemExit("the parent's __main__ script was re-run in a producer process")
+from quantdbops.io.pg import connect, detect_mode
+from quantdbops.migration.load import load_table
+from quantdbops.migration.plan import SliceFilter
+from quantdbops.migration.source import open_source
+from quantdbops.registry import OHLCV_DATA, TICKERS
+
+source, dsn = sys.argv[1:]
+sconn = open_source(source)
+with connect(dsn) as pg:
+    mode = detect_mode(pg)
+    pg.commit()
+    load_table(sconn, pg, TICKERS, SliceFilter(), run_id="t", mode=mode, workers=1)
+    result = load_table(sconn, pg, OHLCV_DATA, SliceFilter(), run_id="p", mode=mode, workers=2,
+                        parallel_min_rows=0)
+print(json.dumps({"loaded": result.loaded}))
+'''
+
+
+def test_producers_do_not_re_run_the_parent_script(
+    mode: str, tmp_path: Path, pg_dsn: str, schema_conn: psycopg.Connection
+) -> None:
+    source, _ = make_sample(tmp_path, **DEFECTS_SAMPLE)
+    script = tmp_path / "parent.py"
+    script.write_text(_PARENT_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "plugins")}
+    res = subprocess.run([sys.executable, str(script), str(source), pg_dsn], capture_output=True, text=True,
+                         env=env, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    loaded = json.loads(res.stdout.splitlines()[-1])["loaded"]
+    assert loaded == schema_conn.execute("SELECT count(*) FROM ohlcv_data").fetchone()[0] > 0

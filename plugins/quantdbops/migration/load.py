@@ -15,7 +15,6 @@ import os
 import sqlite3
 import sys
 import time
-import types
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -205,6 +204,26 @@ def _raw_rows(sconn: sqlite3.Connection, table: str, rowids: list[int]) -> dict[
     return out
 
 
+@contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """Start spawned processes without making them re-run the parent's ``__main__`` script.
+
+    Under a real Airflow worker that script is the ``airflow`` CLI, and a task process points
+    AIRFLOW__DATABASE__SQL_ALCHEMY_CONN at a blocked URL: a child importing the CLI dies before it runs
+    anything. The producers need nothing from ``__main__``, only ``quantdbops``.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or getattr(main, "__spec__", None) is not None:
+        yield  # run with -m or interactively: multiprocessing does not re-run a script
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
 def _stream(sconn: sqlite3.Connection, path: str, table: Table, flt: SliceFilter, known: list | None,
             dups: dict[int, int], total: int, write: Callable[[bytes], None], say: Callable[[str], None],
             workers: int, progress_seconds: float, parallel_min_rows: int = PARALLEL_MIN_ROWS) -> ProducerResult:
@@ -232,7 +251,7 @@ def _stream(sconn: sqlite3.Connection, path: str, table: Table, flt: SliceFilter
     ranges = [(lo + i * step, min(hi, lo + (i + 1) * step - 1)) for i in range(workers)]
     ctx = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited connections or threads
     readers, procs = [], []
-    with _main_not_reimported():
+    with _main_script_hidden():
         for rng in ranges:
             r, w = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=worker, args=(w, path, table.name, flt, rng, known, dups), daemon=True)
@@ -247,11 +266,17 @@ def _stream(sconn: sqlite3.Connection, path: str, table: Table, flt: SliceFilter
         live = list(readers)
         while live:
             for r in wait(live):
-                data = r.recv_bytes()
-                if data:
-                    forward(data)
-                    continue
-                status, payload = r.recv()
+                try:
+                    data = r.recv_bytes()
+                    if data:
+                        forward(data)
+                        continue
+                    status, payload = r.recv()
+                except EOFError:  # the process died without a word: its stderr (in the task log) says why
+                    proc = procs[readers.index(r)]
+                    proc.join(timeout=5)
+                    status, payload = "error", (f"producer process {proc.pid} exited with code {proc.exitcode} "
+                                                "before it finished; its traceback is above in this log")
                 live.remove(r)
                 if status == "ok":
                     total_result.merge(payload)
@@ -265,23 +290,6 @@ def _stream(sconn: sqlite3.Connection, path: str, table: Table, flt: SliceFilter
     if errors:
         raise RuntimeError(f"a producer of {table.name} failed:\n{errors[0]}")
     return total_result
-
-
-@contextmanager
-def _main_not_reimported() -> Iterator[None]:
-    """While producers start, hide the parent's ``__main__`` from them.
-
-    A spawned process first re-imports the parent's main module; in an Airflow task that is the
-    ``airflow`` CLI, ~1.5 s of CPU per producer importing Airflow before it reads a row. Producers need
-    nothing from it (their target is a function of an importable module), so they get an empty one.
-    """
-    main = sys.modules.get("__main__")
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        if main is not None:
-            sys.modules["__main__"] = main
 
 
 def _secondary_indexes(pg: psycopg.Connection, table: Table) -> list[tuple[str, str]]:

@@ -1,0 +1,154 @@
+"""Helpers of the end-to-end tests (no tests here): log tables, expected counts, the browser.
+
+Kept in a ``test_*_support`` module rather than ``tests/e2e/conftest.py``: a second module named
+``conftest`` would shadow the top-level one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+# The source-side counts are computed by the migration tests' own SQL (independent of the loader).
+sys.path.append(str(REPO / "tests" / "integration"))
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+CHROMEDRIVER = Path(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
+CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--no-first-run", "--window-size=1600,1000")
+# `make screenshots` points this at docs/ to refresh the README's pictures; `make test` keeps them in a
+# temporary directory so a test run never changes tracked files.
+SCREENSHOT_DIR_VAR = "QUANTDBOPS_SCREENSHOT_DIR"
+_DASHES = re.compile(r"-+")
+
+
+# --- the log tables (quantdbops.report.format_table) --------------------------------------------------
+def parse_table(event: str) -> list[dict[str, str]]:
+    """Rows of the fixed-width table in one log message, as {header: cell}; [] when it holds none.
+
+    The dashes line under the headers gives each column's start; a cell runs to the next column's start.
+    """
+    lines = event.splitlines()
+    for i in range(1, len(lines)):
+        if lines[i] and set(lines[i]) <= {"-", " "} and "-" in lines[i]:
+            starts = [m.start() for m in _DASHES.finditer(lines[i])]
+            bounds = list(zip(starts, [*starts[1:], None], strict=True))
+            headers = [lines[i - 1][a:b].strip() for a, b in bounds]
+            return [{h: row[a:b].strip() for h, (a, b) in zip(headers, bounds, strict=True)}
+                    for row in lines[i + 1:] if row.strip()]
+    return []
+
+
+def table_after(events: Sequence[str], prefix: str) -> list[dict[str, str]]:
+    """The table of the first log message that starts with ``prefix``."""
+    for event in events:
+        if event.startswith(prefix):
+            return parse_table(event)
+    raise AssertionError(f"no log message starts with {prefix!r}; messages: {[e[:80] for e in events]}")
+
+
+def number(cell: str) -> int:
+    return int(cell.replace(",", ""))
+
+
+# --- what the source holds --------------------------------------------------------------------------------
+def expected_rows(sample: Path, regions: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Per target table, source rows per region ('ALL' for market-wide tables) for the chosen regions."""
+    from test_migration_support import MIGRATABLE, source_counts
+
+    return {t.name: {str(r): n for r, n in source_counts(sample, t, regions=regions).items()} for t in MIGRATABLE}
+
+
+# --- the scheduled DAGs -------------------------------------------------------------------------------------
+def declared_cron(dag_id: str) -> tuple[str, str]:
+    """(cron expression, timezone name) the DAG file declares, read from the DAG object it builds."""
+    spec = importlib.util.spec_from_file_location(f"{dag_id}_e2e", REPO / "dags" / f"{dag_id}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    timetable = module.dag.timetable
+    cron = getattr(timetable, "timetable", timetable)  # AssetOrTimeSchedule wraps the cron timetable
+    expression = getattr(cron, "expression", None) or cron._expression
+    tz = getattr(cron, "timezone", None) or cron._timezone
+    return expression, str(getattr(tz, "name", tz))
+
+
+def cron_fires_at(expression: str, when: datetime) -> bool:
+    from croniter import croniter
+
+    return bool(croniter.match(expression, when))
+
+
+def next_fire(expression: str, after: datetime) -> datetime:
+    from croniter import croniter
+
+    return croniter(expression, after).get_next(datetime)
+
+
+# --- the browser ------------------------------------------------------------------------------------------
+def browser_missing() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        return (f"headless Chromium is not installed ({', '.join(missing)} missing): apt-get install chromium "
+                "chromium-driver (`make test` installs them when run as root)")
+    return None
+
+
+@contextmanager
+def chromium(user_data_dir: Path) -> Iterator[Any]:
+    """Debian's headless Chromium driven by Debian's ChromeDriver through selenium; quit on exit."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(CHROMIUM)
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={user_data_dir}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def log_in(driver: Any, url: str, username: str, password: str) -> None:
+    """Fill the simple auth manager's login form, as a person does; wait until it lets us in."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(f"{url}/")
+    wait = WebDriverWait(driver, 60)
+    wait.until(ec.presence_of_element_located((By.NAME, "username"))).send_keys(username)
+    driver.find_element(By.NAME, "password").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(lambda d: "/auth/login" not in d.current_url)
+
+
+def wait_for(driver: Any, condition: Any, what: str, timeout: float = 60) -> Any:
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, timeout).until(condition)
+    except TimeoutException as exc:
+        raise AssertionError(f"the page at {driver.current_url} never showed {what}") from exc
+
+
+def screenshot_dir(default: Path) -> Path:
+    target = Path(os.environ.get(SCREENSHOT_DIR_VAR) or default)
+    if not target.is_absolute():
+        target = REPO / target
+    target.mkdir(parents=True, exist_ok=True)
+    return target
