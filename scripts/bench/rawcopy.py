@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from quantdbops.migration.load import find_duplicates, known_tickers
+from quantdbops.migration.load import drop_secondary_indexes, find_duplicates, known_tickers, recreate_indexes
 from quantdbops.migration.plan import SliceFilter, TablePlan
 from quantdbops.migration.produce import prepare_source, produce
 from quantdbops.registry import Table
@@ -50,14 +50,6 @@ def render_copy_file(sconn: sqlite3.Connection, pg: psycopg.Connection, table: T
                         rejected=len(result.rejects), size_bytes=path.stat().st_size)
 
 
-def secondary_indexes(pg: psycopg.Connection, table: Table) -> list[tuple[str, str]]:
-    """(name, definition) of the table's indexes other than its primary and unique keys."""
-    return [(r[0], r[1]) for r in pg.execute(
-        "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
-        "WHERE x.indrelid = %s::regclass AND NOT x.indisprimary AND NOT x.indisunique ORDER BY 1",
-        (f"public.{table.name}",))]
-
-
 def _copy_statement(table: Table, rendered: RenderedFile) -> sql.Composed:
     return sql.SQL("COPY {} ({}) FROM {}").format(
         sql.Identifier("public", table.name),
@@ -74,11 +66,7 @@ def copy_file(pg: psycopg.Connection, table: Table, rendered: RenderedFile, *,
     started = time.perf_counter()
     with pg.transaction():
         pg.execute("SET LOCAL maintenance_work_mem = '256MB'")  # as the loader's transaction
-        deferred = secondary_indexes(pg, table) if rebuild_indexes else []
-        for name, _ in deferred:
-            pg.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier("public", name)))
+        dropped = drop_secondary_indexes(pg, table) if rebuild_indexes else []
         rows = pg.execute(_copy_statement(table, rendered)).rowcount
-        for _, definition in deferred:
-            # A partitioned parent's definition says ON ONLY, which would skip the partitions.
-            pg.execute(definition.replace(" ON ONLY ", " ON ", 1))
+        recreate_indexes(pg, dropped)
     return time.perf_counter() - started, rows

@@ -56,21 +56,26 @@ def _day_expr(table: Table) -> sql.Composable:
     return sql.SQL("{}::date").format(sql.Identifier(table.time_column))
 
 
-def target_sums_sql(table: Table, *, by: str = "month") -> sql.Composable:
-    """Per region and month (or day): rows and hash sum of the target, with filters %(regions)s etc."""
-    day = _day_expr(table)
-    bucket = sql.SQL("date_trunc('month', {})::date").format(day) if by == "month" else day
+def target_slice_where(table: Table) -> sql.Composable:
+    """The target rows of a load's slices, with parameters %(regions)s, %(start)s and %(end)s (NULL: open)."""
     conds = [sql.SQL("TRUE")]
     if table.has_region:
         conds.append(sql.SQL("region = ANY(%(regions)s)"))
     if table.time_column:
         conds.append(sql.SQL("({0} >= %(start)s OR %(start)s IS NULL) AND ({0} <= %(end)s OR %(end)s IS NULL)")
                      .format(sql.Identifier(table.time_column)))
+    return sql.SQL(" AND ").join(conds)
+
+
+def target_sums_sql(table: Table, *, by: str = "month") -> sql.Composable:
+    """Per region and month (or day): rows and hash sum of the target, with filters %(regions)s etc."""
+    day = _day_expr(table)
+    bucket = sql.SQL("date_trunc('month', {})::date").format(day) if by == "month" else day
     return sql.SQL(
         "SELECT {region} AS region, {bucket} AS bucket, count(*) AS n, sum({h}) AS s FROM {t} WHERE {w} "
         "GROUP BY 1, 2"
     ).format(region=_region_expr(table), bucket=bucket, h=row_hash_sql(table),
-             t=sql.Identifier("public", table.name), w=sql.SQL(" AND ").join(conds))
+             t=sql.Identifier("public", table.name), w=target_slice_where(table))
 
 
 def source_sums_sql(*, by: str = "month") -> sql.Composable:

@@ -292,12 +292,22 @@ def _stream(sconn: sqlite3.Connection, path: str, table: Table, flt: SliceFilter
     return total_result
 
 
-def _secondary_indexes(pg: psycopg.Connection, table: Table) -> list[tuple[str, str]]:
-    """(name, definition) of the table's indexes other than its primary/unique keys."""
-    return [tuple(r) for r in pg.execute(
+def drop_secondary_indexes(pg: psycopg.Connection, table: Table) -> list[tuple[str, str]]:
+    """Drop the table's indexes other than its primary/unique keys; returns (name, definition) of each."""
+    dropped = [(r[0], r[1]) for r in pg.execute(
         "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
-        "WHERE x.indrelid = %s::regclass AND NOT x.indisprimary AND NOT x.indisunique",
+        "WHERE x.indrelid = %s::regclass AND NOT x.indisprimary AND NOT x.indisunique ORDER BY 1",
         (f"public.{table.name}",))]
+    for name, _ in dropped:
+        pg.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier("public", name)))
+    return dropped
+
+
+def recreate_indexes(pg: psycopg.Connection, dropped: list[tuple[str, str]]) -> None:
+    """Recreate what ``drop_secondary_indexes`` dropped, partitions included."""
+    for _, definition in dropped:
+        # A partitioned parent's definition says ON ONLY, which would skip the partitions.
+        pg.execute(definition.replace(" ON ONLY ", " ON ", 1))
 
 
 def load_table(
@@ -355,18 +365,14 @@ def load_table(
                     if action == "truncated":
                         # The whole table is rewritten: building its secondary indexes once afterwards
                         # is much cheaper than updating them row by row (the key stays, it checks the rows).
-                        deferred = _secondary_indexes(pg, table)
-                        for name, _ in deferred:
-                            pg.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier("public", name)))
+                        deferred = drop_secondary_indexes(pg, table)
                     target = sql.Identifier("public", table.name)
                 with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(target, cols)) as copy:
                     result = _stream(sconn, path, table, flt, known, dups, total, copy.write, say, workers,
                                      progress_seconds, parallel_min_rows)
                 if deferred:
                     t0 = time.monotonic()
-                    for _, definition in deferred:
-                        # A partitioned parent's definition says ON ONLY, which would skip the partitions.
-                        pg.execute(definition.replace(" ON ONLY ", " ON ", 1))
+                    recreate_indexes(pg, deferred)
                     say(f"{table.name}: rebuilt {len(deferred)} secondary indexes in {time.monotonic() - t0:.1f}s")
                 if table.load_mode is LoadMode.MERGE:
                     _merge(cur, table, plan.query(flt).columns)

@@ -63,13 +63,7 @@ class Validator:
                 "end": self.flt.end_date if dated else None}
 
     def _target_where(self, table: Table) -> tuple[sql.Composable, dict[str, object]]:
-        conds = [sql.SQL("TRUE")]
-        if table.has_region:
-            conds.append(sql.SQL("region = ANY(%(regions)s)"))
-        if table.time_column:
-            conds.append(sql.SQL("({0} >= %(start)s OR %(start)s IS NULL) AND ({0} <= %(end)s OR %(end)s IS NULL)")
-                         .format(sql.Identifier(table.time_column)))
-        return sql.SQL(" AND ").join(conds), self._slice_params(table)
+        return checksum.target_slice_where(table), self._slice_params(table)
 
     def _count_where(self, table: Table, cond: sql.Composable) -> int:
         where, params = self._target_where(table)
