@@ -57,7 +57,9 @@ class Cluster:
     port: int
     fsync: bool = True
     timescaledb: bool | None = None  # None: preload it where installed; False: plain PostgreSQL
-    background_jobs: bool = True  # False (tests): TimescaleDB policies never fire behind a test's back
+    # False (tests): neither TimescaleDB policies nor autovacuum act behind a test's back (a test that counts
+    # dead tuples before and after a dry run must see only what the code under test did).
+    background_jobs: bool = True
 
     @property
     def with_timescaledb(self) -> bool:
@@ -107,6 +109,7 @@ class Cluster:
             # TimescaleDB's policies each take a worker; 8 is too few when they start together.
             "max_worker_processes": "16",
             "timescaledb.max_background_workers": "8" if self.background_jobs else "0",
+            "autovacuum": "on" if self.background_jobs else "off",
             "fsync": "on" if self.fsync else "off",
             "synchronous_commit": "on" if self.fsync else "off",
             "full_page_writes": "on" if self.fsync else "off",

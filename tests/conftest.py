@@ -7,6 +7,7 @@ Airflow, so every test (and every ``dag.test()``) runs against this session's ow
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -52,6 +53,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "timescaledb" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _root_log_handlers_on_this_tests_stderr() -> None:
+    """Airflow configures logging once per process, with a stream handler on the ``sys.stderr``/``stdout``
+    of that moment: under pytest, one test's capture, closed when that test ends. Every later log line
+    would then print a ``Logging error`` traceback instead of itself; point closed handlers at this test's.
+    """
+    for handler in logging.getLogger().handlers:
+        stream = getattr(handler, "stream", None)
+        if type(handler) is logging.StreamHandler and getattr(stream, "closed", False):
+            with handler.lock:  # type: ignore[union-attr]  (not setStream: it flushes the closed stream)
+                handler.stream = sys.stderr
 
 
 def _cluster(name: str, timescaledb: bool) -> Iterator[Cluster]:
