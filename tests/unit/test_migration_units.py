@@ -175,8 +175,9 @@ def test_source_query_runs_on_the_contract_schema(name: str) -> None:
     q = TablePlan(table(name)).query(SliceFilter(regions=("KR",), start_date=date(2025, 1, 1)))
     cur = s.execute(q.sql, q.params)
     assert [d[0] for d in cur.description][:5] == ["_rowid", "_reason", "_region", "_bucket", "_text"]
-    # one text part for the first text_columns columns, then one output per numeric column
+    # one text part for the first text_columns columns, then one output per timestamp and numeric column
     assert len(cur.description) == 5 + len(q.columns) - q.text_columns
+    assert [d[0] for d in cur.description][5:5 + len(q.timestamps)] == [f"m_{name}" for name, _ in q.timestamps]
     assert sorted(q.columns) == sorted(c.name for c in table(name).loaded_columns)
 
 
@@ -199,6 +200,19 @@ def _ohlcv_source(rows: list[dict]) -> tuple[sqlite3.Connection, list[tuple]]:
     return s, s.execute(q.sql, q.params).fetchall()
 
 
+def _ohlcv_loaded(rows: list[dict]) -> tuple[list[str], list[str | None]]:
+    """The producer over those rows: the COPY lines it emits and each row's reject reason (None: loaded)."""
+    from quantdbops.migration.produce import produce
+
+    s, _ = _ohlcv_source(rows)
+    chunks: list[bytes] = []
+    res = produce(s, "ohlcv_data", SliceFilter(), None, {}, chunks.append)
+    lines = b"".join(chunks).decode().splitlines()
+    why = {rowid: f"{kind}:{detail}" for rowid, _region, kind, detail in res.rejects}
+    assert len(lines) + len(why) == len(rows)
+    return lines, [why.get(i + 1) for i in range(len(rows))]
+
+
 @pytest.mark.parametrize(
     ("over", "reason"),
     [
@@ -207,21 +221,72 @@ def _ohlcv_source(rows: list[dict]) -> tuple[sqlite3.Connection, list[tuple]]:
         pytest.param({"date": "2025/01/02"}, "malformed_date:date", id="slashes"),
         pytest.param({"created_at": "2025-13-02T18:00:00"}, "malformed_timestamp:created_at", id="ts-month-13"),
         pytest.param({"created_at": "2025-01-02T24:00:00"}, "malformed_timestamp:created_at", id="ts-hour-24"),
+        pytest.param({"created_at": "0000-01-02T18:00:00"}, "malformed_timestamp:created_at", id="ts-year-0"),
+        pytest.param({"created_at": "2025-01-02T18:00:00."}, "malformed_timestamp:created_at", id="ts-bare-dot"),
+        pytest.param({"created_at": "2025-01-02T18:00:00.1234567"}, "malformed_timestamp:created_at",
+                     id="ts-seven-fraction-digits"),
+        pytest.param({"created_at": "2025-01-02T18:00:0\u0661"}, "malformed_timestamp:created_at",
+                     id="ts-non-ascii-digit"),
+        pytest.param({"created_at": 1735808400}, "malformed_timestamp:created_at", id="ts-epoch-integer"),
         pytest.param({"high": 9.0}, "ohlc_violation:chk_ohlcv_high_low", id="high-below-low"),
+        pytest.param({"ma5": "n/a"}, "non_numeric:ma5", id="text-in-numeric"),
+        pytest.param({"ma20": b"\x00\x01"}, "non_numeric:ma20", id="blob-in-numeric"),
+        pytest.param({"rsi_14": float("inf")}, "non_numeric:rsi", id="infinity"),
+        pytest.param({"volume": 10.5}, "non_numeric:volume", id="fraction-in-bigint"),
+        # Several defects: the first in report order wins, whether SQLite or the producer found it.
+        pytest.param({"low": "abc"}, "non_numeric:low", id="text-low-before-the-check-it-breaks"),
+        pytest.param({"open": float("inf")}, "non_numeric:open", id="infinite-open-before-the-check-it-breaks"),
+        pytest.param({"created_at": "yesterday", "high": 9.0}, "malformed_timestamp:created_at",
+                     id="timestamp-before-check"),
+        pytest.param({"date": "2025-02-30", "open": "x"}, "malformed_date:date", id="date-before-number"),
+        pytest.param({"ma5": "x", "volume": 10.5}, "non_numeric:volume", id="sqlite-found-column-first"),
+        pytest.param({"rsi_14": b"\x00", "ma60": "x"}, "non_numeric:ma60", id="producer-found-in-column-order"),
         pytest.param({"date": "2025-01-03"}, None, id="clean"),
     ],
 )
-def test_source_query_names_the_reason_of_each_bad_row(over: dict, reason: str | None) -> None:
-    _, rows = _ohlcv_source([over])
-    assert [r[1] for r in rows] == [reason]
+def test_each_bad_row_is_rejected_with_its_first_reason(over: dict, reason: str | None) -> None:
+    lines, reasons = _ohlcv_loaded([{"date": "2025-01-06"}, over, {"date": "2025-01-07"}])
+    assert reasons == [None, reason, None]
+    assert len(lines) == (3 if reason is None else 2)
+
+
+@pytest.mark.parametrize(
+    ("stored", "copy_text"),
+    [
+        pytest.param("2025-01-02T18:00:00", "2025-01-02 18:00:00.000000", id="T-separator"),
+        pytest.param("2025-01-02 18:00:00.5", "2025-01-02 18:00:00.500000", id="one-fraction-digit"),
+        pytest.param("2024-02-29 23:59:59.123456", "2024-02-29 23:59:59.123456", id="leap-day-six-digits"),
+    ],
+)
+def test_timestamps_are_rendered_with_six_fraction_digits(stored: str, copy_text: str) -> None:
+    lines, reasons = _ohlcv_loaded([{"created_at": stored}, {"created_at": stored, "date": "2025-01-03"}])
+    assert reasons == [None, None]
+    assert [line.split("\t")[4] for line in lines] == [copy_text, copy_text]
+
+
+def test_timestamp_texts_are_computed_once_per_value_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from quantdbops.migration import produce
+
+    calls: list[object] = []
+    real = produce.render_timestamp
+    monkeypatch.setattr(produce, "render_timestamp", lambda raw, suffix: calls.append(raw) or real(raw, suffix))
+    monkeypatch.setattr(produce, "_TIMESTAMP_CACHE_MAX", 3)
+    texts = produce.TimestampTexts(utc=True)
+    values = ["2025-01-02 18:00:00", "2025-01-02 18:00:00", "bad", "2025-01-03 18:00:00", "2025-01-04 18:00:00"]
+    got = [texts[v] for v in values]
+    assert got == [b"2025-01-02 18:00:00.000000+00", b"2025-01-02 18:00:00.000000+00", None,
+                   b"2025-01-03 18:00:00.000000+00", b"2025-01-04 18:00:00.000000+00"]
+    assert calls == ["2025-01-02 18:00:00", "bad", "2025-01-03 18:00:00", "2025-01-04 18:00:00"]
+    assert len(texts) <= 3
 
 
 def test_source_query_renders_the_copy_text_part_and_bucket() -> None:
     """Text values are COPY-escaped only where they hold a special character; vocabulary values as is."""
     _, rows = _ohlcv_source([{"date": "2025-01-03", "ticker": "005930"}])
-    (_rowid, reason, region, bucket, text, *numbers) = rows[0]
+    (_rowid, reason, region, bucket, text, created_at, *numbers) = rows[0]
     assert (reason, region, bucket) == (None, "KR", "KR\t2025-01-03")
-    assert text.split("\t") == ["005930", "KR", "2025-01-03", "D", "2025-01-02 18:00:00.000000"]
+    assert text.split("\t") == ["005930", "KR", "2025-01-03", "D"]
+    assert created_at == "2025-01-02T18:00:00"  # as stored: the producer checks and renders timestamps
     assert numbers[:5] == [10.0, 11.0, 9.5, 10.5, 100]
 
 

@@ -1,15 +1,19 @@
 """The SQLite side of a table's load: one query that maps, checks and renders every source row.
 
 The query is generated from the registry, never from user text. Each row comes back as
-``(rowid, reason, region, day, text, n1 .. nk)`` where ``reason`` is NULL for a loadable row (else
-``'<reason>:<column or constraint>'``), ``text`` is every non-numeric target column already rendered and
-escaped for PostgreSQL's COPY text format (tab-separated, NULL as \\N), and ``n1 .. nk`` are the numeric
-columns as SQLite numbers, which the producer renders exactly (shortest round-trip digits). The COPY column
-order is therefore: non-numeric columns, then numeric ones (``copy_columns``), on both checksum sides.
+``(rowid, reason, region, day, text, t1 .. tj, n1 .. nk)`` where ``reason`` is NULL for a row SQLite finds
+loadable (else ``'<reason>:<column or constraint>'``), ``text`` is every text, date and boolean target
+column already rendered and escaped for PostgreSQL's COPY text format (tab-separated, NULL as \\N),
+``t1 .. tj`` are the timestamp columns as stored and ``n1 .. nk`` the numeric columns as SQLite numbers.
+The producer checks and renders those two groups in Python: timestamps once per distinct value (a few
+thousand in a million rows), numbers a whole batch at a time (exact shortest round-trip digits), with a
+batch-level look for the rare text or blob in a numeric column. The COPY column order is therefore: text
+part, timestamps, numbers (``copy_columns``), on both checksum sides. Every reason, wherever it is found,
+has one place in ``SourceQuery.reasons``: a row with several defects is reported by the first.
 
-Checking happens in SQLite (in C, row by row, as the rows stream) because PostgreSQL silently accepts
-malformed input (NOTES.md): 'YYYY/MM/DD' becomes a date, 'DD-MM-YYYY' a different date, 'NaN' a number.
-Whatever PostgreSQL would refuse or misread is refused here first, with its reason, so COPY never aborts.
+Checking happens before COPY because PostgreSQL silently accepts malformed input (NOTES.md): 'YYYY/MM/DD'
+becomes a date, 'DD-MM-YYYY' a different date, 'NaN' a number. Whatever PostgreSQL would refuse or misread
+is refused here first, with its reason, so COPY never aborts.
 """
 
 from __future__ import annotations
@@ -59,12 +63,14 @@ class SliceFilter:
 
 
 NUMERIC_KINDS = ("int", "bigint", "numeric")
+TIMESTAMP_KIND = "timestamptz"
 
 
 def copy_columns(table: Table) -> tuple[Column, ...]:
-    """The loaded columns in COPY order: the SQLite-rendered text part first, then the numbers."""
+    """The loaded columns in COPY order: the SQLite-rendered text part, the timestamps, the numbers."""
     cols = table.loaded_columns
-    return (tuple(c for c in cols if c.kind not in NUMERIC_KINDS)
+    return (tuple(c for c in cols if c.kind not in NUMERIC_KINDS and c.kind != TIMESTAMP_KIND)
+            + tuple(c for c in cols if c.kind == TIMESTAMP_KIND)
             + tuple(c for c in cols if c.kind in NUMERIC_KINDS))
 
 
@@ -95,6 +101,8 @@ class SourceQuery:
     params: tuple[object, ...]
     columns: tuple[str, ...]  # the target columns in COPY order (see copy_columns)
     text_columns: int  # how many of them SQLite rendered into the text part
+    timestamps: tuple[tuple[str, bool], ...]  # (column, stored in UTC) of the timestamps, after the text part
+    reasons: tuple[str, ...]  # every reject reason in report order: a row is reported by its first
 
 
 class TablePlan:
@@ -138,38 +146,35 @@ class TablePlan:
             return None
         return self.raw_expr(self.table.column(self.table.time_column))
 
-    def _valid(self, col: Column, v: str) -> tuple[str, str] | None:
+    def _valid(self, col: Column, v: str) -> tuple[str | None, str] | None:
         """(condition true for a loadable non-NULL-or-NULL value, reason when false), cheapest form.
 
         The same condition serves the fast path (all columns ANDed) and, negated, the per-column reason,
-        so the two can never disagree. Infinity passes here and is caught in Python (see load.py).
+        so the two can never disagree. A condition of None is checked by the producer in Python:
+        numeric columns (a text or blob among the numbers shows in the batch's JSON; infinity too) and
+        timestamps (``produce.render_timestamp``, once per distinct value).
         """
         k = col.kind
         if k in ("int", "bigint"):
             rng = f" AND abs({v}) <= 2147483647" if k == "int" else ""
             return f"({v} IS NULL OR (typeof({v}) = 'integer'{rng}))", NON_NUMERIC
         if k == "numeric":
-            # x * 1 = x holds for integers and reals only: text and blobs become 0 and compare unequal.
-            return f"({v} IS NULL OR {v} * 1 = {v})", NON_NUMERIC
+            return None, NON_NUMERIC
         if k == "bool":
             return f"({v} IS NULL OR {v} IN (0, 1))", INVALID_VALUE
         if k == "date":
             return (f"({v} IS NULL OR ({v} GLOB '{DATE_GLOB}' AND date(julianday({v})) IS {v}))",
                     MALFORMED_DATE)
-        if k == "timestamptz":
-            d = f"substr({v}, 1, 10)"
-            return (
-                f"({v} IS NULL OR (substr({v}, 1, 19) GLOB '{TS_GLOB}' AND date(julianday({d})) IS {d} "
-                f"AND substr({v}, 12, 2) < '24' AND substr({v}, 15, 2) < '60' AND substr({v}, 18, 2) < '60' "
-                f"AND (length({v}) = 19 OR (length({v}) BETWEEN 21 AND 26 AND substr({v}, 20, 1) = '.' "
-                f"AND substr({v}, 21) NOT GLOB '*[^0-9]*'))))",
-                MALFORMED_TIMESTAMP,
-            )
+        if k == TIMESTAMP_KIND:
+            return None, MALFORMED_TIMESTAMP
         return None
 
-    def _conditions(self, duplicates: str | None) -> list[tuple[str, str]]:
-        """(condition that holds for a loadable row, 'reason:detail' when it does not), in report order."""
-        out: list[tuple[str, str]] = []
+    def _conditions(self, duplicates: str | None) -> list[tuple[str | None, str]]:
+        """(condition that holds for a loadable row, 'reason:detail' when it does not), in report order.
+
+        A condition of None is checked in Python by the producer (see ``_valid``).
+        """
+        out: list[tuple[str | None, str]] = []
         # Derived columns last: a malformed order_time is reported as such, not as a bad trade_date.
         for c in sorted(self.columns, key=lambda c: c.name in self.table.derived):
             v = _ident("m_" + c.name)
@@ -189,19 +194,10 @@ class TablePlan:
         return out
 
     def render_expr(self, col: Column, v: str) -> str:
-        """The value handed to psycopg's COPY formatter (which escapes text and writes NULL as \\N).
-
-        Numbers stay numbers: psycopg renders floats with Python's exact, shortest ``repr`` in C.
-        """
+        """A text-part value as COPY text (NULL is written as \\N by the caller)."""
         k = col.kind
         if k == "bool":
             return f"CASE {v} WHEN 1 THEN 't' WHEN 0 THEN 'f' END"
-        if k == "timestamptz":
-            # 'YYYY-MM-DD HH:MM:SS.ffffff' always six digits, as validation's to_char renders it; naive
-            # local values are read in the session's zone (Asia/Seoul), UTC ones carry '+00'.
-            suffix = " || '+00'" if col.source_tz == "UTC" else ""
-            return (f"replace(substr({v}, 1, 19), 'T', ' ') || '.' || "
-                    f"substr(substr({v}, 21) || '000000', 1, 6){suffix}")
         if k == "text":
             if col.name in self.vocabulary_columns:
                 return v  # a loadable row holds one of the CHECK's plain literals: nothing to escape
@@ -249,7 +245,8 @@ class TablePlan:
         """The streaming query; ``duplicates`` names a temp table of rowids to reject as key collisions."""
         inner = ["s.rowid AS _rowid"]
         inner += [f"{self.raw_expr(c)} AS {_ident('m_' + c.name)}" for c in self.columns]
-        conds = self._conditions(duplicates)
+        every = self._conditions(duplicates)
+        conds = [(c, r) for c, r in every if c is not None]
         # Fast path: one AND of every condition; only a row that fails it evaluates the per-reason CASE.
         reason = ("CASE WHEN " + " AND ".join(c for c, _ in conds) + " THEN NULL ELSE CASE "
                   + " ".join(f"WHEN NOT {c} THEN {_lit(r)}" for c, r in conds) + f" ELSE '{INVALID_VALUE}:row' END END"
@@ -263,12 +260,13 @@ class TablePlan:
             (_ident("m_region") if self.table.has_region else _lit(ALL_REGIONS)) + " || char(9) || " + day
             + " AS _bucket",
         ]
-        texts = [c for c in self.copy_columns if c.kind not in NUMERIC_KINDS]
+        texts = [c for c in self.copy_columns if c.kind not in NUMERIC_KINDS and c.kind != TIMESTAMP_KIND]
+        stamps = [c for c in self.copy_columns if c.kind == TIMESTAMP_KIND]
         numbers = [c for c in self.copy_columns if c.kind in NUMERIC_KINDS]
         text_part = " || char(9) || ".join(
             f"ifnull({self.render_expr(c, _ident('m_' + c.name))}, '\\N')" for c in texts) or "''"
         outer.append(text_part + " AS _text")
-        outer += [_ident("m_" + c.name) for c in numbers]
+        outer += [_ident("m_" + c.name) for c in (*stamps, *numbers)]
         params: list[object] = []
         where = self.where(flt, params, rowid_range)
         orphan_cols = self._orphan_inner_columns()
@@ -278,7 +276,9 @@ class TablePlan:
             # row instead of once per reference in the checks and renders above.
             f"  FROM main.{_ident(self.table.source)} s\n{self.joins()}\n{where}\n  LIMIT -1\n)"
         )
-        return SourceQuery(sql, tuple(params), tuple(c.name for c in self.copy_columns), len(texts))
+        return SourceQuery(sql, tuple(params), tuple(c.name for c in self.copy_columns), len(texts),
+                           tuple((c.name, c.source_tz == "UTC") for c in stamps),
+                           (*(r for _, r in every), f"{INVALID_VALUE}:row"))
 
     # The orphan conditions use join columns; they are carried out of the inner query by name.
     def _orphan_inner_columns(self) -> list[str]:

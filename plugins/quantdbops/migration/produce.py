@@ -1,9 +1,10 @@
 """Producers: read a rowid range of a source table, check, render COPY text, hash each row.
 
-SQLite renders and escapes the text columns; the numbers are rendered exactly (shortest round-trip digits)
-a whole batch at a time with orjson, with an exact slow path for the rare rows JSON spells differently.
-Big tables are cut into rowid ranges read by separate processes while the parent only forwards their
-bytes to PostgreSQL's COPY. Each producer returns its counts, per-day
+SQLite checks most columns and renders and escapes the text part (see ``plan.py``); timestamps are checked
+and rendered here once per distinct value; numbers are rendered exactly (shortest round-trip digits) a whole
+batch at a time with orjson, with an exact slow path for the rare rows JSON spells differently and for the
+rare text or blob in a numeric column. Big tables are cut into rowid ranges read by separate processes while
+the parent only forwards their bytes to PostgreSQL's COPY. Each producer returns its counts, per-day
 checksums and rejects; the parent adds them up. Nothing here touches PostgreSQL.
 """
 
@@ -12,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import re
 import sqlite3
 import traceback
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from multiprocessing.connection import Connection
 from operator import itemgetter
@@ -25,6 +28,7 @@ import orjson
 
 from quantdbops.migration.plan import (
     DUPLICATE_KEY,
+    MALFORMED_TIMESTAMP,
     NON_NUMERIC,
     UNKNOWN_REGION,
     SliceFilter,
@@ -81,15 +85,20 @@ def _split(js: bytes) -> list[bytes]:
 def render_numbers_plain(rows: list[tuple]) -> list[bytes] | None:
     """``render_numbers_batch`` when JSON's spelling is numeric's for the whole batch, else None.
 
-    One look at the batch's JSON instead of one per row: no exponent, no negative zero, and exactly one
-    ``null`` per ``None`` (a non-finite value is the only other thing JSON writes as null).
+    One look at the batch's JSON instead of one per row: no exponent, no negative zero, no string (a text
+    value where a number belongs; a blob makes orjson refuse the batch), and exactly one ``null`` per
+    ``None`` (a non-finite value is the only other thing JSON writes as null).
     """
     if not rows:
         return []
     if len(rows[0]) == 0:
         return [b""] * len(rows)
-    js = orjson.dumps(rows)
-    if b"e" in js or b"-0.0," in js or b"-0.0]" in js or js.count(b"null") != sum(map(tuple.count, rows, _NONES)):
+    try:
+        js = orjson.dumps(rows)
+    except TypeError:  # a blob
+        return None
+    if (b"e" in js or b'"' in js or b"-0.0," in js or b"-0.0]" in js
+            or js.count(b"null") != sum(map(tuple.count, rows, _NONES))):
         return None
     return _split(js)
 
@@ -97,11 +106,46 @@ def render_numbers_plain(rows: list[tuple]) -> list[bytes] | None:
 _NONES = itertools.repeat(None)
 
 
-def non_finite_column(values: tuple, names: tuple[str, ...]) -> str | None:
-    for v, n in zip(values, names, strict=True):
-        if type(v) is float and not math.isfinite(v):
-            return n
-    return None
+# 'YYYY-MM-DD HH:MM:SS' with 'T' or ' ' between, then optionally '.' and 1 to 6 digits (ASCII digits only).
+_TIMESTAMP = re.compile(r"([0-9]{4}-([0-9]{2})-([0-9]{2}))[T ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,6}))?")
+_TIMESTAMP_CACHE_MAX = 100_000  # distinct values kept per column and producer: memory stays flat
+
+
+def render_timestamp(raw: object, suffix: str = "") -> bytes | None:
+    """A stored timestamp as COPY text 'YYYY-MM-DD HH:MM:SS.ffffff' (six digits, as validation's ``to_char``
+    renders it) plus ``suffix`` ('+00' for UTC values; naive local ones are read in the session's zone);
+    ``\\N`` for NULL; None when malformed: not text, another shape, or a date or time that cannot exist
+    (2025-02-30, 24:00:00, year 0).
+    """
+    if raw is None:
+        return b"\\N"
+    if type(raw) is not str:
+        return None
+    m = _TIMESTAMP.fullmatch(raw)
+    if m is None:
+        return None
+    day, month, mday, hour, minute, second, fraction = m.groups()
+    try:
+        date(int(day[:4]), int(month), int(mday))
+    except ValueError:
+        return None
+    if hour >= "24" or minute >= "60" or second >= "60":
+        return None
+    return f"{day} {hour}:{minute}:{second}.{(fraction or '').ljust(6, '0')}{suffix}".encode()
+
+
+class TimestampTexts(dict):
+    """Stored value -> ``render_timestamp`` of it, computed once per distinct value (bounded)."""
+
+    def __init__(self, utc: bool) -> None:
+        super().__init__()
+        self.suffix = "+00" if utc else ""
+
+    def __missing__(self, raw: object) -> bytes | None:
+        if len(self) >= _TIMESTAMP_CACHE_MAX:
+            self.clear()
+        out = self[raw] = render_timestamp(raw, self.suffix)
+        return out
 
 
 @dataclass
@@ -154,57 +198,49 @@ def produce(sconn: sqlite3.Connection, table_name: str, flt: SliceFilter, rowid_
             chunk_bytes: int = CHUNK_BYTES) -> ProducerResult:
     """Stream one rowid range: emit COPY text in chunks, return counts, checksums and rejects.
 
-    Rows come as ``(rowid, reason, region, bucket, text, n1 .. nk)`` (see ``TablePlan.query``). The
-    common case costs one JSON rendering per batch and, per row, one line, one md5 and one dict update.
+    Rows come as ``(rowid, reason, region, bucket, text, t1 .. tj, n1 .. nk)`` (see ``TablePlan.query``).
+    The common batch costs one dict lookup per timestamp, one JSON rendering of all its numbers and, per
+    row, one line, one SHA-256 and one dict update; a batch with anything unusual goes row by row.
     """
     table = registry_table(table_name)
     plan = TablePlan(table)
     query = plan.query(flt, duplicates="temp.dup_rows" if dups else None, rowid_range=rowid_range)
-    number_names = query.columns[query.text_columns:]
-    joined = _line_joiner(query)
+    n_text, n_stamps = query.text_columns, len(query.timestamps)
+    first_number = 5 + n_stamps
+    has_numbers = len(query.columns) > n_text + n_stamps
+    checker = _RowChecker(query, dups)
+    stamp_texts = [TimestampTexts(utc).__getitem__ for _, utc in query.timestamps]
+    stamp_of = [itemgetter(5 + j) for j in range(n_stamps)]
+    numbers_of = itemgetter(slice(first_number, None))
+    text_of, bucket_of, region_of, reason_of = itemgetter(4), itemgetter(3), itemgetter(2), itemgetter(1)
+    encode = str.encode
+    tab_join = b"\t".join
     res = ProducerResult()
-    md5 = hashlib.md5
+    sha256 = hashlib.sha256
     from_bytes = int.from_bytes
     one = _ONE_ROW
     buckets: defaultdict[str, int] = defaultdict(int)
     seen: Counter = Counter()  # region (None: unknown) -> source rows
-    rejected: defaultdict[str | None, Counter] = defaultdict(Counter)
-    region_of, reason_of = itemgetter(2), itemgetter(1)
     pending: list[bytes] = []
     size = 0
     cur = sconn.execute(query.sql, query.params)
     while batch := cur.fetchmany(FETCH_ROWS):
         seen.update(map(region_of, batch))
+        stamps = [list(map(get, map(at, batch))) for get, at in zip(stamp_texts, stamp_of, strict=True)]
+        numbers = list(map(numbers_of, batch))
+        rendered = None
+        if not any(map(reason_of, batch)) and not any(None in column for column in stamps):
+            rendered = render_numbers_plain(numbers)
         clean = batch
-        if any(map(reason_of, batch)):
-            clean = [row for row in batch if row[1] is None]
-            for row in batch:
-                if row[1] is not None:
-                    kind, _, detail = row[1].partition(":")
-                    rejected[row[2]][kind] += 1
-                    if kind == DUPLICATE_KEY:
-                        detail = f"key already loaded from source rowid {dups.get(row[0])}"
-                    res.rejects.append((row[0], row[2] or UNKNOWN_REGION, kind, detail))
-        numbers = [row[5:] for row in clean]
-        rendered = render_numbers_plain(numbers)
-        if rendered is None:  # a rare batch: an exponent, a negative zero or a non-finite value somewhere
-            rendered = []
-            keep = []
-            for row, nums, fast in zip(clean, numbers, render_numbers_batch(numbers), strict=True):
-                digits = fast
-                if fast.count(b"\\N") != nums.count(None) or b"e" in fast or b"-0.0" in fast:
-                    bad = non_finite_column(nums, number_names)
-                    if bad:  # JSON wrote it as null; PostgreSQL would store Infinity in numeric without a word
-                        rejected[row[2]][NON_NUMERIC] += 1
-                        res.rejects.append((row[0], row[2] or UNKNOWN_REGION, NON_NUMERIC, bad))
-                        continue
-                    digits = render_numbers(nums)
-                keep.append(row)
-                rendered.append(digits)
-            clean = keep
-        lines = list(map(joined, clean, rendered))
-        for row, line in zip(clean, lines, strict=True):
-            buckets[row[3]] += from_bytes(md5(line).digest()[:8], "big", signed=True) + one
+        if rendered is None:  # a rare batch: a reject, an exponent, a negative zero, a non-finite value
+            clean, stamps, rendered = checker.sort_out(batch, stamps, numbers, res)
+        parts = [map(encode, map(text_of, clean))] if n_text else []
+        parts += stamps
+        if has_numbers:
+            parts.append(rendered)
+        lines = list(map(tab_join, zip(*parts, strict=True))) if len(parts) > 1 else list(parts[0]) if parts else []
+        for key, line in zip(map(bucket_of, clean), lines, strict=True):
+            buckets[key] += from_bytes(sha256(line).digest()[:8], "big", signed=True) + one
         pending += lines
         size += sum(map(len, lines)) + len(lines)
         if size >= chunk_bytes:
@@ -219,18 +255,58 @@ def produce(sconn: sqlite3.Connection, table_name: str, flt: SliceFilter, rowid_
         region, _, day = key.partition("\t")
         res.rows[(region, day)], res.sums[(region, day)] = _unpack(total)
     for region, n in seen.items():
-        rej = rejected.get(region, Counter())
+        rej = checker.rejected.get(region, Counter())
         res.stats[region or UNKNOWN_REGION] = [n, n - sum(rej.values()), rej]
     return res
 
 
-def _line_joiner(query: SourceQuery) -> Callable[[tuple, bytes], bytes]:
-    """The COPY line of a row from its SQLite-rendered text part and its rendered numbers."""
-    if query.text_columns == len(query.columns):
-        return lambda row, _digits: row[4].encode()
-    if query.text_columns == 0:
-        return lambda _row, digits: digits
-    return lambda row, digits: row[4].encode() + b"\t" + digits
+class _RowChecker:
+    """The row-by-row path of a batch: each row's first reason, wherever it was found, then exact numbers."""
+
+    def __init__(self, query: SourceQuery, dups: dict[int, int]) -> None:
+        self.rank = {reason: i for i, reason in enumerate(query.reasons)}
+        self.dups = dups
+        n_text = query.text_columns
+        self.stamp_reasons = [f"{MALFORMED_TIMESTAMP}:{name}" for name, _ in query.timestamps]
+        self.number_reasons = [f"{NON_NUMERIC}:{name}" for name in query.columns[n_text + len(query.timestamps):]]
+        self.rejected: defaultdict[str | None, Counter] = defaultdict(Counter)
+
+    def first(self, reasons: list[str]) -> str:
+        last = len(self.rank)
+        return min(reasons, key=lambda r: self.rank.get(r, last))
+
+    def reject(self, res: ProducerResult, row: tuple, reason: str) -> None:
+        kind, _, detail = reason.partition(":")
+        self.rejected[row[2]][kind] += 1
+        if kind == DUPLICATE_KEY:
+            detail = f"key already loaded from source rowid {self.dups.get(row[0])}"
+        res.rejects.append((row[0], row[2] or UNKNOWN_REGION, kind, detail))
+
+    def sort_out(self, batch: list[tuple], stamps: list[list], numbers: list[tuple],
+                 res: ProducerResult) -> tuple[list[tuple], list[list], list[bytes]]:
+        """The loadable rows of a batch, their timestamp texts and their exactly rendered numbers."""
+        keep: list[int] = []
+        for i, row in enumerate(batch):
+            found = [row[1]] if row[1] is not None else []
+            found += [r for r, column in zip(self.stamp_reasons, stamps, strict=True) if column[i] is None]
+            found += [r for r, v in zip(self.number_reasons, numbers[i], strict=True) if not _loadable_number(v)]
+            if found:
+                self.reject(res, row, self.first(found))
+            else:
+                keep.append(i)
+        clean = [batch[i] for i in keep]
+        stamps = [[column[i] for i in keep] for column in stamps]
+        nums = [numbers[i] for i in keep]
+        rendered = render_numbers_plain(nums)
+        if rendered is None:  # an exponent or a negative zero somewhere: those rows exactly, the rest fast
+            rendered = [render_numbers(values) if b"e" in fast or b"-0.0" in fast else fast
+                        for values, fast in zip(nums, render_numbers_batch(nums), strict=True)]
+        return clean, stamps, rendered
+
+
+def _loadable_number(v: object) -> bool:
+    """NULL, an integer or a finite real (JSON writes infinity as null; numeric would store it silently)."""
+    return v is None or type(v) is int or (type(v) is float and math.isfinite(v))
 
 
 def worker(out: Connection, path: str, table_name: str, flt: SliceFilter, rowid_range: tuple[int, int],
