@@ -171,7 +171,9 @@ def test_source_query_runs_on_the_contract_schema(name: str) -> None:
     s = sqlite3.connect(":memory:")
     for ddl in CONTRACT_DDL.values():
         s.execute(ddl)
-    s.execute("CREATE TEMP TABLE known_tickers (ticker TEXT, region TEXT)")
+    from quantdbops.migration.produce import prepare_source
+
+    prepare_source(s, [("005930", "KR")], {})
     q = TablePlan(table(name)).query(SliceFilter(regions=("KR",), start_date=date(2025, 1, 1)))
     cur = s.execute(q.sql, q.params)
     assert [d[0] for d in cur.description][:5] == ["_rowid", "_reason", "_region", "_bucket", "_text"]
@@ -262,6 +264,16 @@ def test_timestamps_are_rendered_with_six_fraction_digits(stored: str, copy_text
     lines, reasons = _ohlcv_loaded([{"created_at": stored}, {"created_at": stored, "date": "2025-01-03"}])
     assert reasons == [None, None]
     assert [line.split("\t")[4] for line in lines] == [copy_text, copy_text]
+
+
+def test_exponents_and_negative_zero_are_spelled_plainly_in_the_copy_line() -> None:
+    """A batch with an exponent or a negative zero takes the exact path for those values only."""
+    odd = {"ma5": 1e-07, "ma20": -0.0, "macd": 1.5e20, "macd_hist": -2.5e-05, "rsi_14": 55.5}
+    lines, reasons = _ohlcv_loaded([odd, {"date": "2025-01-03"}])
+    assert reasons == [None, None]
+    by_name = dict(zip(TablePlan(table("ohlcv_data")).query(SliceFilter()).columns, lines[0].split("\t"), strict=True))
+    assert {k: by_name[k] for k in ("ma5", "ma20", "macd", "macd_hist", "rsi")} == {
+        "ma5": "0.0000001", "ma20": "0.0", "macd": "150000000000000000000.0", "macd_hist": "-0.000025", "rsi": "55.5"}
 
 
 def test_timestamp_texts_are_computed_once_per_value_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -108,11 +108,13 @@ class SourceQuery:
 class TablePlan:
     """How one registry table is read from the source file."""
 
-    def __init__(self, table: Table, *, known_tickers: str = "temp.known_tickers") -> None:
+    def __init__(self, table: Table, *, known_tickers: str = "temp.known_tickers",
+                 ticker_lookup: str = "temp.ticker_lookup") -> None:
         if not table.source:
             raise ValueError(f"{table.name} has no source table: nothing to migrate")
         self.table = table
         self.known = known_tickers
+        self.lookup = ticker_lookup
         self.columns = table.loaded_columns
         self.copy_columns = copy_columns(table)
         self.vocabulary_columns = vocabulary_columns(table)
@@ -211,9 +213,9 @@ class TablePlan:
         out = []
         tcol = self.table.ticker_column
         if tcol:
-            out.append(f"LEFT JOIN main.tickers t ON t.ticker = s.{_ident(tcol)}")
-            out.append(f"LEFT JOIN {self.known} k ON k.ticker = s.{_ident(tcol)} AND k.region = "
-                       f"{self.region_expr()}")
+            # One seek per row: the source ticker's region and whether the target has (ticker, that region).
+            # A row whose own region differs from its ticker's is an orphan before the target is asked.
+            out.append(f"LEFT JOIN {self.lookup} t ON t.ticker = s.{_ident(tcol)}")
         for i, ref in enumerate(self.table.ticker_refs):
             out.append(f"LEFT JOIN {self.known} k{i + 2} ON k{i + 2}.ticker = s.{_ident(ref)}")
         return "\n".join(out)
@@ -286,7 +288,7 @@ class TablePlan:
         if self.table.ticker_column:
             out += ["t.ticker AS _t_ticker", "t.region AS _t_region", "s.region AS _s_region"
                     if self.table.region_rule in (RegionRule.COLUMN, RegionRule.COLUMN_OR_TICKER)
-                    else "NULL AS _s_region", "k.ticker AS _k_ticker"]
+                    else "NULL AS _s_region", "t.known AS _t_known"]
         out += [f"k{i + 2}.ticker AS _k{i + 2}_ticker" for i in range(len(self.table.ticker_refs))]
         return out
 
@@ -296,7 +298,7 @@ class TablePlan:
         if tcol:
             out.append(("_t_ticker IS NOT NULL", f"{ORPHAN}:{tcol} not in tickers"))
             out.append(("(_s_region IS NULL OR _s_region = _t_region)", f"{ORPHAN}:region differs from the ticker's"))
-            out.append(("_k_ticker IS NOT NULL", f"{ORPHAN}:{tcol} not in the target's tickers"))
+            out.append(("_t_known IS 1", f"{ORPHAN}:{tcol} not in the target's tickers"))
         for i, ref in enumerate(self.table.ticker_refs):
             out.append((f"_k{i + 2}_ticker IS NOT NULL", f"{ORPHAN}:{ref} not in the target's tickers"))
         return out

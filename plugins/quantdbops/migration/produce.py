@@ -83,24 +83,31 @@ def _split(js: bytes) -> list[bytes]:
 
 
 def render_numbers_plain(rows: list[tuple]) -> list[bytes] | None:
-    """``render_numbers_batch`` when JSON's spelling is numeric's for the whole batch, else None.
+    """``render_numbers_batch`` when JSON's spelling is numeric's for the whole batch, else None."""
+    return _render_plain(rows)[0]
+
+
+def _render_plain(rows: list[tuple]) -> tuple[list[bytes] | None, bool]:
+    """(``render_numbers_plain`` of the rows, whether a value may be no loadable number at all).
 
     One look at the batch's JSON instead of one per row: no exponent, no negative zero, no string (a text
     value where a number belongs; a blob makes orjson refuse the batch), and exactly one ``null`` per
-    ``None`` (a non-finite value is the only other thing JSON writes as null).
+    ``None`` (a non-finite value is the only other thing JSON writes as null). Exponents and negative
+    zeros only need the exact renderer; the other three need a look at each value.
     """
     if not rows:
-        return []
+        return [], False
     if len(rows[0]) == 0:
-        return [b""] * len(rows)
+        return [b""] * len(rows), False
     try:
         js = orjson.dumps(rows)
     except TypeError:  # a blob
-        return None
-    if (b"e" in js or b'"' in js or b"-0.0," in js or b"-0.0]" in js
-            or js.count(b"null") != sum(map(tuple.count, rows, _NONES))):
-        return None
-    return _split(js)
+        return None, True
+    if b'"' in js or js.count(b"null") != sum(map(tuple.count, rows, _NONES)):
+        return None, True
+    if b"e" in js or b"-0.0," in js or b"-0.0]" in js:
+        return None, False
+    return _split(js), False
 
 
 _NONES = itertools.repeat(None)
@@ -170,12 +177,18 @@ class ProducerResult:
 
 
 def prepare_source(sconn: sqlite3.Connection, known: list[tuple[str, str]] | None, dups: dict[int, int]) -> None:
-    """The temp tables the query joins: the target's tickers and the key collisions found beforehand."""
+    """The temp tables the query joins: the target's tickers, each source ticker's region and whether the
+    target has that (ticker, region), and the key collisions found beforehand."""
     sconn.execute("DROP TABLE IF EXISTS temp.known_tickers")
     sconn.execute("CREATE TEMP TABLE known_tickers (ticker TEXT, region TEXT, PRIMARY KEY (ticker, region))"
                   " WITHOUT ROWID")
+    sconn.execute("DROP TABLE IF EXISTS temp.ticker_lookup")
+    sconn.execute("CREATE TEMP TABLE ticker_lookup (ticker TEXT PRIMARY KEY, region TEXT, known INTEGER) WITHOUT ROWID")
     if known is not None:
         sconn.executemany("INSERT OR IGNORE INTO temp.known_tickers VALUES (?, ?)", known)
+        sconn.execute("INSERT OR IGNORE INTO temp.ticker_lookup SELECT t.ticker, t.region, EXISTS (SELECT 1 FROM "
+                      "temp.known_tickers k WHERE k.ticker = t.ticker AND k.region = t.region) FROM main.tickers t "
+                      "WHERE t.ticker IS NOT NULL")
     sconn.execute("DROP TABLE IF EXISTS temp.dup_rows")
     sconn.execute("CREATE TEMP TABLE dup_rows (rowid INTEGER PRIMARY KEY, kept INTEGER)")
     sconn.executemany("INSERT INTO temp.dup_rows VALUES (?, ?)", dups.items())
@@ -228,12 +241,11 @@ def produce(sconn: sqlite3.Connection, table_name: str, flt: SliceFilter, rowid_
         seen.update(map(region_of, batch))
         stamps = [list(map(get, map(at, batch))) for get, at in zip(stamp_texts, stamp_of, strict=True)]
         numbers = list(map(numbers_of, batch))
-        rendered = None
-        if not any(map(reason_of, batch)) and not any(None in column for column in stamps):
-            rendered = render_numbers_plain(numbers)
+        rendered, suspect = _render_plain(numbers)
         clean = batch
-        if rendered is None:  # a rare batch: a reject, an exponent, a negative zero, a non-finite value
-            clean, stamps, rendered = checker.sort_out(batch, stamps, numbers, res)
+        if rendered is None or any(map(reason_of, batch)) or any(None in column for column in stamps):
+            # a rarer batch: a reject, an exponent, a negative zero, a value that is no number
+            clean, stamps, rendered = checker.sort_out(batch, stamps, numbers, suspect, res)
         parts = [map(encode, map(text_of, clean))] if n_text else []
         parts += stamps
         if has_numbers:
@@ -282,26 +294,38 @@ class _RowChecker:
             detail = f"key already loaded from source rowid {self.dups.get(row[0])}"
         res.rejects.append((row[0], row[2] or UNKNOWN_REGION, kind, detail))
 
-    def sort_out(self, batch: list[tuple], stamps: list[list], numbers: list[tuple],
+    def sort_out(self, batch: list[tuple], stamps: list[list], numbers: list[tuple], suspect: bool,
                  res: ProducerResult) -> tuple[list[tuple], list[list], list[bytes]]:
-        """The loadable rows of a batch, their timestamp texts and their exactly rendered numbers."""
+        """The loadable rows of a batch, their timestamp texts and their exactly rendered numbers.
+
+        ``suspect``: the batch's JSON showed a value that may be no loadable number; only then is each
+        value looked at.
+        """
         keep: list[int] = []
         for i, row in enumerate(batch):
             found = [row[1]] if row[1] is not None else []
             found += [r for r, column in zip(self.stamp_reasons, stamps, strict=True) if column[i] is None]
-            found += [r for r, v in zip(self.number_reasons, numbers[i], strict=True) if not _loadable_number(v)]
+            if suspect:
+                found += [r for r, v in zip(self.number_reasons, numbers[i], strict=True) if not _loadable_number(v)]
             if found:
                 self.reject(res, row, self.first(found))
             else:
                 keep.append(i)
-        clean = [batch[i] for i in keep]
-        stamps = [[column[i] for i in keep] for column in stamps]
-        nums = [numbers[i] for i in keep]
-        rendered = render_numbers_plain(nums)
-        if rendered is None:  # an exponent or a negative zero somewhere: those rows exactly, the rest fast
-            rendered = [render_numbers(values) if b"e" in fast or b"-0.0" in fast else fast
-                        for values, fast in zip(nums, render_numbers_batch(nums), strict=True)]
-        return clean, stamps, rendered
+        if len(keep) < len(batch):
+            batch = [batch[i] for i in keep]
+            stamps = [[column[i] for i in keep] for column in stamps]
+            numbers = [numbers[i] for i in keep]
+        # An exponent or a negative zero somewhere: those values exactly, everything else as JSON spells it.
+        rendered = [_exact(fast) if b"e" in fast or b"-0.0" in fast else fast for fast in render_numbers_batch(numbers)]
+        return batch, stamps, rendered
+
+
+def _exact(line: bytes) -> bytes:
+    """A JSON-rendered row with its exponent and negative-zero values spelled as numeric echoes them.
+
+    orjson's digits are ``repr``'s (the same shortest round trip), so ``float`` of a token is the value.
+    """
+    return b"\t".join(render_numbers((float(t),)) if b"e" in t or t == b"-0.0" else t for t in line.split(b"\t"))
 
 
 def _loadable_number(v: object) -> bool:
