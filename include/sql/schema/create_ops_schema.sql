@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS ops.migration_rejects (
 );
 CREATE INDEX IF NOT EXISTS idx_migration_rejects_slice ON ops.migration_rejects (table_name, region);
 
--- Per table, region and day: rows and an order-independent checksum (sum of each row's 64-bit md5
+-- Per table, region and day: rows and an order-independent checksum (sum of each row's 64-bit SHA-256
 -- prefix) of the canonical rows sent, written in the same transaction as the slice itself; validation
 -- recomputes it on the target and compares month by month, drilling down on a mismatch.
 CREATE TABLE IF NOT EXISTS ops.migration_checksums (
