@@ -179,7 +179,7 @@ def test_source_query_runs_on_the_contract_schema(name: str) -> None:
     assert [d[0] for d in cur.description][:5] == ["_rowid", "_reason", "_region", "_bucket", "_text"]
     # one text part for the first text_columns columns, then one output per timestamp and numeric column
     assert len(cur.description) == 5 + len(q.columns) - q.text_columns
-    assert [d[0] for d in cur.description][5:5 + len(q.timestamps)] == [f"m_{name}" for name, _ in q.timestamps]
+    assert [d[0] for d in cur.description][5:5 + len(q.calendar)] == [f"m_{name}" for name, _, _ in q.calendar]
     assert sorted(q.columns) == sorted(c.name for c in table(name).loaded_columns)
 
 
@@ -221,6 +221,10 @@ def _ohlcv_loaded(rows: list[dict]) -> tuple[list[str], list[str | None]]:
         pytest.param({"date": "2025-02-30"}, "malformed_date:date", id="day-past-month-end"),
         pytest.param({"date": "2025-13-45"}, "malformed_date:date", id="month-13-named-not-row"),
         pytest.param({"date": "2025/01/02"}, "malformed_date:date", id="slashes"),
+        pytest.param({"date": "2025-1-2"}, "malformed_date:date", id="no-leading-zeros"),
+        pytest.param({"date": "2025-01-02 00:00:00"}, "malformed_date:date", id="date-with-a-time"),
+        pytest.param({"date": "0000-01-02"}, "malformed_date:date", id="year-0"),
+        pytest.param({"date": 20250102}, "malformed_date:date", id="integer-date"),
         pytest.param({"created_at": "2025-13-02T18:00:00"}, "malformed_timestamp:created_at", id="ts-month-13"),
         pytest.param({"created_at": "2025-01-02T24:00:00"}, "malformed_timestamp:created_at", id="ts-hour-24"),
         pytest.param({"created_at": "0000-01-02T18:00:00"}, "malformed_timestamp:created_at", id="ts-year-0"),
@@ -276,14 +280,15 @@ def test_exponents_and_negative_zero_are_spelled_plainly_in_the_copy_line() -> N
         "ma5": "0.0000001", "ma20": "0.0", "macd": "150000000000000000000.0", "macd_hist": "-0.000025", "rsi": "55.5"}
 
 
-def test_timestamp_texts_are_computed_once_per_value_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_calendar_texts_are_computed_once_per_value_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     from quantdbops.migration import produce
 
     calls: list[object] = []
     real = produce.render_timestamp
-    monkeypatch.setattr(produce, "render_timestamp", lambda raw, suffix: calls.append(raw) or real(raw, suffix))
-    monkeypatch.setattr(produce, "_TIMESTAMP_CACHE_MAX", 3)
-    texts = produce.TimestampTexts(utc=True)
+    monkeypatch.setitem(produce._RENDERERS, "timestamptz",
+                        (lambda raw, suffix: calls.append(raw) or real(raw, suffix), "malformed_timestamp"))
+    monkeypatch.setattr(produce, "_CALENDAR_CACHE_MAX", 3)
+    texts = produce.CalendarTexts("timestamptz", utc=True)
     values = ["2025-01-02 18:00:00", "2025-01-02 18:00:00", "bad", "2025-01-03 18:00:00", "2025-01-04 18:00:00"]
     got = [texts[v] for v in values]
     assert got == [b"2025-01-02 18:00:00.000000+00", b"2025-01-02 18:00:00.000000+00", None,
@@ -295,10 +300,11 @@ def test_timestamp_texts_are_computed_once_per_value_and_bounded(monkeypatch: py
 def test_source_query_renders_the_copy_text_part_and_bucket() -> None:
     """Text values are COPY-escaped only where they hold a special character; vocabulary values as is."""
     _, rows = _ohlcv_source([{"date": "2025-01-03", "ticker": "005930"}])
-    (_rowid, reason, region, bucket, text, created_at, *numbers) = rows[0]
+    (_rowid, reason, region, bucket, text, day, created_at, *numbers) = rows[0]
     assert (reason, region, bucket) == (None, "KR", "KR\t2025-01-03")
-    assert text.split("\t") == ["005930", "KR", "2025-01-03", "D"]
-    assert created_at == "2025-01-02T18:00:00"  # as stored: the producer checks and renders timestamps
+    assert text.split("\t") == ["005930", "KR", "D"]
+    # as stored: the producer checks and renders dates and timestamps
+    assert (day, created_at) == ("2025-01-03", "2025-01-02T18:00:00")
     assert numbers[:5] == [10.0, 11.0, 9.5, 10.5, 100]
 
 

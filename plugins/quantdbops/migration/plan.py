@@ -2,13 +2,13 @@
 
 The query is generated from the registry, never from user text. Each row comes back as
 ``(rowid, reason, region, day, text, t1 .. tj, n1 .. nk)`` where ``reason`` is NULL for a row SQLite finds
-loadable (else ``'<reason>:<column or constraint>'``), ``text`` is every text, date and boolean target
-column already rendered and escaped for PostgreSQL's COPY text format (tab-separated, NULL as \\N),
-``t1 .. tj`` are the timestamp columns as stored and ``n1 .. nk`` the numeric columns as SQLite numbers.
-The producer checks and renders those two groups in Python: timestamps once per distinct value (a few
-thousand in a million rows), numbers a whole batch at a time (exact shortest round-trip digits), with a
+loadable (else ``'<reason>:<column or constraint>'``), ``text`` is every text and boolean target column
+already rendered and escaped for PostgreSQL's COPY text format (tab-separated, NULL as \\N), ``t1 .. tj``
+are the date and timestamp columns as stored and ``n1 .. nk`` the numeric columns as SQLite numbers. The
+producer checks and renders those two groups in Python: dates and timestamps once per distinct value (a
+few thousand in a million rows), numbers a whole batch at a time (exact shortest round-trip digits), with a
 batch-level look for the rare text or blob in a numeric column. The COPY column order is therefore: text
-part, timestamps, numbers (``copy_columns``), on both checksum sides. Every reason, wherever it is found,
+part, dates and timestamps, numbers (``copy_columns``), on both checksum sides. Every reason, wherever it is found,
 has one place in ``SourceQuery.reasons``: a row with several defects is reported by the first.
 
 Checking happens before COPY because PostgreSQL silently accepts malformed input (NOTES.md): 'YYYY/MM/DD'
@@ -40,9 +40,6 @@ UNKNOWN_REGION = "UNKNOWN"  # slice of rows whose region cannot be found (orphan
 ALL_REGIONS = "ALL"  # the single slice of market-wide tables
 NO_DAY = "0001-01-01"  # checksum bucket of tables without a time column
 
-_D = "[0-9]"
-DATE_GLOB = f"{_D * 4}-{_D * 2}-{_D * 2}"
-TS_GLOB = f"{DATE_GLOB}[T ]{_D * 2}:{_D * 2}:{_D * 2}"
 
 
 def _ident(name: str) -> str:
@@ -63,14 +60,14 @@ class SliceFilter:
 
 
 NUMERIC_KINDS = ("int", "bigint", "numeric")
-TIMESTAMP_KIND = "timestamptz"
+CALENDAR_KINDS = ("date", "timestamptz")  # checked and rendered by the producer, once per distinct value
 
 
 def copy_columns(table: Table) -> tuple[Column, ...]:
-    """The loaded columns in COPY order: the SQLite-rendered text part, the timestamps, the numbers."""
+    """The loaded columns in COPY order: the SQLite-rendered text part, dates and timestamps, numbers."""
     cols = table.loaded_columns
-    return (tuple(c for c in cols if c.kind not in NUMERIC_KINDS and c.kind != TIMESTAMP_KIND)
-            + tuple(c for c in cols if c.kind == TIMESTAMP_KIND)
+    return (tuple(c for c in cols if c.kind not in NUMERIC_KINDS + CALENDAR_KINDS)
+            + tuple(c for c in cols if c.kind in CALENDAR_KINDS)
             + tuple(c for c in cols if c.kind in NUMERIC_KINDS))
 
 
@@ -101,7 +98,7 @@ class SourceQuery:
     params: tuple[object, ...]
     columns: tuple[str, ...]  # the target columns in COPY order (see copy_columns)
     text_columns: int  # how many of them SQLite rendered into the text part
-    timestamps: tuple[tuple[str, bool], ...]  # (column, stored in UTC) of the timestamps, after the text part
+    calendar: tuple[tuple[str, str, bool], ...]  # (column, kind, stored in UTC): dates and timestamps, in order
     reasons: tuple[str, ...]  # every reject reason in report order: a row is reported by its first
 
 
@@ -153,8 +150,8 @@ class TablePlan:
 
         The same condition serves the fast path (all columns ANDed) and, negated, the per-column reason,
         so the two can never disagree. A condition of None is checked by the producer in Python:
-        numeric columns (a text or blob among the numbers shows in the batch's JSON; infinity too) and
-        timestamps (``produce.render_timestamp``, once per distinct value).
+        numeric columns (a text or blob among the numbers shows in the batch's JSON; infinity too), dates
+        and timestamps (``produce.render_date`` / ``render_timestamp``, once per distinct value).
         """
         k = col.kind
         if k in ("int", "bigint"):
@@ -165,9 +162,8 @@ class TablePlan:
         if k == "bool":
             return f"({v} IS NULL OR {v} IN (0, 1))", INVALID_VALUE
         if k == "date":
-            return (f"({v} IS NULL OR ({v} GLOB '{DATE_GLOB}' AND date(julianday({v})) IS {v}))",
-                    MALFORMED_DATE)
-        if k == TIMESTAMP_KIND:
+            return None, MALFORMED_DATE
+        if k == "timestamptz":
             return None, MALFORMED_TIMESTAMP
         return None
 
@@ -262,8 +258,8 @@ class TablePlan:
             (_ident("m_region") if self.table.has_region else _lit(ALL_REGIONS)) + " || char(9) || " + day
             + " AS _bucket",
         ]
-        texts = [c for c in self.copy_columns if c.kind not in NUMERIC_KINDS and c.kind != TIMESTAMP_KIND]
-        stamps = [c for c in self.copy_columns if c.kind == TIMESTAMP_KIND]
+        texts = [c for c in self.copy_columns if c.kind not in NUMERIC_KINDS + CALENDAR_KINDS]
+        stamps = [c for c in self.copy_columns if c.kind in CALENDAR_KINDS]
         numbers = [c for c in self.copy_columns if c.kind in NUMERIC_KINDS]
         text_part = " || char(9) || ".join(
             f"ifnull({self.render_expr(c, _ident('m_' + c.name))}, '\\N')" for c in texts) or "''"
@@ -279,7 +275,7 @@ class TablePlan:
             f"  FROM main.{_ident(self.table.source)} s\n{self.joins()}\n{where}\n  LIMIT -1\n)"
         )
         return SourceQuery(sql, tuple(params), tuple(c.name for c in self.copy_columns), len(texts),
-                           tuple((c.name, c.source_tz == "UTC") for c in stamps),
+                           tuple((c.name, c.kind, c.source_tz == "UTC") for c in stamps),
                            (*(r for _, r in every), f"{INVALID_VALUE}:row"))
 
     # The orphan conditions use join columns; they are carried out of the inner query by name.

@@ -1,7 +1,7 @@
 """Producers: read a rowid range of a source table, check, render COPY text, hash each row.
 
-SQLite checks most columns and renders and escapes the text part (see ``plan.py``); timestamps are checked
-and rendered here once per distinct value; numbers are rendered exactly (shortest round-trip digits) a whole
+SQLite checks most columns and renders and escapes the text part (see ``plan.py``); dates and timestamps are
+checked and rendered here once per distinct value; numbers are rendered exactly (shortest round-trip digits) a whole
 batch at a time with orjson, with an exact slow path for the rare rows JSON spells differently and for the
 rare text or blob in a numeric column. Big tables are cut into rowid ranges read by separate processes while
 the parent only forwards their bytes to PostgreSQL's COPY. Each producer returns its counts, per-day
@@ -28,6 +28,7 @@ import orjson
 
 from quantdbops.migration.plan import (
     DUPLICATE_KEY,
+    MALFORMED_DATE,
     MALFORMED_TIMESTAMP,
     NON_NUMERIC,
     UNKNOWN_REGION,
@@ -113,9 +114,31 @@ def _render_plain(rows: list[tuple]) -> tuple[list[bytes] | None, bool]:
 _NONES = itertools.repeat(None)
 
 
-# 'YYYY-MM-DD HH:MM:SS' with 'T' or ' ' between, then optionally '.' and 1 to 6 digits (ASCII digits only).
-_TIMESTAMP = re.compile(r"([0-9]{4}-([0-9]{2})-([0-9]{2}))[T ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,6}))?")
-_TIMESTAMP_CACHE_MAX = 100_000  # distinct values kept per column and producer: memory stays flat
+# 'YYYY-MM-DD', and 'YYYY-MM-DD HH:MM:SS' with 'T' or ' ' between, then optionally '.' and 1 to 6 digits
+# (ASCII digits only: Python's \d would take any script's digits).
+_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+_TIMESTAMP = re.compile(r"(([0-9]{4})-([0-9]{2})-([0-9]{2}))[T ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,6}))?")
+_CALENDAR_CACHE_MAX = 100_000  # distinct values kept per column and producer: memory stays flat
+
+
+def _real_day(year: str, month: str, day: str) -> bool:
+    """The date exists (2025-02-30 does not; nor does year 0, which PostgreSQL refuses)."""
+    try:
+        date(int(year), int(month), int(day))
+    except ValueError:
+        return False
+    return True
+
+
+def render_date(raw: object, suffix: str = "") -> bytes | None:
+    """A stored date as COPY text (as it is: 'YYYY-MM-DD'); ``\\N`` for NULL; None when malformed: not
+    text, another shape (2025/01/02, 2025-1-2, a time after it), or a day that cannot exist."""
+    if raw is None:
+        return b"\\N"
+    if type(raw) is not str:
+        return None
+    m = _DATE.fullmatch(raw)
+    return raw.encode() if m is not None and _real_day(*m.groups()) else None
 
 
 def render_timestamp(raw: object, suffix: str = "") -> bytes | None:
@@ -131,27 +154,27 @@ def render_timestamp(raw: object, suffix: str = "") -> bytes | None:
     m = _TIMESTAMP.fullmatch(raw)
     if m is None:
         return None
-    day, month, mday, hour, minute, second, fraction = m.groups()
-    try:
-        date(int(day[:4]), int(month), int(mday))
-    except ValueError:
-        return None
-    if hour >= "24" or minute >= "60" or second >= "60":
+    day, year, month, mday, hour, minute, second, fraction = m.groups()
+    if not _real_day(year, month, mday) or hour >= "24" or minute >= "60" or second >= "60":
         return None
     return f"{day} {hour}:{minute}:{second}.{(fraction or '').ljust(6, '0')}{suffix}".encode()
 
 
-class TimestampTexts(dict):
-    """Stored value -> ``render_timestamp`` of it, computed once per distinct value (bounded)."""
+_RENDERERS = {"date": (render_date, MALFORMED_DATE), "timestamptz": (render_timestamp, MALFORMED_TIMESTAMP)}
 
-    def __init__(self, utc: bool) -> None:
+
+class CalendarTexts(dict):
+    """Stored value -> COPY text of a date or timestamp column (None: malformed), once per distinct value."""
+
+    def __init__(self, kind: str, utc: bool = False) -> None:
         super().__init__()
+        self.render = _RENDERERS[kind][0]
         self.suffix = "+00" if utc else ""
 
     def __missing__(self, raw: object) -> bytes | None:
-        if len(self) >= _TIMESTAMP_CACHE_MAX:
+        if len(self) >= _CALENDAR_CACHE_MAX:
             self.clear()
-        out = self[raw] = render_timestamp(raw, self.suffix)
+        out = self[raw] = self.render(raw, self.suffix)
         return out
 
 
@@ -212,17 +235,17 @@ def produce(sconn: sqlite3.Connection, table_name: str, flt: SliceFilter, rowid_
     """Stream one rowid range: emit COPY text in chunks, return counts, checksums and rejects.
 
     Rows come as ``(rowid, reason, region, bucket, text, t1 .. tj, n1 .. nk)`` (see ``TablePlan.query``).
-    The common batch costs one dict lookup per timestamp, one JSON rendering of all its numbers and, per
+    The common batch costs one dict lookup per date or timestamp, one JSON rendering of its numbers and, per
     row, one line, one SHA-256 and one dict update; a batch with anything unusual goes row by row.
     """
     table = registry_table(table_name)
     plan = TablePlan(table)
     query = plan.query(flt, duplicates="temp.dup_rows" if dups else None, rowid_range=rowid_range)
-    n_text, n_stamps = query.text_columns, len(query.timestamps)
+    n_text, n_stamps = query.text_columns, len(query.calendar)
     first_number = 5 + n_stamps
     has_numbers = len(query.columns) > n_text + n_stamps
     checker = _RowChecker(query, dups)
-    stamp_texts = [TimestampTexts(utc).__getitem__ for _, utc in query.timestamps]
+    stamp_texts = [CalendarTexts(kind, utc).__getitem__ for _, kind, utc in query.calendar]
     stamp_of = [itemgetter(5 + j) for j in range(n_stamps)]
     numbers_of = itemgetter(slice(first_number, None))
     text_of, bucket_of, region_of, reason_of = itemgetter(4), itemgetter(3), itemgetter(2), itemgetter(1)
@@ -279,8 +302,8 @@ class _RowChecker:
         self.rank = {reason: i for i, reason in enumerate(query.reasons)}
         self.dups = dups
         n_text = query.text_columns
-        self.stamp_reasons = [f"{MALFORMED_TIMESTAMP}:{name}" for name, _ in query.timestamps]
-        self.number_reasons = [f"{NON_NUMERIC}:{name}" for name in query.columns[n_text + len(query.timestamps):]]
+        self.stamp_reasons = [f"{_RENDERERS[kind][1]}:{name}" for name, kind, _ in query.calendar]
+        self.number_reasons = [f"{NON_NUMERIC}:{name}" for name in query.columns[n_text + len(query.calendar):]]
         self.rejected: defaultdict[str | None, Counter] = defaultdict(Counter)
 
     def first(self, reasons: list[str]) -> str:
@@ -296,7 +319,7 @@ class _RowChecker:
 
     def sort_out(self, batch: list[tuple], stamps: list[list], numbers: list[tuple], suspect: bool,
                  res: ProducerResult) -> tuple[list[tuple], list[list], list[bytes]]:
-        """The loadable rows of a batch, their timestamp texts and their exactly rendered numbers.
+        """The loadable rows of a batch, their date and timestamp texts and their exactly rendered numbers.
 
         ``suspect``: the batch's JSON showed a value that may be no loadable number; only then is each
         value looked at.
