@@ -151,3 +151,20 @@ def test_role_password_comes_from_the_environment(
         assert can_login == (True, True)
     finally:  # roles are cluster-wide: leave it as the other tests expect
         pg_conn.execute("ALTER ROLE quant_readonly NOLOGIN PASSWORD NULL")
+
+
+def test_a_role_that_logs_in_already_is_left_alone_and_said_so(
+    mode: str, pg_conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docker-compose.yaml's image creates quant_user as its login superuser: applying must not lock it out."""
+    monkeypatch.delenv("QUANT_USER_PASSWORD", raising=False)
+    pg_conn.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'quant_user') THEN "
+                    "CREATE ROLE quant_user; END IF; END $$")
+    pg_conn.execute("ALTER ROLE quant_user LOGIN PASSWORD 'set-by-the-image'")
+    try:
+        result = apply_schema(pg_conn)
+        assert pg_conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'quant_user'").fetchone()[0]
+        assert any("quant_user can log in already" in n for n in result.notes), result.notes
+        assert any("quant_readonly stays NOLOGIN" in n for n in result.notes), result.notes
+    finally:  # roles are cluster-wide: leave it as the other tests expect
+        pg_conn.execute("ALTER ROLE quant_user NOLOGIN PASSWORD NULL")

@@ -134,7 +134,11 @@ def _set_role_passwords(conn: psycopg.Connection) -> list[str]:
             conn.execute(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
                 sql.Identifier(role), sql.Literal(password)))
         else:
-            notes.append(f"role {role} stays NOLOGIN ({env} not set)")
+            row = conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            if row and row[0]:
+                notes.append(f"role {role} can log in already; its password is left as it is ({env} not set)")
+            else:
+                notes.append(f"role {role} stays NOLOGIN ({env} not set)")
     return notes
 
 
