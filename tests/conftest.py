@@ -22,6 +22,11 @@ REPO = Path(__file__).resolve().parents[1]
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="quantdbops-tests-"))
 os.chmod(_SESSION_DIR, 0o755)  # the postgres OS user must reach the cluster directories below
 
+# Connections and variables inherited from the shell (the Makefile exports the demo's, a developer may have
+# production ones) must never reach a test: a test that forgot its fixture would write into that database.
+for _name in [n for n in os.environ if n.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_"))]:
+    del os.environ[_name]
+
 # Airflow reads these at import time: set them before any test module imports airflow.
 os.environ.update({
     "AIRFLOW_HOME": str(_SESSION_DIR / "airflow"),
