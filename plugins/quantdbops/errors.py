@@ -31,6 +31,12 @@ def _rebuild(message: str, what_to_do: str) -> ActionableFailure:
     return ActionableFailure(message, what_to_do=what_to_do)
 
 
+def bad_params(exc: BaseException, *, nothing: str) -> ActionableFailure:
+    """The failure of a run whose params do not validate; ``nothing`` says what did not happen."""
+    return ActionableFailure(f"Bad params: {exc}", what_to_do=(
+        f"{nothing}; trigger again with valid params (the trigger form lists the allowed values)"))
+
+
 def what_to_do_of(exc: object, task: object = None) -> str | None:
     """The next step an exception (or what caused it) or the failing operator carries, if any."""
     seen: set[int] = set()
@@ -44,4 +50,4 @@ def what_to_do_of(exc: object, task: object = None) -> str | None:
     return hint.strip() if isinstance(hint, str) and hint.strip() else None
 
 
-__all__ = ["ActionableFailure", "what_to_do_of"]
+__all__ = ["ActionableFailure", "bad_params", "what_to_do_of"]

@@ -172,3 +172,26 @@ def test_the_verdict_names_the_first_differing_row_and_the_task_to_clear() -> No
     assert "clear load_ohlcv_data and validate" in todo
     assert "clear prepare" in todo  # a missing index: the schema step
     assert "run_id 'manual__1'" in todo
+
+
+def test_bad_params_say_what_did_not_happen_and_how_to_go_on() -> None:
+    from quantdbops.errors import bad_params
+
+    exc = bad_params(ValueError("regions: 'XX' is not one of KR, US"), nothing="nothing was checked")
+    assert isinstance(exc, AirflowFailException)  # fails at once: a retry would read the same params
+    assert str(exc).splitlines() == ["Bad params: regions: 'XX' is not one of KR, US",
+                                     "What to do: nothing was checked; trigger again with valid params (the "
+                                     "trigger form lists the allowed values)"]
+    assert what_to_do_of(exc) == exc.what_to_do
+
+
+@pytest.mark.parametrize("name", ["operators.backup._BackupBase", "operators.maintenance._MaintenanceStep",
+                                  "operators.migration.MigrateTableOperator"])
+def test_steps_that_fail_unexplained_still_give_the_alert_a_next_step(name: str) -> None:
+    """A database that stops answering mid-step raises psycopg's error: the operator's own hint goes out."""
+    import importlib
+
+    module, _, cls = name.rpartition(".")
+    operator = getattr(importlib.import_module(f"quantdbops.{module}"), cls)
+    hint = what_to_do_of(ConnectionError("server closed the connection unexpectedly"), operator)
+    assert hint and "clear" in hint

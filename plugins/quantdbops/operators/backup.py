@@ -3,7 +3,8 @@
 Each builds ``BackupSettings`` from the run's params, opens its connections and hook inside ``execute``,
 logs what it did for the on-call, and returns metadata only (keys, sizes, checksums, counts) to XCom.
 Deterministic failures (checksum mismatch, missing confirmation, a restore that differs from its manifest)
-raise ``AirflowFailException``; transient ones (database or bucket unreachable) propagate so retries help.
+raise ``ActionableFailure`` with the next step; transient ones (database or bucket unreachable) propagate so
+retries help.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
 from quantdbops import CONN_POSTGRES, CONN_S3, PLATFORM_TZ
+from quantdbops.errors import ActionableFailure, bad_params
 from quantdbops.report import format_table
 
 
@@ -35,7 +37,7 @@ def _settings(context: Any, *, aws_conn_id: str, postgres_conn_id: str, bin_dir:
             dry_run=bool(p.get("dry_run", False)), postgres_conn_id=postgres_conn_id, aws_conn_id=aws_conn_id,
             retry=retry or RetryPolicy(), transfer=transfer or {})
     except ValueError as exc:
-        raise AirflowFailException(f"Bad params: {exc}. Nothing was written.") from exc
+        raise bad_params(exc, nothing="nothing was written") from exc
 
 
 def _when(context: Any) -> datetime:
@@ -51,6 +53,10 @@ def _mb(n: int | None) -> str:
 
 class _BackupBase(BaseOperator):
     """Connection ids, the client binaries directory and the S3 retry policy every step shares."""
+
+    # For a failure the step did not explain itself (the alert's "what to do").
+    what_to_do = ("a database or S3 error past its retries: check that the quant_postgres database and the quant_s3 "
+                  "endpoint answer, then clear the failed task; nothing moves 'latest' before a backup is proven")
 
     def __init__(self, *, postgres_conn_id: str = CONN_POSTGRES, aws_conn_id: str = CONN_S3,
                  bin_dir: str | None = None, s3_attempts: int = 3, s3_first_delay_s: float = 5.0,
@@ -86,7 +92,7 @@ class _BackupBase(BaseOperator):
     def upstream(self, context: Any, task_id: str) -> dict[str, Any]:
         value = context["ti"].xcom_pull(task_ids=task_id)
         if not value:
-            raise AirflowFailException(f"no result from {task_id}: clear it and this task")
+            raise ActionableFailure(f"no result from {task_id}", what_to_do=f"clear {task_id} and this task")
         return value
 
 
@@ -103,10 +109,13 @@ class BackupPreflightOperator(_BackupBase):
         try:
             plan = preflight(self.conn_kwargs(), self.hook(s), s, _when(context))
         except PgToolError as exc:
-            raise AirflowFailException(str(exc)) from exc
+            raise ActionableFailure(str(exc), what_to_do="install or point at the PostgreSQL client tools as the "
+                                    "message says, on every worker; then clear this task") from exc
         except PreflightError as exc:
             if "free" in str(exc):
-                raise AirflowFailException(str(exc)) from exc
+                raise ActionableFailure(str(exc), what_to_do=(
+                    f"free space in {s.local_dir} or point the local_dir param (QUANT_BACKUP_DIR) at a bigger "
+                    "volume; then clear this task. Nothing was written")) from exc
             raise
         self.log.info("Backup plan%s:\n%s", " (DRY RUN: nothing will be written)" if s.dry_run else "", format_table(
             ["item", "value"],
@@ -167,10 +176,11 @@ class UploadBackupOperator(_BackupBase):
         try:
             u = upload(self.conn_kwargs(), self.hook(s), d, s, say=self.log.warning)
         except BackupStoreError as exc:
-            raise BackupStoreError(
+            err = BackupStoreError(
                 f"{exc}. No manifest was written and 'latest' was not moved. The dump is kept at "
-                f"{d['local_path']}: this task retries by itself; when S3 is back, clear this task (not the dump)."
-            ) from exc
+                f"{d['local_path']}: this task retries by itself; when S3 is back, clear this task (not the dump).")
+            err.what_to_do = "this task retries by itself; when S3 is back, clear this task (not the dump)"
+            raise err from exc
         self.log.info("Uploaded and read back s3://%s/%s: %s in %.1fs, sha256 matches; manifest %s%s",
                       s.bucket, u["s3_key"], _mb(u["size_bytes"]), u["upload_seconds"], u["manifest_key"],
                       "; latest moved" if u["latest_moved"] else "; latest moves after verification")
@@ -199,10 +209,11 @@ class VerifyBackupOperator(_BackupBase):
         try:
             v = verify(self.conn_kwargs(), self.hook(s), u, s, say=self.log.info)
         except VerificationError as exc:
-            raise AirflowFailException(
+            raise ActionableFailure(
                 f"{exc}. The backup is in S3 but marked failed in ops.backups and 'latest' still points at the "
-                "previous verified backup. Investigate before tonight's run (schema change during the dump? "
-                "disk full on restore?).") from exc
+                "previous verified backup", what_to_do="investigate before tonight's run (a schema change during "
+                "the dump? disk full on the restore?); the previous verified backup is still the one to restore"
+            ) from exc
         self.log.info("Verification restore into %s: %d tables, %s rows, equal to the manifest, in %.1fs; scratch "
                       "database dropped; latest now points at %s", v["scratch_db"], v["verify_tables"],
                       f"{v['verify_rows']:,}", v["verify_seconds"], v["s3_key"])
@@ -274,7 +285,7 @@ def _restore_request(context: Any) -> tuple[str, str, str]:
     try:
         target = check_db_name(p["target_database"])
     except ValueError as exc:
-        raise AirflowFailException(f"Bad params: {exc}") from exc
+        raise bad_params(exc, nothing="nothing was touched") from exc
     return p.get("backup") or "latest", target, p.get("confirm_target") or ""
 
 
@@ -294,7 +305,8 @@ class ResolveRestoreOperator(_BackupBase):
             resolved = resolve(self.hook(s), s, backup, source_db)
             exists = check_target(kwargs, target, confirm)
         except RestoreRefused as exc:
-            raise AirflowFailException(f"{exc}. Nothing was touched.") from exc
+            raise ActionableFailure(str(exc), what_to_do="nothing was touched; trigger again with the params the "
+                                    "message asks for") from exc
         m = resolved["manifest"]
         self.log.info("Restore plan:\n%s", format_table(["item", "value"], [
             ("backup", f"{resolved['source']}: {resolved['dump']}"), ("taken at", m.get("taken_at")),
@@ -322,7 +334,9 @@ class FetchBackupOperator(_BackupBase):
         try:
             f = fetch(self.hook(s), s, r, say=self.log.info)
         except RestoreRefused as exc:
-            raise AirflowFailException(str(exc)) from exc
+            raise ActionableFailure(str(exc), what_to_do=(
+                "nothing was restored and the target is untouched; the object in S3 does not match its manifest: "
+                "restore another backup (name it in the backup param) and find out what changed the bucket")) from exc
         self.log.info("Checksum OK: %s (%s, sha256 %s)", f["local_path"], _mb(f["size_bytes"]), f["sha256"])
         return f
 
@@ -373,7 +387,8 @@ class RestoreDatabaseOperator(_BackupBase):
                           [(t, n, counts.get(t, -1), "" if counts.get(t) == n else "DIFFERS")
                            for t, n in sorted(m["row_counts"].items())]))
         if not result["ok"]:
-            raise AirflowFailException(
-                f"{r['target']} was restored but differs from the manifest: {'; '.join(result['problems'][:20])}. "
-                "Do not point applications at it; the safety backup (if any) is in the safety_backup task's log.")
+            raise ActionableFailure(
+                f"{r['target']} was restored but differs from the manifest: {'; '.join(result['problems'][:20])}",
+                what_to_do="do not point applications at it; the safety backup (if any) is named in the "
+                           "safety_backup task's log: restore that one to go back")
         return result

@@ -13,10 +13,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
 from quantdbops import CONN_POSTGRES
+from quantdbops.errors import ActionableFailure, bad_params
 from quantdbops.report import format_table
+
+# The ops schema (and the tables) come from the migration's prepare task.
+_SCHEMA_FIRST = ("run migrate_sqlite_to_postgres first (its prepare task applies the schema; a dry run does not), "
+                 "then trigger this DAG again")
 
 
 def _request(context: Any) -> Any:
@@ -25,8 +30,7 @@ def _request(context: Any) -> Any:
     try:
         return MaintenanceRequest.from_params(context["params"])
     except ParamError as exc:
-        raise AirflowFailException(f"Bad params: {exc}. Nothing was done; trigger again with valid params "
-                                   "(the trigger form lists the allowed values).") from exc
+        raise bad_params(exc, nothing="nothing was done") from exc
 
 
 def _short(text: str | None, width: int = 80) -> str:
@@ -49,6 +53,9 @@ class _MaintenanceStep(BaseOperator):
     """One step: connection, timeouts, mode and record set up; ``run_step`` does the work."""
 
     ui_color = "#f3e8fd"
+    # For a failure the step did not explain itself (the alert's "what to do").
+    what_to_do = ("every maintenance step is safe to run again: check that the database answers, then clear "
+                  "this task; the objects it finished are in ops.maintenance_log")
     mode_required: str | None = None  # "timescaledb" / "postgresql": the step is skipped in the other mode
 
     def __init__(self, *, postgres_conn_id: str = CONN_POSTGRES, **kwargs: Any) -> None:
@@ -72,8 +79,7 @@ class _MaintenanceStep(BaseOperator):
                 result = self.run_step(s.conn, request, s.mode, s.log, s.timeouts, context)
                 log = s.log
         except LookupError as exc:
-            raise AirflowFailException(f"{exc}. Run migrate_sqlite_to_postgres (its prepare task applies the "
-                                       "schema) first.") from exc
+            raise ActionableFailure(str(exc), what_to_do=_SCHEMA_FIRST) from exc
         if log.rows:
             self.log.info("%s", _rows_table(log.rows, f"{self.task_id}: {len(log.rows)} record(s)"))
         counts = log.counts()
@@ -223,7 +229,8 @@ class MaintenanceSummaryOperator(BaseOperator):
         with connect(self.postgres_conn_id, autocommit=True,
                      application_name="quant-db-ops maintenance summary") as conn:
             if not ops_schema_ready(conn):
-                raise AirflowFailException("ops.maintenance_log does not exist: nothing was maintained.")
+                raise ActionableFailure("ops.maintenance_log does not exist: nothing was maintained",
+                                        what_to_do=_SCHEMA_FIRST)
             rows = run_rows(conn, run_id)
             counts = summarise_statuses([(r["action"], r["status"]) for r in rows])
             failed_rows = [r for r in rows if r["status"] == "failed"]
@@ -241,9 +248,10 @@ class MaintenanceSummaryOperator(BaseOperator):
                                                  f"{run_id}; the measurements are there too)"))
         if failed_rows or failed_steps:
             what = "; ".join(f"{r['action']} {r['object_name']}: {r['message']}" for r in failed_rows[:10])
-            raise AirflowFailException(
+            raise ActionableFailure(
                 f"Maintenance finished with failures: steps {failed_steps or 'none'}; objects: {what or 'none'}. "
-                "Every other object was maintained. Read the step's log for the error; a statement_timeout means "
-                "the object needs a longer window (re-run with a higher statement_timeout_min and only that "
-                "table); an error on REINDEX left no invalid index behind (it is cleaned up at once).")
+                "Every other object was maintained",
+                what_to_do="read the step's log for the error; a statement_timeout means the object needs a longer "
+                           "window (trigger again with a higher statement_timeout_min and only that table); an "
+                           "error on REINDEX left no invalid index behind (it is cleaned up at once)")
         return {"records": len(rows), "counts": counts}

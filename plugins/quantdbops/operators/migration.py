@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
 from quantdbops import CONN_POSTGRES, CONN_SQLITE, REGIONS
-from quantdbops.errors import ActionableFailure
+from quantdbops.errors import ActionableFailure, bad_params
 from quantdbops.registry import dependency_order, migratable_tables, table
 from quantdbops.report import format_table
 
@@ -24,9 +24,7 @@ def _request(context: Any) -> Any:
     try:
         return MigrationRequest.from_params(context["params"])
     except ParamError as exc:
-        raise ActionableFailure(f"Bad params: {exc}", what_to_do=(
-            "nothing was written; trigger again with valid params (the trigger form lists the allowed "
-            "values)")) from exc
+        raise bad_params(exc, nothing="nothing was written") from exc
 
 
 # The source cannot be read as it is: a retry reads the same file.
@@ -101,6 +99,9 @@ class MigrateTableOperator(BaseOperator):
     """Load one target table from the source: stream, map, check, quarantine, checksum, in one transaction."""
 
     ui_color = "#e6f4ea"
+    # For a failure the task did not explain itself (the alert's "what to do").
+    what_to_do = ("the table's slices are replaced in one transaction, so the target is as it was: check that the "
+                  "database answers, then clear this task (a re-run gives exact parity, no duplicates)")
 
     def __init__(self, *, table_name: str, postgres_conn_id: str = CONN_POSTGRES,
                  sqlite_conn_id: str = CONN_SQLITE, **kwargs: Any) -> None:
@@ -152,7 +153,11 @@ class MigrateTableOperator(BaseOperator):
                              "source and re-run this table, or accept them; they are never dropped silently.",
                              t.name, f"{sum(result.rejected.values()):,}", context["run_id"])
         if result.source_rows != result.loaded + sum(result.rejected.values()):
-            raise AirflowFailException(f"{t.name}: source rows {result.source_rows} != loaded + rejected")
+            raise ActionableFailure(
+                f"{t.name}: source rows {result.source_rows} != loaded + rejected "
+                f"({result.loaded} + {sum(result.rejected.values())})",
+                what_to_do="this is a bug in the loader, not in the data: keep this log and report it; do not "
+                           "use the table's data until validate has compared it with the source")
         return result.as_dict()
 
 
@@ -182,7 +187,9 @@ class ValidateMigrationOperator(BaseOperator):
                           "source row of %d tables would be loaded or quarantined%s.", len(loads),
                           "" if not bad else f" EXCEPT {bad}")
             if bad:
-                raise AirflowFailException(f"dry run does not balance for {bad}")
+                raise ActionableFailure(f"dry run does not balance for {bad}", what_to_do=(
+                    "this is a bug in the loader, not in the data (nothing was written): keep this log and "
+                    "report it"))
             return {"dry_run": True, "tables": len(loads)}
         sconn, _ = _open_source(request, self.sqlite_conn_id)
         tables = [table(n) for n in dependency_order(request.tables)]
@@ -244,9 +251,10 @@ class QuerySloOperator(BaseOperator):
                              "maintenance DAG vacuums and reindexes.", ", ".join(warned))
         critical = [r.name for r in results if r.status == "critical"]
         if critical:
-            raise AirflowFailException(f"Query SLOs past critical: {', '.join(critical)}. The data is migrated "
-                                       "and validated; the database needs tuning before go-live (indexes, "
-                                       "ANALYZE, memory settings): see the table above.")
+            raise ActionableFailure(f"Query SLOs past critical: {', '.join(critical)}. The data is migrated "
+                                    "and validated", what_to_do="the database needs tuning before go-live "
+                                    "(indexes, ANALYZE, memory settings; see the table above), then clear this task "
+                                    "to measure again")
         return {r.name: r.status for r in results}
 
 

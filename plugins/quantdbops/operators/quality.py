@@ -18,9 +18,10 @@ from typing import Any
 
 from airflow.providers.common.sql.operators.sql import SQLColumnCheckOperator, SQLTableCheckOperator
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
 from quantdbops import CONN_POSTGRES, PLATFORM_TZ
+from quantdbops.errors import ActionableFailure, bad_params
 from quantdbops.report import format_table
 
 
@@ -39,8 +40,7 @@ def quality_request(context: Any) -> Any:
     try:
         return QualityRequest.from_params(context["params"], default_as_of=run_day(context))
     except ParamError as exc:
-        raise AirflowFailException(f"Bad params: {exc}. Nothing was checked; trigger again with valid params "
-                                   "(the trigger form lists the allowed values).") from exc
+        raise bad_params(exc, nothing="nothing was checked") from exc
 
 
 class _OnConnection:
@@ -181,8 +181,9 @@ class QualityReportOperator(BaseOperator):
         with connect(self.postgres_conn_id, autocommit=True) as pg:
             results = load_results(pg, context["run_id"])
         if not results:
-            raise AirflowFailException("No check recorded a result for this run: the check tasks failed (see "
-                                       "their logs: usually the database was unreachable). Clear them to retry.")
+            raise ActionableFailure("No check recorded a result for this run: the check tasks failed",
+                                    what_to_do="read their logs (usually the database was unreachable), then "
+                                               "clear the failed checks and this report to retry")
         self.log.info("Data quality, run %s: %s\n%s", context["run_id"], request.describe(), summary_table(results))
         for block in failing_samples(results):
             self.log.warning("%s", block)
@@ -190,8 +191,9 @@ class QualityReportOperator(BaseOperator):
         summary = {"results": len(results), "failed": sum(not r.passed for r in results), "errors": len(bad)}
         if bad:
             what = "; ".join(f"{r.check_name} {r.table_name} {r.region}: {r.violation_count:,}" for r in bad[:10])
-            raise AirflowFailException(
+            raise ActionableFailure(
                 f"{len(bad)} error-level quality check(s) failed: {what}. The sample rows are above and in "
-                f"ops.quality_results (run_id {context['run_id']}); the DAG's Docs tab says what to do per check. "
-                "Re-running cannot fix data: fix it, then trigger the DAG again.")
+                f"ops.quality_results (run_id {context['run_id']})",
+                what_to_do="the DAG's Docs tab says what to do per check; re-running cannot fix data: fix it "
+                           "(or re-run the migration of that table and region), then trigger the DAG again")
         return summary
