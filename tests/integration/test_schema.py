@@ -168,3 +168,15 @@ def test_a_role_that_logs_in_already_is_left_alone_and_said_so(
         assert any("quant_readonly stays NOLOGIN" in n for n in result.notes), result.notes
     finally:  # roles are cluster-wide: leave it as the other tests expect
         pg_conn.execute("ALTER ROLE quant_user NOLOGIN PASSWORD NULL")
+
+
+def test_ops_tables_read_by_run_have_an_index_leading_with_run_id(mode: str, schema_conn: psycopg.Connection) -> None:
+    """The DAGs' report tasks read (and re-runs replace) one run's rows: no table scan as the history grows."""
+    leading = {r[0] for r in schema_conn.execute(
+        "SELECT i.indrelid::regclass::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+        "AND a.attnum = i.indkey[0] WHERE a.attname = 'run_id' AND i.indrelid::regclass::text LIKE 'ops.%'")}
+    with_run_id = {r[0] for r in schema_conn.execute(
+        "SELECT table_schema || '.' || table_name FROM information_schema.columns "
+        "WHERE table_schema = 'ops' AND column_name = 'run_id'")}
+    assert {"ops.quality_results", "ops.maintenance_log"} <= with_run_id
+    assert {"ops.quality_results", "ops.maintenance_log"} <= leading, sorted(with_run_id - leading)
