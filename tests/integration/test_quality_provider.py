@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import timedelta
+from decimal import Decimal
 
 import psycopg
 import pytest
@@ -117,3 +118,31 @@ def test_standalone_the_operators_use_the_quant_postgres_connection(
     with pytest.raises(psycopg.Error):  # a broken query is not a failed check: it propagates
         QualityTableCheckOperator(task_id="bad", conn_id=CONN_POSTGRES, table="public.no_such_table",
                                   checks={"x": {"check_statement": "TRUE"}}).evaluate()
+
+
+def test_what_the_provider_measured_is_kept_in_the_record(db: Loaded, tx: psycopg.Connection) -> None:
+    """ops.quality_results.details keeps each rule's measured value, and the report reads it back."""
+    from quantdbops.quality.runner import load_results, record
+
+    results = run_check(tx, "ohlcv_rules", request(db.last_date))
+    record(tx, "details-run", "ohlcv_rules", results)
+    stored = {(r["table_name"], r["region"]): r["details"] for r in tx.execute(
+        "SELECT table_name, region, details FROM ops.quality_results WHERE run_id = 'details-run'").fetchall()
+        for r in [dict(zip(("table_name", "region", "details"), r, strict=True))]}
+    assert len(stored) == len(results)
+    for r in results:
+        details = stored[(r.table_name, r.region)]
+        assert set(details["provider_checks"]) == set(r.provider_checks)
+        for name, outcome in r.provider_checks.items():
+            assert details["provider_checks"][name]["success"] == outcome["success"]
+            got, want = details["provider_checks"][name]["result"], outcome["result"]
+            # JSON keeps dates as ISO text and numerics as numbers; anything else as the provider gave it
+            expected = want.isoformat() if hasattr(want, "isoformat") else \
+                float(want) if isinstance(want, Decimal) else want
+            assert got == (pytest.approx(expected) if isinstance(expected, float) else expected), name
+        assert details["seconds"] >= 0
+    back = {(r.table_name, r.region): r for r in load_results(tx, "details-run")}
+    kr = next(r for r in results if r.table_name == "ohlcv_data" and r.region == "KR")
+    assert set(back[("ohlcv_data", "KR")].provider_checks) == set(kr.provider_checks)
+    assert back[("ohlcv_data", "KR")].provider_checks["low.min"]["result"] == pytest.approx(
+        float(kr.provider_checks["low.min"]["result"]))

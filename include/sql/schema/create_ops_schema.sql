@@ -114,8 +114,13 @@ CREATE TABLE IF NOT EXISTS ops.quality_results (
     threshold        numeric,
     passed           boolean     NOT NULL,
     sample_rows      jsonb,
-    checked_at       timestamptz NOT NULL DEFAULT now()
+    checked_at       timestamptz NOT NULL DEFAULT now(),
+    -- {"seconds": ..., "provider_checks": {"volume.null_check": {"result": 0, "success": true}, ...}}: what the
+    -- common-sql operators measured per rule, kept for trends (the check's own count is violation_count)
+    details          jsonb
 );
+-- Databases created before the details column get it here.
+ALTER TABLE ops.quality_results ADD COLUMN IF NOT EXISTS details jsonb;
 CREATE INDEX IF NOT EXISTS idx_quality_results_trend ON ops.quality_results (check_name, region, checked_at);
 -- The report task and a re-run of one check read and replace a run's rows by run_id.
 CREATE INDEX IF NOT EXISTS idx_quality_results_run ON ops.quality_results (run_id, check_name);

@@ -261,7 +261,8 @@ def record(conn: psycopg.Connection, run_id: str, name: str, results: list[Quali
             cur.executemany(read_sql("quality/insert_quality_result.sql"), [
                 {"run_id": run_id, "check_name": r.check_name, "region": r.region, "table_name": r.table_name,
                  "severity": r.severity, "violation_count": r.violation_count, "threshold": r.threshold,
-                 "passed": r.passed, "sample_rows": Jsonb(r.sample_rows) if r.sample_rows else None}
+                 "passed": r.passed, "sample_rows": Jsonb(r.sample_rows) if r.sample_rows else None,
+                 "details": Jsonb(_jsonable({"seconds": round(r.seconds, 3), "provider_checks": r.provider_checks}))}
                 for r in results])
 
 
@@ -269,7 +270,8 @@ def load_results(conn: psycopg.Connection, run_id: str) -> list[QualityResult]:
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(read_sql("quality/select_quality_results.sql"), {"run_id": run_id}).fetchall()
     return [QualityResult(r["check_name"], r["region"], r["table_name"], r["severity"], int(r["violation_count"]),
-                          None if r["threshold"] is None else float(r["threshold"]), r["sample_rows"] or [])
+                          None if r["threshold"] is None else float(r["threshold"]), r["sample_rows"] or [],
+                          (r["details"] or {}).get("seconds", 0.0), (r["details"] or {}).get("provider_checks", {}))
             for r in rows]
 
 
