@@ -18,6 +18,7 @@ from typing import Any
 
 from quantdbops import CONN_S3
 from quantdbops.backup.naming import DUMP_SUFFIX, LATEST_NAME, MANIFEST_SUFFIX, BackupName
+from quantdbops.retry import Exhausted, backoff_delays, call_with_retries
 
 log = logging.getLogger(__name__)
 MB = 1024 * 1024
@@ -37,7 +38,7 @@ class RetryPolicy:
     max_delay_s: float = 60.0
 
     def delays(self) -> list[float]:
-        return [min(self.first_delay_s * 2**i, self.max_delay_s) for i in range(self.attempts - 1)]
+        return backoff_delays(self.attempts, self.first_delay_s, self.max_delay_s)
 
 
 def make_hook(aws_conn_id: str = CONN_S3, *, transfer: dict[str, Any] | None = None,
@@ -62,19 +63,15 @@ def _transient() -> tuple[type[BaseException], ...]:
 def with_retries(what: str, fn: Callable[[], Any], policy: RetryPolicy,
                  say: Callable[..., None] = log.warning) -> Any:
     """Run ``fn``; on a transient S3 error wait and try again; after the last attempt raise with the story."""
-    errors: list[str] = []
-    delays = policy.delays()
-    for attempt in range(1, policy.attempts + 1):
-        try:
-            return fn()
-        except _transient() as exc:
-            errors.append(f"attempt {attempt}: {type(exc).__name__}: {exc}")
-            if attempt == policy.attempts:
-                break
-            say("%s failed (attempt %d of %d: %s); retrying in %.1fs", what, attempt, policy.attempts, exc,
-                delays[attempt - 1])
-            time.sleep(delays[attempt - 1])
-    raise BackupStoreError(f"{what} failed after {policy.attempts} attempts: " + "; ".join(errors))
+    def retrying(attempt: int, exc: BaseException, wait: float) -> None:
+        say("%s failed (attempt %d of %d: %s); retrying in %.1fs", what, attempt, policy.attempts, exc, wait)
+
+    try:
+        return call_with_retries(fn, attempts=policy.attempts, first_delay_s=policy.first_delay_s,
+                                 max_delay_s=policy.max_delay_s, retry_on=_transient(), on_retry=retrying)[0]
+    except Exhausted as exc:
+        story = "; ".join(f"attempt {n}: {type(e).__name__}: {e}" for n, e in enumerate(exc.errors, 1))
+        raise BackupStoreError(f"{what} failed after {policy.attempts} attempts: {story}") from None
 
 
 def check_bucket(hook: Any, bucket: str) -> None:

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from quantdbops.notifiers.message import FailureReport
+from quantdbops.retry import Exhausted, call_with_retries
 
 WEBHOOK_TYPES = frozenset({"http", "https", "webhook"})
 EMAIL_TYPES = frozenset({"smtp", "email"})
@@ -57,21 +57,23 @@ class Retry:
     first_delay_s: float = 2.0
     timeout_s: float = 10.0
 
-    def run(self, attempt: Callable[[], T], sleep: Callable[[float], None] = time.sleep) -> tuple[T, int]:
-        """``attempt()`` until it succeeds; ``_Retryable`` failures are retried, others are final."""
-        delay = self.first_delay_s
-        for n in range(1, self.attempts + 1):
-            try:
-                return attempt(), n
-            except _Retryable as exc:
-                if n == self.attempts:
-                    raise DeliveryError(str(exc), n) from exc
-                sleep(delay)
-                delay *= 2
-            except DeliveryError as exc:
-                exc.attempts = n
-                raise
-        raise AssertionError("unreachable")  # attempts >= 1
+    def run(self, attempt: Callable[[], T], sleep: Callable[[float], None] | None = None) -> tuple[T, int]:
+        """``(attempt(), attempts used)``; ``_Retryable`` failures are retried, others are final."""
+        tries = 0
+
+        def counted() -> T:
+            nonlocal tries
+            tries += 1
+            return attempt()
+
+        try:
+            return call_with_retries(counted, attempts=self.attempts, first_delay_s=self.first_delay_s,
+                                     retry_on=(_Retryable,), sleep=sleep)
+        except Exhausted as exc:
+            raise DeliveryError(str(exc.errors[-1]), tries) from exc.errors[-1]
+        except DeliveryError as exc:
+            exc.attempts = tries
+            raise
 
 
 def _flag(value: object, default: bool) -> bool:
