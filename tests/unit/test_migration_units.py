@@ -333,10 +333,10 @@ def test_vocabulary_columns_are_the_checked_literal_lists() -> None:
     ],
 )
 def test_batch_fast_path_only_takes_batches_json_spells_as_numeric_does(rows: list[tuple], plain: bool) -> None:
-    from quantdbops.migration.produce import render_numbers_plain
+    from quantdbops.migration.produce import render_numbers_json
 
-    got = render_numbers_plain(rows)
-    assert (got is not None) == plain
+    got, exact = render_numbers_json(rows)
+    assert (got is not None and not exact) == plain
     if plain:
         assert got == [render_numbers(r) for r in rows]
 

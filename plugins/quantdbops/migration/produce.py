@@ -83,18 +83,13 @@ def _split(js: bytes) -> list[bytes]:
     return js[2:-2].replace(b",", b"\t").replace(b"null", b"\\N").split(b"]\t[")
 
 
-def render_numbers_plain(rows: list[tuple]) -> list[bytes] | None:
-    """``render_numbers_batch`` when JSON's spelling is numeric's for the whole batch, else None."""
-    return _render_plain(rows)[0]
+def render_numbers_json(rows: list[tuple]) -> tuple[list[bytes] | None, bool]:
+    """(the rows' numbers as JSON spells them, one COPY text per row; None when a value may be no loadable
+    number), and whether some row needs ``_exact`` (an exponent or a negative zero somewhere).
 
-
-def _render_plain(rows: list[tuple]) -> tuple[list[bytes] | None, bool]:
-    """(``render_numbers_plain`` of the rows, whether a value may be no loadable number at all).
-
-    One look at the batch's JSON instead of one per row: no exponent, no negative zero, no string (a text
-    value where a number belongs; a blob makes orjson refuse the batch), and exactly one ``null`` per
-    ``None`` (a non-finite value is the only other thing JSON writes as null). Exponents and negative
-    zeros only need the exact renderer; the other three need a look at each value.
+    One look at the batch's JSON instead of one per row: no string (a text value where a number belongs; a
+    blob makes orjson refuse the batch) and exactly one ``null`` per ``None`` (a non-finite value is the
+    only other thing JSON writes as null), else None: each value needs a look.
     """
     if not rows:
         return [], False
@@ -103,12 +98,15 @@ def _render_plain(rows: list[tuple]) -> tuple[list[bytes] | None, bool]:
     try:
         js = orjson.dumps(rows)
     except TypeError:  # a blob
-        return None, True
-    if b'"' in js or js.count(b"null") != sum(map(tuple.count, rows, _NONES)):
-        return None, True
-    if b"e" in js or b"-0.0," in js or b"-0.0]" in js:
         return None, False
-    return _split(js), False
+    if b'"' in js or js.count(b"null") != sum(map(tuple.count, rows, _NONES)):
+        return None, False
+    return _split(js), b"e" in js or b"-0.0," in js or b"-0.0]" in js
+
+
+def _exact_where_needed(rendered: list[bytes]) -> list[bytes]:
+    """An exponent or a negative zero somewhere: those rows exactly, everything else as JSON spells it."""
+    return [_exact(line) if b"e" in line or b"-0.0" in line else line for line in rendered]
 
 
 _NONES = itertools.repeat(None)
@@ -264,11 +262,13 @@ def produce(sconn: sqlite3.Connection, table_name: str, flt: SliceFilter, rowid_
         seen.update(map(region_of, batch))
         stamps = [list(map(get, map(at, batch))) for get, at in zip(stamp_texts, stamp_of, strict=True)]
         numbers = list(map(numbers_of, batch))
-        rendered, suspect = _render_plain(numbers)
+        rendered, exact = render_numbers_json(numbers)
         clean = batch
         if rendered is None or any(map(reason_of, batch)) or any(None in column for column in stamps):
-            # a rarer batch: a reject, an exponent, a negative zero, a value that is no number
-            clean, stamps, rendered = checker.sort_out(batch, stamps, numbers, suspect, res)
+            # a rarer batch: a reject, or a value that is no number
+            clean, stamps, rendered = checker.sort_out(batch, stamps, numbers, rendered, res)
+        elif exact:
+            rendered = _exact_where_needed(rendered)
         parts = [map(encode, map(text_of, clean))] if n_text else []
         parts += stamps
         if has_numbers:
@@ -317,18 +317,18 @@ class _RowChecker:
             detail = f"key already loaded from source rowid {self.dups.get(row[0])}"
         res.rejects.append((row[0], row[2] or UNKNOWN_REGION, kind, detail))
 
-    def sort_out(self, batch: list[tuple], stamps: list[list], numbers: list[tuple], suspect: bool,
+    def sort_out(self, batch: list[tuple], stamps: list[list], numbers: list[tuple], rendered: list[bytes] | None,
                  res: ProducerResult) -> tuple[list[tuple], list[list], list[bytes]]:
         """The loadable rows of a batch, their date and timestamp texts and their exactly rendered numbers.
 
-        ``suspect``: the batch's JSON showed a value that may be no loadable number; only then is each
-        value looked at.
+        ``rendered``: the batch's numbers as JSON spells them, or None when the JSON showed a value that may
+        be no loadable number; only then is each value looked at (and the rows left rendered afresh).
         """
         keep: list[int] = []
         for i, row in enumerate(batch):
             found = [row[1]] if row[1] is not None else []
             found += [r for r, column in zip(self.stamp_reasons, stamps, strict=True) if column[i] is None]
-            if suspect:
+            if rendered is None:
                 found += [r for r, v in zip(self.number_reasons, numbers[i], strict=True) if not _loadable_number(v)]
             if found:
                 self.reject(res, row, self.first(found))
@@ -338,9 +338,9 @@ class _RowChecker:
             batch = [batch[i] for i in keep]
             stamps = [[column[i] for i in keep] for column in stamps]
             numbers = [numbers[i] for i in keep]
-        # An exponent or a negative zero somewhere: those values exactly, everything else as JSON spells it.
-        rendered = [_exact(fast) if b"e" in fast or b"-0.0" in fast else fast for fast in render_numbers_batch(numbers)]
-        return batch, stamps, rendered
+            if rendered is not None:
+                rendered = [rendered[i] for i in keep]
+        return batch, stamps, _exact_where_needed(render_numbers_batch(numbers) if rendered is None else rendered)
 
 
 def _exact(line: bytes) -> bytes:
