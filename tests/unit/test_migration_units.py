@@ -285,8 +285,7 @@ def test_calendar_texts_are_computed_once_per_value_and_bounded(monkeypatch: pyt
 
     calls: list[object] = []
     real = produce.render_timestamp
-    monkeypatch.setitem(produce._RENDERERS, "timestamptz",
-                        (lambda raw, suffix: calls.append(raw) or real(raw, suffix), "malformed_timestamp"))
+    monkeypatch.setitem(produce._RENDERERS, "timestamptz", lambda raw, suffix: calls.append(raw) or real(raw, suffix))
     monkeypatch.setattr(produce, "_CALENDAR_CACHE_MAX", 3)
     texts = produce.CalendarTexts("timestamptz", utc=True)
     values = ["2025-01-02 18:00:00", "2025-01-02 18:00:00", "bad", "2025-01-03 18:00:00", "2025-01-04 18:00:00"]

@@ -60,7 +60,9 @@ class SliceFilter:
 
 
 NUMERIC_KINDS = ("int", "bigint", "numeric")
-CALENDAR_KINDS = ("date", "timestamptz")  # checked and rendered by the producer, once per distinct value
+# Checked and rendered by the producer, once per distinct value; the reason when a value is malformed.
+CALENDAR_REASONS = {"date": MALFORMED_DATE, "timestamptz": MALFORMED_TIMESTAMP}
+CALENDAR_KINDS = tuple(CALENDAR_REASONS)
 
 
 def copy_columns(table: Table) -> tuple[Column, ...]:
@@ -161,10 +163,8 @@ class TablePlan:
             return None, NON_NUMERIC
         if k == "bool":
             return f"({v} IS NULL OR {v} IN (0, 1))", INVALID_VALUE
-        if k == "date":
-            return None, MALFORMED_DATE
-        if k == "timestamptz":
-            return None, MALFORMED_TIMESTAMP
+        if k in CALENDAR_REASONS:
+            return None, CALENDAR_REASONS[k]
         return None
 
     def _conditions(self, duplicates: str | None) -> list[tuple[str | None, str]]:

@@ -27,9 +27,8 @@ from operator import itemgetter
 import orjson
 
 from quantdbops.migration.plan import (
+    CALENDAR_REASONS,
     DUPLICATE_KEY,
-    MALFORMED_DATE,
-    MALFORMED_TIMESTAMP,
     NON_NUMERIC,
     UNKNOWN_REGION,
     SliceFilter,
@@ -158,7 +157,7 @@ def render_timestamp(raw: object, suffix: str = "") -> bytes | None:
     return f"{day} {hour}:{minute}:{second}.{(fraction or '').ljust(6, '0')}{suffix}".encode()
 
 
-_RENDERERS = {"date": (render_date, MALFORMED_DATE), "timestamptz": (render_timestamp, MALFORMED_TIMESTAMP)}
+_RENDERERS = {"date": render_date, "timestamptz": render_timestamp}
 
 
 class CalendarTexts(dict):
@@ -166,7 +165,7 @@ class CalendarTexts(dict):
 
     def __init__(self, kind: str, utc: bool = False) -> None:
         super().__init__()
-        self.render = _RENDERERS[kind][0]
+        self.render = _RENDERERS[kind]
         self.suffix = "+00" if utc else ""
 
     def __missing__(self, raw: object) -> bytes | None:
@@ -302,7 +301,7 @@ class _RowChecker:
         self.rank = {reason: i for i, reason in enumerate(query.reasons)}
         self.dups = dups
         n_text = query.text_columns
-        self.stamp_reasons = [f"{_RENDERERS[kind][1]}:{name}" for name, kind, _ in query.calendar]
+        self.stamp_reasons = [f"{CALENDAR_REASONS[kind]}:{name}" for name, kind, _ in query.calendar]
         self.number_reasons = [f"{NON_NUMERIC}:{name}" for name in query.columns[n_text + len(query.calendar):]]
         self.rejected: defaultdict[str | None, Counter] = defaultdict(Counter)
 
