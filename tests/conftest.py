@@ -60,17 +60,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-@pytest.fixture(autouse=True)
-def _root_log_handlers_on_this_tests_stderr() -> None:
-    """Airflow configures logging once per process, with a stream handler on the ``sys.stderr``/``stdout``
-    of that moment: under pytest, one test's capture, closed when that test ends. Every later log line
-    would then print a ``Logging error`` traceback instead of itself; point closed handlers at this test's.
+def repoint_root_stream_handlers(stream: object, *, only_closed: bool = False) -> None:
+    """Point the root logger's plain stream handlers (or only those on a closed stream) at ``stream``.
+
+    Airflow configures logging once per process, with a stream handler on the ``sys.stderr``/``stdout`` of
+    that moment: under pytest, one test's capture, closed when that test ends.
     """
     for handler in logging.getLogger().handlers:
-        stream = getattr(handler, "stream", None)
-        if type(handler) is logging.StreamHandler and getattr(stream, "closed", False):
+        if type(handler) is logging.StreamHandler and (not only_closed or getattr(handler.stream, "closed", False)):
             with handler.lock:  # type: ignore[union-attr]  (not setStream: it flushes the closed stream)
-                handler.stream = sys.stderr
+                handler.stream = stream
+
+
+@pytest.fixture(autouse=True)
+def _root_log_handlers_on_this_tests_stderr() -> None:
+    """Without this, every log line after the first test's capture closed would print a ``Logging error``
+    traceback instead of itself."""
+    repoint_root_stream_handlers(sys.stderr, only_closed=True)
 
 
 def _cluster(name: str, timescaledb: bool) -> Iterator[Cluster]:

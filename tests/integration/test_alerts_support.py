@@ -13,7 +13,6 @@ import datetime as dt
 import email.policy
 import ipaddress
 import json
-import logging
 import ssl
 import sys
 import threading
@@ -28,6 +27,7 @@ from typing import Any
 
 from test_migration_support import load_dag
 
+from conftest import repoint_root_stream_handlers
 from pgcluster import free_port
 
 ALERTS_ENV = "AIRFLOW_CONN_QUANT_ALERTS"
@@ -162,16 +162,9 @@ def mail_receiver(*, tls: tuple[Path, Path] | None = None,
 
 
 def log_to_this_tests_stdout() -> None:
-    """Point the root log handler at this test's stdout, so task lines and callback lines keep their order.
-
-    Airflow configures logging once per process, with a stream handler on the ``sys.stdout`` of that
-    moment: under pytest, the first test's capture, closed when that test ends. Later tests would lose
-    the stdlib loggers' lines (the callbacks') while the task runner's own lines still reach stdout.
-    """
-    for handler in logging.getLogger().handlers:
-        if type(handler) is logging.StreamHandler:
-            with handler.lock:  # type: ignore[union-attr]  (not setStream: it flushes the closed stream)
-                handler.stream = sys.stdout
+    """Point the root log handlers at this test's stdout, so task lines and callback lines keep their order
+    (the task runner's own lines go to stdout; the stdlib loggers' lines, the callbacks', would not)."""
+    repoint_root_stream_handlers(sys.stdout)
 
 
 def fail_prepare(tmp_path: Path) -> tuple[Any, Path]:

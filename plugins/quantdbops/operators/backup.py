@@ -176,10 +176,10 @@ class UploadBackupOperator(_BackupBase):
         try:
             u = upload(self.conn_kwargs(), self.hook(s), d, s, say=self.log.warning)
         except BackupStoreError as exc:
-            err = BackupStoreError(
-                f"{exc}. No manifest was written and 'latest' was not moved. The dump is kept at "
-                f"{d['local_path']}: this task retries by itself; when S3 is back, clear this task (not the dump).")
-            err.what_to_do = "this task retries by itself; when S3 is back, clear this task (not the dump)"
+            hint = "this task retries by itself; when S3 is back, clear this task (not the dump)"
+            err = BackupStoreError(f"{exc}. No manifest was written and 'latest' was not moved. The dump is kept "
+                                   f"at {d['local_path']}: {hint}.")
+            err.what_to_do = hint  # a retry may help: not an ActionableFailure, but the alert gets the next step
             raise err from exc
         self.log.info("Uploaded and read back s3://%s/%s: %s in %.1fs, sha256 matches; manifest %s%s",
                       s.bucket, u["s3_key"], _mb(u["size_bytes"]), u["upload_seconds"], u["manifest_key"],
