@@ -28,7 +28,8 @@ from psycopg import sql
 from quantdbops import REGIONS
 from quantdbops.io.pg import DbMode
 from quantdbops.migration.plan import ALL_REGIONS, UNKNOWN_REGION, SliceFilter, TablePlan
-from quantdbops.migration.produce import ProducerResult, prepare_source, produce, worker
+from quantdbops.migration.produce import ProducerResult, open_reader, prepare_source, produce, worker
+from quantdbops.migration.source import source_file
 from quantdbops.registry import LoadMode, Table
 from quantdbops.schema import partitions
 
@@ -245,8 +246,12 @@ def _stream(sconn: sqlite3.Connection, path: str, table: Table, flt: SliceFilter
 
     lo, hi = sconn.execute(f'SELECT min(rowid), max(rowid) FROM main."{table.source}"').fetchone()
     if workers <= 1 or total < parallel_min_rows or lo is None:
-        prepare_source(sconn, known, dups)
-        return produce(sconn, table.name, flt, None, dups, forward)
+        reader = open_reader(path)
+        try:
+            prepare_source(reader, known, dups)
+            return produce(reader, table.name, flt, None, dups, forward)
+        finally:
+            reader.close()
     step = (hi - lo) // workers + 1
     ranges = [(lo + i * step, min(hi, lo + (i + 1) * step - 1)) for i in range(workers)]
     ctx = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited connections or threads
@@ -330,7 +335,7 @@ def load_table(
     plan = TablePlan(table)
     if pg is not None and pg.autocommit:
         raise ValueError("load_table needs a transactional connection: the slices are replaced atomically")
-    path = sconn.execute("PRAGMA database_list").fetchone()[2]
+    path = source_file(sconn)
     workers = default_workers() if workers is None else workers
     known = known_tickers(sconn, pg, from_source=dry_run) if (table.ticker_column or table.ticker_refs) else None
     if pg is not None:

@@ -42,6 +42,11 @@ def open_source(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
+def source_file(conn: sqlite3.Connection) -> str:
+    """The path of the file an open source connection reads (producers open their own reader on it)."""
+    return conn.execute("PRAGMA database_list").fetchone()[2]
+
+
 @dataclass
 class SourceReport:
     """What the source holds compared with what the registry expects."""

@@ -21,7 +21,8 @@ from quantdbops.io.pg import DbMode
 from quantdbops.migration import checksum
 from quantdbops.migration.load import find_duplicates, known_tickers, slice_regions
 from quantdbops.migration.plan import ALL_REGIONS, UNKNOWN_REGION, SliceFilter, TablePlan, copy_columns
-from quantdbops.migration.produce import prepare_source, produce
+from quantdbops.migration.produce import open_reader, prepare_source, produce
+from quantdbops.migration.source import source_file
 from quantdbops.registry import AGGREGATES, TABLES, Column, RegionRule, Table
 
 SAMPLE_ROWS = 25
@@ -344,9 +345,13 @@ class Validator:
         known = known_tickers(self.s, self.pg, from_source=False) if (table.ticker_column or table.ticker_refs) \
             else None
         dups = find_duplicates(self.s, TablePlan(table), flt)
-        prepare_source(self.s, known, dups)
         chunks: list[bytes] = []
-        produce(self.s, table.name, flt, None, dups, chunks.append)
+        reader = open_reader(source_file(self.s))
+        try:
+            prepare_source(reader, known, dups)
+            produce(reader, table.name, flt, None, dups, chunks.append)
+        finally:
+            reader.close()
         source = {}
         for line in b"".join(chunks).decode().splitlines():
             parts = line.split("\t")
