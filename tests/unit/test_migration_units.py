@@ -320,23 +320,30 @@ def test_vocabulary_columns_are_the_checked_literal_lists() -> None:
 
 
 @pytest.mark.parametrize(
-    ("rows", "plain"),
+    ("rows", "numbers"),
     [
         pytest.param([(1.5, None, 7), (0.1, 2.0, None)], True, id="plain"),
-        pytest.param([(1.5, 1e-07, 7)], False, id="exponent"),
+        pytest.param([(1.5, 1e-07, 7), (2e-300, 1.5e300, -3.25e-9)], True, id="exponents"),
         pytest.param([(1.5, 1e-05, 7)], True, id="small-but-plain-in-json"),
-        pytest.param([(1.5, -0.0, 7)], False, id="negative-zero"),
-        pytest.param([(1.5, 7, -0.0)], False, id="negative-zero-last"),
+        pytest.param([(-0.0, 1.5, 7)], True, id="negative-zero-first"),
+        pytest.param([(1.5, -0.0, 7), (-10.0, -0.0, -0.0)], True, id="negative-zero"),
+        pytest.param([(1.5, 7, -0.0)], True, id="negative-zero-last"),
         pytest.param([(-0.05, 7, -0.01)], True, id="negative-small-is-plain"),
+        pytest.param([(1e-07, None, -0.0)] * 3, True, id="every-kind-on-every-row"),
         pytest.param([(1.5, float("inf"), 7)], False, id="infinity-spelled-null"),
+        pytest.param([(1.5, None, 7), (1.5, float("-inf"), None)], False, id="infinity-beside-nulls"),
+        pytest.param([(1.5, "4.86", 7)], False, id="text"),
+        pytest.param([(1.5, b"\x00", 7)], False, id="blob"),
     ],
 )
-def test_batch_fast_path_only_takes_batches_json_spells_as_numeric_does(rows: list[tuple], plain: bool) -> None:
+def test_batch_rendering_is_exact_or_asks_for_a_look_at_each_value(rows: list[tuple], numbers: bool) -> None:
+    """A batch of numbers comes back exactly as the row-by-row rendering spells it (exponents and negative
+    zeros re-spelled inside the batch's JSON); anything that may be no loadable number gives None."""
     from quantdbops.migration.produce import render_numbers_json
 
-    got, exact = render_numbers_json(rows)
-    assert (got is not None and not exact) == plain
-    if plain:
+    got = render_numbers_json(rows)
+    assert (got is not None) == numbers
+    if numbers:
         assert got == [render_numbers(r) for r in rows]
 
 
