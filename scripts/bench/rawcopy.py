@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from quantdbops.migration.load import drop_secondary_indexes, find_duplicates, known_tickers, recreate_indexes
-from quantdbops.migration.plan import SliceFilter, TablePlan
+from quantdbops.migration.plan import COPY_OPTIONS, SliceFilter, TablePlan
 from quantdbops.migration.produce import open_reader, prepare_source, produce
 from quantdbops.migration.source import source_file
 from quantdbops.registry import Table
@@ -54,7 +54,7 @@ def render_copy_file(sconn: sqlite3.Connection, pg: psycopg.Connection, table: T
 
 
 def _copy_statement(table: Table, rendered: RenderedFile) -> sql.Composed:
-    return sql.SQL("COPY {} ({}) FROM {}").format(
+    return sql.SQL("COPY {} ({}) FROM {} " + COPY_OPTIONS).format(
         sql.Identifier("public", table.name),
         sql.SQL(", ").join(sql.Identifier(c) for c in rendered.columns),
         sql.Literal(str(rendered.path)))

@@ -451,3 +451,38 @@ def test_a_changed_value_fails_the_content_checksum_down_to_the_row(
         "problem": "values differ",
         "columns": {"close": {"source": str(old), "target": str(new)}},
     }]
+
+
+# Text that looks like COPY syntax: the load's delimiter and NULL marker, escapes, the default marker.
+TRICKY_TEXTS = ["Samsung Electronics Co., Ltd.", "null", "NULL", "\\N", "a\\,b", "tab\there", "two\nlines\r",
+                "c:\\dir\\", ",", "nul\\l", ""]
+
+
+def test_text_that_looks_like_copy_syntax_arrives_exactly_and_balances(
+    mode: str, pg_dsn: str, schema_conn: psycopg.Connection, clean_sample: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """Tickers' names (and English names) holding the delimiter, the NULL marker and escapes arrive as they are stored,
+    the content checksums balance, and a changed one is drilled down to its column."""
+    import shutil
+
+    path = tmp_path / "tricky.db"
+    shutil.copy(clean_sample[0], path)
+    with sqlite3.connect(path) as s:
+        rowids = [r[0] for r in s.execute("SELECT rowid FROM tickers ORDER BY rowid LIMIT ?", (len(TRICKY_TEXTS),))]
+        for rowid, text in zip(rowids, TRICKY_TEXTS, strict=True):
+            s.execute("UPDATE tickers SET name = ?, name_eng = ? WHERE rowid = ?", (text, text[::-1], rowid))
+        stored = dict(s.execute(f"SELECT ticker, name FROM tickers WHERE rowid IN ({','.join('?' * len(rowids))})",
+                                rowids).fetchall())
+    load(path, pg_dsn, ["tickers"])
+    assert failures(validate(path, pg_dsn, ["tickers"])) == []
+    got = dict(schema_conn.execute("SELECT ticker, name FROM tickers WHERE ticker = ANY(%s)", (list(stored),)))
+    assert got == stored
+    got_english = dict(schema_conn.execute("SELECT name, name_eng FROM tickers WHERE ticker = ANY(%s)", (list(stored),)))
+    assert got_english == {text: text[::-1] for text in TRICKY_TEXTS}
+
+    ticker = next(t for t, name in stored.items() if name == "Samsung Electronics Co., Ltd.")
+    schema_conn.execute("UPDATE tickers SET name = 'Samsung, changed' WHERE ticker = %s", (ticker,))
+    content = {r.table: r for r in validate(path, pg_dsn, ["tickers"]) if r.check == "content_checksum"}
+    rows = content["tickers"].details["rows"]
+    assert [(r["problem"], r["columns"]) for r in rows] == [
+        ("values differ", {"name": {"source": "Samsung Electronics Co.\\, Ltd.", "target": "Samsung\\, changed"}})]

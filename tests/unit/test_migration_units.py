@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 
 from quantdbops import REGIONS
+from quantdbops.migration.checksum import copy_fields
 from quantdbops.migration.params import MIGRATABLE, MigrationRequest, ParamError
 from quantdbops.migration.plan import SliceFilter, TablePlan
 from quantdbops.migration.produce import plain_number, render_numbers, render_numbers_batch
@@ -97,9 +98,9 @@ def test_plain_number_has_no_exponent_and_no_negative_zero(value: float, text: s
         pytest.param((1e-05,), b"0.00001", id="small-exponent"),
         pytest.param((-0.0,), b"0.0", id="negative-zero"),
         pytest.param((1.5e16,), b"15000000000000000.0", id="large-exponent"),
-        pytest.param((0.0001, 9999999999999998.0), b"0.0001\t9999999999999998.0", id="range-edges-as-repr"),
-        pytest.param((-0.05, 7), b"-0.05\t7", id="repr-kept-when-not-exponent"),
-        pytest.param((None, 1, 2.5), b"\\N\t1\t2.5", id="null"),
+        pytest.param((0.0001, 9999999999999998.0), b"0.0001,9999999999999998.0", id="range-edges-as-repr"),
+        pytest.param((-0.05, 7), b"-0.05,7", id="repr-kept-when-not-exponent"),
+        pytest.param((None, 1, 2.5), b"null,1,2.5", id="null"),
     ],
 )
 def test_render_numbers_gives_copy_text_that_numeric_echoes(values: tuple, line: bytes) -> None:
@@ -127,6 +128,10 @@ def test_batch_rendering_is_the_exact_rendering(values: tuple) -> None:
         pytest.param("1e-05", "1e-05", id="text-untouched"),
         pytest.param("a\\t\tb\n", "a\\\\t\\tb\\n", id="escaped-looking-text-and-real-tab"),
         pytest.param("", "", id="empty"),
+        pytest.param("Samsung Electronics Co., Ltd.", "Samsung Electronics Co.\\, Ltd.", id="delimiter"),
+        pytest.param("null", "nul\\l", id="the-null-marker-as-text"),
+        pytest.param("Null", "Null", id="only-the-exact-marker"),
+        pytest.param("\\N", "\\\\N", id="the-default-null-marker"),
     ],
 )
 def test_sqlite_side_escapes_text_for_copy(text: str, copy_text: str) -> None:
@@ -267,7 +272,7 @@ def test_each_bad_row_is_rejected_with_its_first_reason(over: dict, reason: str 
 def test_timestamps_are_rendered_with_six_fraction_digits(stored: str, copy_text: str) -> None:
     lines, reasons = _ohlcv_loaded([{"created_at": stored}, {"created_at": stored, "date": "2025-01-03"}])
     assert reasons == [None, None]
-    assert [line.split("\t")[4] for line in lines] == [copy_text, copy_text]
+    assert [copy_fields(line)[4] for line in lines] == [copy_text, copy_text]
 
 
 def test_exponents_and_negative_zero_are_spelled_plainly_in_the_copy_line() -> None:
@@ -275,7 +280,7 @@ def test_exponents_and_negative_zero_are_spelled_plainly_in_the_copy_line() -> N
     odd = {"ma5": 1e-07, "ma20": -0.0, "macd": 1.5e20, "macd_hist": -2.5e-05, "rsi_14": 55.5}
     lines, reasons = _ohlcv_loaded([odd, {"date": "2025-01-03"}])
     assert reasons == [None, None]
-    by_name = dict(zip(TablePlan(table("ohlcv_data")).query(SliceFilter()).columns, lines[0].split("\t"), strict=True))
+    by_name = dict(zip(TablePlan(table("ohlcv_data")).query(SliceFilter()).columns, copy_fields(lines[0]), strict=True))
     assert {k: by_name[k] for k in ("ma5", "ma20", "macd", "macd_hist", "rsi")} == {
         "ma5": "0.0000001", "ma20": "0.0", "macd": "150000000000000000000.0", "macd_hist": "-0.000025", "rsi": "55.5"}
 
@@ -301,7 +306,7 @@ def test_source_query_renders_the_copy_text_part_and_bucket() -> None:
     _, rows = _ohlcv_source([{"date": "2025-01-03", "ticker": "005930"}])
     (_rowid, reason, region, bucket, text, day, created_at, *numbers) = rows[0]
     assert (reason, region, bucket) == (None, "KR", "KR\t2025-01-03")
-    assert text.split("\t") == ["005930", "KR", "D"]
+    assert copy_fields(text) == ["005930", "KR", "D"]
     # as stored: the producer checks and renders dates and timestamps
     assert (day, created_at) == ("2025-01-03", "2025-01-02T18:00:00")
     assert numbers[:5] == [10.0, 11.0, 9.5, 10.5, 100]

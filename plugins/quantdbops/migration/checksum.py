@@ -8,24 +8,28 @@ mean the same rows, whatever their order; a difference is drilled down to the da
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from psycopg import sql
 
-from quantdbops.migration.plan import ALL_REGIONS, NO_DAY, copy_columns
+from quantdbops.migration.plan import ALL_REGIONS, COPY_DELIMITER, COPY_NULL, ESCAPED_NULL_TEXT, NO_DAY, copy_columns
 from quantdbops.registry import Column, Table
 
 
 def canonical_expr(col: Column) -> sql.Composable:
-    """SQL rendering a stored value as the COPY text the loader sent for it."""
+    """SQL rendering a stored value as the COPY text the loader sent for it (``plan.COPY_OPTIONS``)."""
     c = sql.Identifier(col.name)
     k = col.kind
+    null = sql.Literal(COPY_NULL)
     if k == "text":
         inner = sql.SQL(
-            "replace(replace(replace(replace({}, '\\', '\\\\'), E'\\t', '\\t'), E'\\n', '\\n'), E'\\r', '\\r')"
-        ).format(c)
+            "CASE WHEN {0} = {null} THEN {escaped_null} ELSE replace(replace(replace(replace(replace({0}, "
+            "'\\', '\\\\'), E'\\t', '\\t'), E'\\n', '\\n'), E'\\r', '\\r'), {delim}, {escaped_delim}) END"
+        ).format(c, null=null, escaped_null=sql.Literal(ESCAPED_NULL_TEXT), delim=sql.Literal(COPY_DELIMITER),
+                 escaped_delim=sql.Literal("\\" + COPY_DELIMITER))
     elif k == "bool":
-        return sql.SQL("CASE WHEN {0} THEN 't' WHEN NOT {0} THEN 'f' ELSE '\\N' END").format(c)
+        return sql.SQL("CASE WHEN {0} THEN 't' WHEN NOT {0} THEN 'f' ELSE {1} END").format(c, null)
     elif k == "timestamptz":
         if col.source_tz == "UTC":
             inner = sql.SQL("to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'").format(c)
@@ -33,12 +37,27 @@ def canonical_expr(col: Column) -> sql.Composable:
             inner = sql.SQL("to_char({}, 'YYYY-MM-DD HH24:MI:SS.US')").format(c)
     else:
         inner = sql.SQL("{}::text").format(c)
-    return sql.SQL("coalesce({}, '\\N')").format(inner)
+    return sql.SQL("coalesce({}, {})").format(inner, null)
 
 
 def row_text_sql(table: Table) -> sql.Composable:
     parts = [canonical_expr(c) for c in copy_columns(table)]
-    return sql.SQL("concat_ws(E'\\t', {})").format(sql.SQL(", ").join(parts))
+    return sql.SQL("concat_ws({}, {})").format(sql.Literal(COPY_DELIMITER), sql.SQL(", ").join(parts))
+
+
+_FIELD = re.compile(r"(?:[^\\" + re.escape(COPY_DELIMITER) + r"]|\\.)*", re.S)
+
+
+def copy_fields(line: str) -> list[str]:
+    """A COPY text line cut at its delimiters (an escaped delimiter stays inside its field, as it was sent)."""
+    fields, pos = [], 0
+    while True:
+        m = _FIELD.match(line, pos)
+        fields.append(m.group())  # type: ignore[union-attr]  # matches the empty string at worst
+        pos = m.end()  # type: ignore[union-attr]
+        if pos >= len(line):
+            return fields
+        pos += 1  # the delimiter
 
 
 def row_hash_sql(table: Table) -> sql.Composable:

@@ -27,7 +27,7 @@ from psycopg import sql
 
 from quantdbops import REGIONS
 from quantdbops.io.pg import DbMode
-from quantdbops.migration.plan import ALL_REGIONS, UNKNOWN_REGION, SliceFilter, TablePlan
+from quantdbops.migration.plan import ALL_REGIONS, COPY_OPTIONS, UNKNOWN_REGION, SliceFilter, TablePlan
 from quantdbops.migration.produce import ProducerResult, open_reader, prepare_source, produce, worker
 from quantdbops.migration.source import source_file
 from quantdbops.registry import LoadMode, Table
@@ -372,7 +372,7 @@ def load_table(
                         # is much cheaper than updating them row by row (the key stays, it checks the rows).
                         deferred = drop_secondary_indexes(pg, table)
                     target = sql.Identifier("public", table.name)
-                with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(target, cols)) as copy:
+                with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN " + COPY_OPTIONS).format(target, cols)) as copy:
                     result = _stream(sconn, path, table, flt, known, dups, total, copy.write, say, workers,
                                      progress_seconds, parallel_min_rows)
                 if deferred:

@@ -3,7 +3,7 @@
 The query is generated from the registry, never from user text. Each row comes back as
 ``(rowid, reason, region, day, text, t1 .. tj, n1 .. nk)`` where ``reason`` is NULL for a row SQLite finds
 loadable (else ``'<reason>:<column or constraint>'``), ``text`` is every text and boolean target column
-already rendered and escaped for PostgreSQL's COPY text format (tab-separated, NULL as \\N), ``t1 .. tj``
+already rendered and escaped for PostgreSQL's COPY text format (see ``COPY_OPTIONS``), ``t1 .. tj``
 are the date and timestamp columns as stored and ``n1 .. nk`` the numeric columns as SQLite numbers. The
 producer checks and renders those two groups in Python: dates and timestamps once per distinct value (a
 few thousand in a million rows), numbers a whole batch at a time (exact shortest round-trip digits), with a
@@ -59,6 +59,16 @@ class SliceFilter:
     end_date: date | None = None
 
 
+# The COPY text format of the load: comma-separated, NULL spelled as JSON spells it, so a batch of numbers
+# rendered by orjson is COPY text once its brackets are cut (no pass over the bytes to replace anything).
+# A text value equal to the NULL marker or holding the delimiter is escaped (``_escape_copy_text``; the
+# checksum's ``canonical_expr`` renders stored rows the same way). PostgreSQL matches the marker against the
+# raw field, before backslashes are read, so the escaped ``nul\l`` is the text 'null', never NULL.
+COPY_DELIMITER = ","
+COPY_NULL = "null"
+COPY_OPTIONS = f"(FORMAT text, DELIMITER '{COPY_DELIMITER}', NULL '{COPY_NULL}')"
+ESCAPED_NULL_TEXT = "nul\\l"
+
 NUMERIC_KINDS = ("int", "bigint", "numeric")
 # Checked and rendered by the producer, once per distinct value; the reason when a value is malformed.
 CALENDAR_REASONS = {"date": MALFORMED_DATE, "timestamptz": MALFORMED_TIMESTAMP}
@@ -74,13 +84,16 @@ def copy_columns(table: Table) -> tuple[Column, ...]:
 
 
 def _escape_copy_text(expr: str) -> str:
-    """COPY text escaping of a value (backslash first). Most values need none: one GLOB looks first."""
-    return (f"CASE WHEN {expr} GLOB {_NEEDS_ESCAPE} THEN replace(replace(replace(replace({expr}, '\\', '\\\\'), "
-            f"char(9), '\\t'), char(10), '\\n'), char(13), '\\r') ELSE {expr} END")
+    """COPY text escaping of a value (backslash first, then tab, newline, CR and the delimiter; the NULL
+    marker's own spelling escaped). Most values need none: one GLOB looks first."""
+    return (f"CASE WHEN {expr} GLOB {_NEEDS_ESCAPE} THEN replace(replace(replace(replace(replace({expr}, "
+            f"'\\', '\\\\'), char(9), '\\t'), char(10), '\\n'), char(13), '\\r'), {_lit(COPY_DELIMITER)}, "
+            f"{_lit(chr(92) + COPY_DELIMITER)}) WHEN {expr} = {_lit(COPY_NULL)} THEN {_lit(ESCAPED_NULL_TEXT)} "
+            f"ELSE {expr} END")
 
 
-# '*[<backslash><tab><newline><cr>]*': a constant SQLite computes once per statement.
-_NEEDS_ESCAPE = "('*[' || char(92, 9, 10, 13) || ']*')"
+# '*[<backslash><tab><newline><cr><delimiter>]*': a constant SQLite computes once per statement.
+_NEEDS_ESCAPE = f"('*[' || char(92, 9, 10, 13, {ord(COPY_DELIMITER)}) || ']*')"
 _PLAIN_LITERAL = re.compile(r"'[A-Za-z0-9 ._:/+-]*'")
 
 
@@ -89,7 +102,8 @@ def vocabulary_columns(table: Table) -> frozenset[str]:
     out = set()
     for _, expr in table.checks:
         m = re.fullmatch(r"([a-z_][a-z0-9_]*) IN \((.*)\)", expr.strip())
-        if m and all(_PLAIN_LITERAL.fullmatch(lit.strip()) for lit in m.group(2).split(",")):
+        literals = [lit.strip() for lit in m.group(2).split(",")] if m else []
+        if m and all(_PLAIN_LITERAL.fullmatch(lit) and lit != _lit(COPY_NULL) for lit in literals):
             out.add(m.group(1))
     return frozenset(out)
 
@@ -192,7 +206,7 @@ class TablePlan:
         return out
 
     def render_expr(self, col: Column, v: str) -> str:
-        """A text-part value as COPY text (NULL is written as \\N by the caller)."""
+        """A text-part value as COPY text (NULL is written as ``COPY_NULL`` by the caller)."""
         k = col.kind
         if k == "bool":
             return f"CASE {v} WHEN 1 THEN 't' WHEN 0 THEN 'f' END"
@@ -261,8 +275,8 @@ class TablePlan:
         texts = [c for c in self.copy_columns if c.kind not in NUMERIC_KINDS + CALENDAR_KINDS]
         stamps = [c for c in self.copy_columns if c.kind in CALENDAR_KINDS]
         numbers = [c for c in self.copy_columns if c.kind in NUMERIC_KINDS]
-        text_part = " || char(9) || ".join(
-            f"ifnull({self.render_expr(c, _ident('m_' + c.name))}, '\\N')" for c in texts) or "''"
+        text_part = f" || {_lit(COPY_DELIMITER)} || ".join(
+            f"ifnull({self.render_expr(c, _ident('m_' + c.name))}, {_lit(COPY_NULL)})" for c in texts) or "''"
         outer.append(text_part + " AS _text")
         outer += [_ident("m_" + c.name) for c in (*stamps, *numbers)]
         params: list[object] = []

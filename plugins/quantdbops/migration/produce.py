@@ -21,6 +21,7 @@ import hashlib
 import itertools
 import math
 import re
+import struct
 import traceback
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -38,6 +39,8 @@ import orjson
 
 from quantdbops.migration.plan import (
     CALENDAR_REASONS,
+    COPY_DELIMITER,
+    COPY_NULL,
     DUPLICATE_KEY,
     NON_NUMERIC,
     UNKNOWN_REGION,
@@ -60,7 +63,7 @@ def plain_number(value: float) -> str:
 
 
 def render_numbers(values: tuple) -> bytes:
-    """The exact, slow rendering of a row's numbers (COPY text, tab-separated, NULL as \\N).
+    """The exact, slow rendering of a row's numbers as COPY text (``plan.COPY_OPTIONS``).
 
     ``repr`` gives the shortest digits that read back as the same double; the exponent forms and negative
     zero are spelled plainly so PostgreSQL's numeric echoes exactly this text back.
@@ -68,12 +71,12 @@ def render_numbers(values: tuple) -> bytes:
     out = []
     for v in values:
         if v is None:
-            out.append("\\N")
+            out.append(COPY_NULL)
         elif type(v) is float:
             out.append(repr(v) if 1e-4 <= abs(v) < 1e16 else plain_number(v))
         else:
             out.append(str(v))
-    return "\t".join(out).encode()
+    return COPY_DELIMITER.join(out).encode()
 
 
 def render_numbers_batch(rows: list[tuple]) -> list[bytes]:
@@ -91,7 +94,8 @@ def render_numbers_batch(rows: list[tuple]) -> list[bytes]:
 
 
 def _split(js: bytes) -> list[bytes]:
-    return js[2:-2].replace(b",", b"\t").replace(b"null", b"\\N").split(b"]\t[")
+    """A batch's JSON cut into COPY lines: JSON's ``,`` and ``null`` are the load's delimiter and NULL."""
+    return js[2:-2].split(b"],[")
 
 
 def render_numbers_json(rows: list[tuple]) -> list[bytes] | None:
@@ -154,6 +158,7 @@ _NONES = itertools.repeat(None)
 # (ASCII digits only: Python's \d would take any script's digits).
 _DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 _TIMESTAMP = re.compile(r"(([0-9]{4})-([0-9]{2})-([0-9]{2}))[T ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,6}))?")
+_NULL = COPY_NULL.encode()
 _CALENDAR_CACHE_MAX = 100_000  # distinct values kept per column and producer: memory stays flat
 
 
@@ -167,10 +172,10 @@ def _real_day(year: str, month: str, day: str) -> bool:
 
 
 def render_date(raw: object, suffix: str = "") -> bytes | None:
-    """A stored date as COPY text (as it is: 'YYYY-MM-DD'); ``\\N`` for NULL; None when malformed: not
+    """A stored date as COPY text (as it is: 'YYYY-MM-DD'); the NULL marker for NULL; None when malformed: not
     text, another shape (2025/01/02, 2025-1-2, a time after it), or a day that cannot exist."""
     if raw is None:
-        return b"\\N"
+        return _NULL
     if type(raw) is not str:
         return None
     m = _DATE.fullmatch(raw)
@@ -180,11 +185,11 @@ def render_date(raw: object, suffix: str = "") -> bytes | None:
 def render_timestamp(raw: object, suffix: str = "") -> bytes | None:
     """A stored timestamp as COPY text 'YYYY-MM-DD HH:MM:SS.ffffff' (six digits, as validation's ``to_char``
     renders it) plus ``suffix`` ('+00' for UTC values; naive local ones are read in the session's zone);
-    ``\\N`` for NULL; None when malformed: not text, another shape, or a date or time that cannot exist
+    the NULL marker for NULL; None when malformed: not text, another shape, or a date or time that cannot exist
     (2025-02-30, 24:00:00, year 0).
     """
     if raw is None:
-        return b"\\N"
+        return _NULL
     if type(raw) is not str:
         return None
     m = _TIMESTAMP.fullmatch(raw)
@@ -262,6 +267,7 @@ def prepare_source(sconn: Any, known: list[tuple[str, str]] | None, dups: dict[i
 # signed 64-bit hashes (below): one dict update per row instead of two, exact for 2**32 rows a bucket.
 _COUNT_SHIFT = 96
 _ONE_ROW = 1 << _COUNT_SHIFT
+_FIRST_64_BITS = struct.Struct(">q").unpack_from  # a digest's first 8 bytes as a signed big-endian integer
 
 
 def _unpack(total: int) -> tuple[int, int]:
@@ -311,10 +317,10 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
     numbers_of = itemgetter(slice(first_number, None))
     text_of, bucket_of, region_of, reason_of = itemgetter(4), itemgetter(3), itemgetter(2), itemgetter(1)
     encode = str.encode
-    tab_join = b"\t".join
+    join_fields = COPY_DELIMITER.encode().join
     res = ProducerResult()
     sha256 = hashlib.sha256
-    from_bytes = int.from_bytes
+    first_64_bits = _FIRST_64_BITS
     one = _ONE_ROW
     buckets: defaultdict[str, int] = defaultdict(int)
     seen: Counter = Counter()  # region (None: unknown) -> source rows
@@ -334,9 +340,9 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
         parts += stamps
         if has_numbers:
             parts.append(rendered)
-        lines = list(map(tab_join, zip(*parts, strict=True))) if len(parts) > 1 else list(parts[0]) if parts else []
+        lines = list(map(join_fields, zip(*parts, strict=True))) if len(parts) > 1 else list(parts[0]) if parts else []
         for key, line in zip(map(bucket_of, clean), lines, strict=True):
-            buckets[key] += from_bytes(sha256(line).digest()[:8], "big", signed=True) + one
+            buckets[key] += first_64_bits(sha256(line).digest())[0] + one
         pending += lines
         size += sum(map(len, lines)) + len(lines)
         if size >= chunk_bytes:

@@ -354,7 +354,7 @@ class Validator:
             reader.close()
         source = {}
         for line in b"".join(chunks).decode().splitlines():
-            parts = line.split("\t")
+            parts = checksum.copy_fields(line)
             if not has_day or parts[cols.index(table.time_column)][:10] == day:
                 source[tuple(parts[i] for i in key_pos)] = parts
         where = [sql.SQL("TRUE")]
@@ -369,7 +369,7 @@ class Validator:
         for (text,) in self.pg.execute(sql.SQL("SELECT {} FROM {} WHERE {}").format(
                 checksum.row_text_sql(table), sql.Identifier("public", table.name), sql.SQL(" AND ").join(where)),
                 params):
-            parts = text.split("\t")
+            parts = checksum.copy_fields(text)
             target[tuple(parts[i] for i in key_pos)] = parts
         out = []
         for key in sorted(set(source) | set(target)):
