@@ -477,7 +477,8 @@ def test_text_that_looks_like_copy_syntax_arrives_exactly_and_balances(
     assert failures(validate(path, pg_dsn, ["tickers"])) == []
     got = dict(schema_conn.execute("SELECT ticker, name FROM tickers WHERE ticker = ANY(%s)", (list(stored),)))
     assert got == stored
-    got_english = dict(schema_conn.execute("SELECT name, name_eng FROM tickers WHERE ticker = ANY(%s)", (list(stored),)))
+    got_english = dict(schema_conn.execute("SELECT name, name_eng FROM tickers WHERE ticker = ANY(%s)",
+                                           (list(stored),)))
     assert got_english == {text: text[::-1] for text in TRICKY_TEXTS}
 
     ticker = next(t for t, name in stored.items() if name == "Samsung Electronics Co., Ltd.")

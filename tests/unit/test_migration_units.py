@@ -181,10 +181,10 @@ def test_source_query_runs_on_the_contract_schema(name: str) -> None:
     prepare_source(s, [("005930", "KR")], {})
     q = TablePlan(table(name)).query(SliceFilter(regions=("KR",), start_date=date(2025, 1, 1)))
     cur = s.execute(q.sql, q.params)
-    assert [d[0] for d in cur.description][:5] == ["_rowid", "_reason", "_region", "_bucket", "_text"]
+    assert [d[0] for d in cur.description][:4] == ["_rowid", "_reason", "_bucket", "_text"]
     # one text part for the first text_columns columns, then one output per timestamp and numeric column
-    assert len(cur.description) == 5 + len(q.columns) - q.text_columns
-    assert [d[0] for d in cur.description][5:5 + len(q.calendar)] == [f"m_{name}" for name, _, _ in q.calendar]
+    assert len(cur.description) == 4 + len(q.columns) - q.text_columns
+    assert [d[0] for d in cur.description][4:4 + len(q.calendar)] == [f"m_{name}" for name, _, _ in q.calendar]
     assert sorted(q.columns) == sorted(c.name for c in table(name).loaded_columns)
 
 
@@ -304,8 +304,8 @@ def test_calendar_texts_are_computed_once_per_value_and_bounded(monkeypatch: pyt
 def test_source_query_renders_the_copy_text_part_and_bucket() -> None:
     """Text values are COPY-escaped only where they hold a special character; vocabulary values as is."""
     _, rows = _ohlcv_source([{"date": "2025-01-03", "ticker": "005930"}])
-    (_rowid, reason, region, bucket, text, day, created_at, *numbers) = rows[0]
-    assert (reason, region, bucket) == (None, "KR", "KR\t2025-01-03")
+    (_rowid, reason, bucket, text, day, created_at, *numbers) = rows[0]
+    assert (reason, bucket) == (None, "KR\t2025-01-03")
     assert copy_fields(text) == ["005930", "KR", "D"]
     # as stored: the producer checks and renders dates and timestamps
     assert (day, created_at) == ("2025-01-03", "2025-01-02T18:00:00")

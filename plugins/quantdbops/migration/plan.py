@@ -1,7 +1,7 @@
 """The SQLite side of a table's load: one query that maps, checks and renders every source row.
 
 The query is generated from the registry, never from user text. Each row comes back as
-``(rowid, reason, region, day, text, t1 .. tj, n1 .. nk)`` where ``reason`` is NULL for a row SQLite finds
+``(rowid, reason, bucket, text, t1 .. tj, n1 .. nk)`` where ``reason`` is NULL for a row SQLite finds
 loadable (else ``'<reason>:<column or constraint>'``), ``text`` is every text and boolean target column
 already rendered and escaped for PostgreSQL's COPY text format (see ``COPY_OPTIONS``), ``t1 .. tj``
 are the date and timestamp columns as stored and ``n1 .. nk`` the numeric columns as SQLite numbers. The
@@ -267,9 +267,8 @@ class TablePlan:
         outer = [
             "_rowid",
             reason + " AS _reason",
-            (_ident("m_region") if self.table.has_region else _lit(ALL_REGIONS)) + " AS _region",
-            # the checksum bucket, one string: region TAB day
-            (_ident("m_region") if self.table.has_region else _lit(ALL_REGIONS)) + " || char(9) || " + day
+            # the checksum bucket and the row's region, one string: region TAB day (NULL: no region found)
+            (_ident("m_region") if self.table.has_region else _lit(ALL_REGIONS)) + f" || char(9) || ifnull({day}, '')"
             + " AS _bucket",
         ]
         texts = [c for c in self.copy_columns if c.kind not in NUMERIC_KINDS + CALENDAR_KINDS]

@@ -301,7 +301,8 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
              dups: dict[int, int], emit: Callable[[bytes], None], chunk_bytes: int) -> ProducerResult:
     """The body of ``produce``.
 
-    Rows come as ``(rowid, reason, region, bucket, text, t1 .. tj, n1 .. nk)`` (see ``TablePlan.query``).
+    Rows come as ``(rowid, reason, bucket, text, t1 .. tj, n1 .. nk)`` (see ``TablePlan.query``); ``bucket`` is
+    'region TAB day', the checksum bucket of a loaded row and the region of a rejected one.
     The common batch costs one dict lookup per date or timestamp, one JSON rendering of its numbers and, per
     row, one line, one SHA-256 and one dict update; a batch with anything unusual goes row by row.
     """
@@ -309,13 +310,13 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
     plan = TablePlan(table)
     query = plan.query(flt, duplicates="temp.dup_rows" if dups else None, rowid_range=rowid_range)
     n_text, n_stamps = query.text_columns, len(query.calendar)
-    first_number = 5 + n_stamps
+    first_number = 4 + n_stamps
     has_numbers = len(query.columns) > n_text + n_stamps
     checker = _RowChecker(query, dups)
     stamp_texts = [CalendarTexts(kind, utc).__getitem__ for _, kind, utc in query.calendar]
-    stamp_of = [itemgetter(5 + j) for j in range(n_stamps)]
+    stamp_of = [itemgetter(4 + j) for j in range(n_stamps)]
     numbers_of = itemgetter(slice(first_number, None))
-    text_of, bucket_of, region_of, reason_of = itemgetter(4), itemgetter(3), itemgetter(2), itemgetter(1)
+    text_of, bucket_of, reason_of = itemgetter(3), itemgetter(2), itemgetter(1)
     encode = str.encode
     join_fields = COPY_DELIMITER.encode().join
     res = ProducerResult()
@@ -323,12 +324,10 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
     first_64_bits = _FIRST_64_BITS
     one = _ONE_ROW
     buckets: defaultdict[str, int] = defaultdict(int)
-    seen: Counter = Counter()  # region (None: unknown) -> source rows
     pending: list[bytes] = []
     size = 0
     cur = iter(sconn.execute(query.sql, query.params))
     while batch := list(itertools.islice(cur, FETCH_ROWS)):
-        seen.update(map(region_of, batch))
         stamps = [list(map(get, map(at, batch))) for get, at in zip(stamp_texts, stamp_of, strict=True)]
         numbers = list(map(numbers_of, batch))
         rendered = render_numbers_json(numbers)
@@ -353,12 +352,16 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
     if pending:
         pending.append(b"")
         emit(b"\n".join(pending))
+    loaded: Counter = Counter()  # region -> rows loaded
     for key, total in buckets.items():
         region, _, day = key.partition("\t")
-        res.rows[(region, day)], res.sums[(region, day)] = _unpack(total)
-    for region, n in seen.items():
+        n, hash_sum = _unpack(total)
+        res.rows[(region, day)], res.sums[(region, day)] = n, hash_sum
+        loaded[region] += n
+    # Every source row was either loaded (in a bucket) or rejected.
+    for region in loaded.keys() | checker.rejected.keys():
         rej = checker.rejected.get(region, Counter())
-        res.stats[region or UNKNOWN_REGION] = [n, n - sum(rej.values()), rej]
+        res.stats[region or UNKNOWN_REGION] = [loaded[region] + sum(rej.values()), loaded[region], rej]
     return res
 
 
@@ -379,10 +382,11 @@ class _RowChecker:
 
     def reject(self, res: ProducerResult, row: tuple, reason: str) -> None:
         kind, _, detail = reason.partition(":")
-        self.rejected[row[2]][kind] += 1
+        region = row[2].partition("\t")[0] if row[2] is not None else None
+        self.rejected[region][kind] += 1
         if kind == DUPLICATE_KEY:
             detail = f"key already loaded from source rowid {self.dups.get(row[0])}"
-        res.rejects.append((row[0], row[2] or UNKNOWN_REGION, kind, detail))
+        res.rejects.append((row[0], region or UNKNOWN_REGION, kind, detail))
 
     def sort_out(self, batch: list[tuple], stamps: list[list], numbers: list[tuple], rendered: list[bytes] | None,
                  res: ProducerResult) -> tuple[list[tuple], list[list], list[bytes]]:
