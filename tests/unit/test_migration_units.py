@@ -188,12 +188,17 @@ def test_source_query_runs_on_the_contract_schema(name: str) -> None:
     assert sorted(q.columns) == sorted(c.name for c in table(name).loaded_columns)
 
 
-def _ohlcv_source(rows: list[dict]) -> tuple[sqlite3.Connection, list[tuple]]:
-    """A contract-shaped SQLite with one ticker and the given OHLCV rows; the source query's output."""
+def _ohlcv_source(rows: list[dict], untyped: tuple[str, ...] = ()) -> tuple[sqlite3.Connection, list[tuple]]:
+    """A contract-shaped SQLite with one ticker and the given OHLCV rows; the source query's output.
+    ``untyped``: OHLCV columns declared without a type (no affinity: SQLite keeps -0.0 there)."""
     from quantdbops.migration.produce import prepare_source
 
     s = sqlite3.connect(":memory:")
-    for ddl in CONTRACT_DDL.values():
+    for name, contract in CONTRACT_DDL.items():
+        ddl = contract
+        for col in untyped if name == "ohlcv_data" else ():
+            ddl, n = re.subn(rf"\b{col} REAL\b", col, ddl)
+            assert n == 1, f"{col} is not a REAL column of the contract's ohlcv_data"
         s.execute(ddl)
     s.execute("INSERT INTO tickers (ticker, name, exchange, region, created_at, last_updated) "
               "VALUES ('005930', 'Samsung', 'KRX', 'KR', '2024-01-01 00:00:00', '2024-01-01 00:00:00')")
@@ -207,11 +212,11 @@ def _ohlcv_source(rows: list[dict]) -> tuple[sqlite3.Connection, list[tuple]]:
     return s, s.execute(q.sql, q.params).fetchall()
 
 
-def _ohlcv_loaded(rows: list[dict]) -> tuple[list[str], list[str | None]]:
+def _ohlcv_loaded(rows: list[dict], untyped: tuple[str, ...] = ()) -> tuple[list[str], list[str | None]]:
     """The producer over those rows: the COPY lines it emits and each row's reject reason (None: loaded)."""
     from quantdbops.migration.produce import produce
 
-    s, _ = _ohlcv_source(rows)
+    s, _ = _ohlcv_source(rows, untyped)
     chunks: list[bytes] = []
     res = produce(s, "ohlcv_data", SliceFilter(), None, {}, chunks.append)
     lines = b"".join(chunks).decode().splitlines()
@@ -275,14 +280,28 @@ def test_timestamps_are_rendered_with_six_fraction_digits(stored: str, copy_text
     assert [copy_fields(line)[4] for line in lines] == [copy_text, copy_text]
 
 
-def test_exponents_and_negative_zero_are_spelled_plainly_in_the_copy_line() -> None:
+@pytest.mark.parametrize("untyped", [(), ("ma20", "macd")], ids=["real-columns", "columns-without-affinity"])
+def test_exponents_and_negative_zero_are_spelled_plainly_in_the_copy_line(untyped: tuple[str, ...]) -> None:
     """A batch with an exponent or a negative zero takes the exact path for those values only."""
     odd = {"ma5": 1e-07, "ma20": -0.0, "macd": 1.5e20, "macd_hist": -2.5e-05, "rsi_14": 55.5}
-    lines, reasons = _ohlcv_loaded([odd, {"date": "2025-01-03"}])
+    lines, reasons = _ohlcv_loaded([odd, {"date": "2025-01-03"}], untyped)
     assert reasons == [None, None]
     by_name = dict(zip(TablePlan(table("ohlcv_data")).query(SliceFilter()).columns, copy_fields(lines[0]), strict=True))
     assert {k: by_name[k] for k in ("ma5", "ma20", "macd", "macd_hist", "rsi")} == {
         "ma5": "0.0000001", "ma20": "0.0", "macd": "150000000000000000000.0", "macd_hist": "-0.000025", "rsi": "55.5"}
+
+
+def test_negative_zero_is_looked_for_only_where_sqlite_can_keep_it() -> None:
+    """SQLite turns -0.0 into 0 in a REAL, NUMERIC or INTEGER column; a column without a declared type keeps it,
+    and only then does the producer scan batches for it."""
+    from quantdbops.migration.produce import negative_zero_possible
+
+    typed, _ = _ohlcv_source([{"ma20": -0.0}])
+    assert typed.execute("SELECT ma20 FROM ohlcv_data").fetchone()[0] == 0.0
+    assert not negative_zero_possible(typed, table("ohlcv_data"))
+    bare, _ = _ohlcv_source([{"ma20": -0.0}], untyped=("ma20",))
+    assert str(bare.execute("SELECT ma20 FROM ohlcv_data").fetchone()[0]) == "-0.0"
+    assert negative_zero_possible(bare, table("ohlcv_data"))
 
 
 def test_calendar_texts_are_computed_once_per_value_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -43,11 +43,13 @@ from quantdbops.migration.plan import (
     COPY_NULL,
     DUPLICATE_KEY,
     NON_NUMERIC,
+    NUMERIC_KINDS,
     UNKNOWN_REGION,
     SliceFilter,
     SourceQuery,
     TablePlan,
 )
+from quantdbops.registry import Table
 from quantdbops.registry import table as registry_table
 
 CHUNK_BYTES = 1 << 20
@@ -79,7 +81,7 @@ def render_numbers(values: tuple) -> bytes:
     return COPY_DELIMITER.join(out).encode()
 
 
-def render_numbers_batch(rows: list[tuple]) -> list[bytes]:
+def render_numbers_batch(rows: list[tuple], negative_zero: bool = True) -> list[bytes]:
     """Exact rendering of many rows' numbers at once (every value a loadable number: NULL, int, finite float).
 
     orjson's Ryu gives the same shortest digits as ``repr`` (checked on 2M random doubles) about 20 times
@@ -90,7 +92,7 @@ def render_numbers_batch(rows: list[tuple]) -> list[bytes]:
         return []
     if len(rows[0]) == 0:
         return [b""] * len(rows)
-    return _split(_respell(orjson.dumps(rows)))
+    return _split(_respell(orjson.dumps(rows), negative_zero))
 
 
 def _split(js: bytes) -> list[bytes]:
@@ -98,12 +100,13 @@ def _split(js: bytes) -> list[bytes]:
     return js[2:-2].split(b"],[")
 
 
-def render_numbers_json(rows: list[tuple]) -> list[bytes] | None:
+def render_numbers_json(rows: list[tuple], negative_zero: bool = True) -> list[bytes] | None:
     """The rows' numbers as exact COPY text, one line per row; None when a value may be no loadable number.
 
     One look at the batch's JSON instead of one per value: no string (a text value where a number belongs;
     a blob makes orjson refuse the batch) and exactly one ``null`` per ``None`` (a non-finite value is the
-    only other thing JSON writes as null), else None: each value needs a look.
+    only other thing JSON writes as null), else None: each value needs a look. ``negative_zero=False``: the
+    caller knows no value can be -0.0 (``negative_zero_possible``), which saves two scans of the batch.
     """
     if not rows:
         return []
@@ -115,10 +118,10 @@ def render_numbers_json(rows: list[tuple]) -> list[bytes] | None:
         return None
     if b'"' in js or js.count(b"null") != sum(map(tuple.count, rows, _NONES)):
         return None
-    return _split(_respell(js))
+    return _split(_respell(js, negative_zero))
 
 
-def _respell(js: bytes) -> bytes:
+def _respell(js: bytes, negative_zero: bool = True) -> bytes:
     """A batch's JSON with each exponent token and each negative zero spelled as numeric echoes it.
 
     Found with ``find`` (the batch holds only numbers and nulls here, so an ``e`` is an exponent): a batch
@@ -131,7 +134,7 @@ def _respell(js: bytes) -> bytes:
         end = _token_end(js, i)
         hits.append((start, end))
         i = js.find(b"e", end)
-    for zero in (b"-0.0,", b"-0.0]"):
+    for zero in (b"-0.0,", b"-0.0]") if negative_zero else ():
         i = js.find(zero)
         while i != -1:  # always a whole token: no other number ends in "-0.0"
             hits.append((i, i + 4))
@@ -152,6 +155,35 @@ def _token_end(js: bytes, i: int) -> int:
 
 
 _NONES = itertools.repeat(None)
+
+
+def _affinity(declared: str) -> str:
+    """SQLite's column affinity of a declared type (https://sqlite.org/datatype3.html, 3.1)."""
+    t = declared.upper()
+    if "INT" in t:
+        return "INTEGER"
+    if any(k in t for k in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if "BLOB" in t or not t:
+        return "BLOB"
+    if any(k in t for k in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
+def negative_zero_possible(sconn: Any, table: Table) -> bool:
+    """Whether a numeric column can hand the producer -0.0: SQLite stores a REAL, NUMERIC or INTEGER
+    affinity column's -0.0 as 0 (a TEXT one's as text, which the JSON look catches); only a column without
+    affinity (no declared type, or BLOB) keeps it. Mapped values (a value map) are assumed to.
+    """
+    declared = {r[1]: r[2] or "" for r in sconn.execute(f'PRAGMA table_info("{table.source}")')}
+    for col in table.loaded_columns:
+        if col.kind not in NUMERIC_KINDS:
+            continue
+        source = col.source_column or col.name
+        if col.value_map or col.name in table.derived or _affinity(declared.get(source, "")) == "BLOB":
+            return True
+    return False
 
 
 # 'YYYY-MM-DD', and 'YYYY-MM-DD HH:MM:SS' with 'T' or ' ' between, then optionally '.' and 1 to 6 digits
@@ -312,7 +344,8 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
     n_text, n_stamps = query.text_columns, len(query.calendar)
     first_number = 4 + n_stamps
     has_numbers = len(query.columns) > n_text + n_stamps
-    checker = _RowChecker(query, dups)
+    checker = _RowChecker(query, dups, negative_zero_possible(sconn, table))
+    negative_zero = checker.negative_zero
     stamp_texts = [CalendarTexts(kind, utc).__getitem__ for _, kind, utc in query.calendar]
     stamp_of = [itemgetter(4 + j) for j in range(n_stamps)]
     numbers_of = itemgetter(slice(first_number, None))
@@ -330,9 +363,9 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
     while batch := list(itertools.islice(cur, FETCH_ROWS)):
         stamps = [list(map(get, map(at, batch))) for get, at in zip(stamp_texts, stamp_of, strict=True)]
         numbers = list(map(numbers_of, batch))
-        rendered = render_numbers_json(numbers)
+        rendered = render_numbers_json(numbers, negative_zero)
         clean = batch
-        if rendered is None or any(map(reason_of, batch)) or any(None in column for column in stamps):
+        if rendered is None or any(map(reason_of, batch)) or not all(map(all, stamps)):
             # a rarer batch: a reject, or a value that is no number
             clean, stamps, rendered = checker.sort_out(batch, stamps, numbers, rendered, res)
         parts = [map(encode, map(text_of, clean))] if n_text else []
@@ -368,7 +401,8 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
 class _RowChecker:
     """The row-by-row path of a batch: each row's first reason, wherever it was found, then exact numbers."""
 
-    def __init__(self, query: SourceQuery, dups: dict[int, int]) -> None:
+    def __init__(self, query: SourceQuery, dups: dict[int, int], negative_zero: bool = True) -> None:
+        self.negative_zero = negative_zero
         self.rank = {reason: i for i, reason in enumerate(query.reasons)}
         self.dups = dups
         n_text = query.text_columns
@@ -411,7 +445,7 @@ class _RowChecker:
             numbers = [numbers[i] for i in keep]
             if rendered is not None:
                 rendered = [rendered[i] for i in keep]
-        return batch, stamps, render_numbers_batch(numbers) if rendered is None else rendered
+        return batch, stamps, render_numbers_batch(numbers, self.negative_zero) if rendered is None else rendered
 
 
 def _loadable_number(v: object) -> bool:
