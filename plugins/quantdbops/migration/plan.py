@@ -36,6 +36,10 @@ INVALID_VALUE = "invalid_value"
 REASONS = (MALFORMED_DATE, MALFORMED_TIMESTAMP, NON_NUMERIC, OHLC_VIOLATION, ORPHAN, DUPLICATE_KEY,
            MISSING_REQUIRED, INVALID_VALUE)
 
+# Not a reason: the row's numbers add up to no finite value, so one of them may be an infinity (which JSON
+# would write as null); the producer looks at each value (a huge but finite sum is kept, as it should be).
+LOOK_AT_NUMBERS = "?numbers"
+
 UNKNOWN_REGION = "UNKNOWN"  # slice of rows whose region cannot be found (orphans): all rejected
 ALL_REGIONS = "ALL"  # the single slice of market-wide tables
 NO_DAY = "0001-01-01"  # checksum bucket of tables without a time column
@@ -260,9 +264,13 @@ class TablePlan:
         every = self._conditions(duplicates)
         conds = [(c, r) for c, r in every if c is not None]
         # Fast path: one AND of every condition; only a row that fails it evaluates the per-reason CASE.
-        reason = ("CASE WHEN " + " AND ".join(c for c, _ in conds) + " THEN NULL ELSE CASE "
-                  + " ".join(f"WHEN NOT {c} THEN {_lit(r)}" for c, r in conds) + f" ELSE '{INVALID_VALUE}:row' END END"
-                  if conds else "NULL")
+        finite = self._finite_condition()
+        fast = [c for c, _ in conds] + ([finite] if finite else [])
+        reason = ("CASE WHEN " + " AND ".join(fast) + " THEN NULL ELSE CASE "
+                  + " ".join(f"WHEN NOT {c} THEN {_lit(r)}" for c, r in conds)
+                  + (f" WHEN ({finite}) IS NOT 1 THEN {_lit(LOOK_AT_NUMBERS)}" if finite else "")
+                  + f" ELSE '{INVALID_VALUE}:row' END END"
+                  if fast else "NULL")
         day = self._day_expr()
         outer = [
             "_rowid",
@@ -290,6 +298,15 @@ class TablePlan:
         return SourceQuery(sql, tuple(params), tuple(c.name for c in self.copy_columns), len(texts),
                            tuple((c.name, c.kind, c.source_tz == "UTC") for c in stamps),
                            (*(r for _, r in every), f"{INVALID_VALUE}:row"))
+
+    def _finite_condition(self) -> str | None:
+        """True when the row's numeric values add up to a finite number: then none is an infinity (NULLs count
+        as 0; SQLite stores no NaN). One sum per row instead of a look at every value; a row it flags (an
+        infinity, or finite values whose sum overflows) has its values looked at by the producer."""
+        cols = [c for c in self.copy_columns if c.kind == "numeric"]
+        if not cols:
+            return None
+        return "abs(" + " + ".join(f"ifnull({_ident('m_' + c.name)}, 0)" for c in cols) + ") < 9e999"
 
     # The orphan conditions use join columns; they are carried out of the inner query by name.
     def _orphan_inner_columns(self) -> list[str]:

@@ -42,6 +42,7 @@ from quantdbops.migration.plan import (
     COPY_DELIMITER,
     COPY_NULL,
     DUPLICATE_KEY,
+    LOOK_AT_NUMBERS,
     NON_NUMERIC,
     NUMERIC_KINDS,
     UNKNOWN_REGION,
@@ -104,9 +105,10 @@ def render_numbers_json(rows: list[tuple], negative_zero: bool = True) -> list[b
     """The rows' numbers as exact COPY text, one line per row; None when a value may be no loadable number.
 
     One look at the batch's JSON instead of one per value: no string (a text value where a number belongs;
-    a blob makes orjson refuse the batch) and exactly one ``null`` per ``None`` (a non-finite value is the
-    only other thing JSON writes as null), else None: each value needs a look. ``negative_zero=False``: the
-    caller knows no value can be -0.0 (``negative_zero_possible``), which saves two scans of the batch.
+    a blob makes orjson refuse the batch), else None: each value needs a look. Infinities, which JSON writes
+    as null, are not looked for here: the source query flags every row that may hold one
+    (``plan.LOOK_AT_NUMBERS``) and those rows are checked value by value. ``negative_zero=False``: the caller
+    knows no value can be -0.0 (``negative_zero_possible``), which saves two scans of the batch.
     """
     if not rows:
         return []
@@ -116,7 +118,7 @@ def render_numbers_json(rows: list[tuple], negative_zero: bool = True) -> list[b
         js = orjson.dumps(rows)
     except TypeError:  # a blob
         return None
-    if b'"' in js or js.count(b"null") != sum(map(tuple.count, rows, _NONES)):
+    if b'"' in js:
         return None
     return _split(_respell(js, negative_zero))
 
@@ -152,9 +154,6 @@ def _respell(js: bytes, negative_zero: bool = True) -> bytes:
 def _token_end(js: bytes, i: int) -> int:
     comma, bracket = js.find(b",", i), js.find(b"]", i)
     return bracket if comma == -1 or bracket < comma else comma
-
-
-_NONES = itertools.repeat(None)
 
 
 def _affinity(declared: str) -> str:
@@ -427,13 +426,16 @@ class _RowChecker:
         """The loadable rows of a batch, their date and timestamp texts and their exactly rendered numbers.
 
         ``rendered``: the batch's numbers as JSON spells them, or None when the JSON showed a value that may
-        be no loadable number; only then is each value looked at (and the rows left rendered afresh).
+        be no loadable number (then every row's values are looked at, and the rows left rendered afresh);
+        otherwise only the rows SQLite flags (``LOOK_AT_NUMBERS``) or rejects have their values looked at.
         """
         keep: list[int] = []
         for i, row in enumerate(batch):
-            found = [row[1]] if row[1] is not None else []
+            found = [row[1]] if row[1] is not None and row[1] != LOOK_AT_NUMBERS else []
             found += [r for r, column in zip(self.stamp_reasons, stamps, strict=True) if column[i] is None]
-            if rendered is None:
+            # Each value is looked at when the batch's JSON or SQLite asks for it, or when the row is rejected
+            # anyway (a number may be its first reason).
+            if rendered is None or row[1] is not None or found:
                 found += [r for r, v in zip(self.number_reasons, numbers[i], strict=True) if not _loadable_number(v)]
             if found:
                 self.reject(res, row, self.first(found))
