@@ -58,7 +58,7 @@ BENCH_DIR = REPO / ".local" / "bench"
 DEFAULT_SOURCE = REPO / "data" / "bench_1m.db"
 SAMPLE_SIZE = {"tickers_per_region": 400, "days": 420}  # 1,008,000 OHLCV rows
 MIN_ROWS = 1_000_000
-OURS_ONE_WORKER = "ours_1_worker"
+OURS_OTHER_WORKERS = "ours_other_workers"
 SCHEMA_TARGET, PK_ONLY_TARGET = "schema", "pk-only"
 
 
@@ -344,11 +344,20 @@ def print_results(header: dict, legs: dict[str, Leg], validation: Validation) ->
 
 
 # --- main -------------------------------------------------------------------------------------------
+def other_workers(workers: int) -> int:
+    """The producer count the default is compared with: 2 when the default is 1, else 1."""
+    return 2 if workers == 1 else 1
+
+
+def _workers_label(n: int) -> str:
+    return f"{n} worker" + ("s" if n > 1 else "")
+
+
 def make_legs(workers: int, pgloader_exe: str | None, target: str = SCHEMA_TARGET) -> dict[str, Leg]:
     """The methods in report order; pgloader is skipped (with how to install it) where it is missing."""
     legs = {
-        OURS: Leg(OURS, f"ours: load_table, {workers} workers (default)"),
-        OURS_ONE_WORKER: Leg(OURS_ONE_WORKER, "ours: load_table, 1 worker"),
+        OURS: Leg(OURS, f"ours: load_table, {_workers_label(workers)} (default)"),
+        OURS_OTHER_WORKERS: Leg(OURS_OTHER_WORKERS, f"ours: load_table, {_workers_label(other_workers(workers))}"),
         PGLOADER: Leg(PGLOADER, "pgloader (data only, 2 workers)"),
         RAW_COPY: Leg(RAW_COPY, "raw COPY from file (indexes kept)"),
         RAW_COPY_INDEXES_AFTER: Leg(RAW_COPY_INDEXES_AFTER, "raw COPY from file, indexes built after"),
@@ -399,12 +408,14 @@ def run_rounds(runner: Runner, legs: dict[str, Leg], inputs: Inputs, source: Pat
     dsn, validation = runner.dsn, Validation()
     exe, prepared, command_file = inputs.pgloader_exe, inputs.prepared, inputs.command_file
     say(f"Running {runner.repeat} rounds of every method (each on an emptied table, after a CHECKPOINT)...")
+    other = other_workers(workers)
     for rep in range(1, runner.repeat + 1):
         ours_ok = runner.timed(legs[OURS], rep, lambda rep=rep: run_ours(dsn, source, mode, workers, f"bench-{rep}-d"))
         if ours_ok and validate:
             seconds = run_validation(dsn, source, mode, validation)
             say(f"  [{rep}/{runner.repeat}] {'validation after our load':<44} {seconds:8.2f} s")
-        runner.timed(legs[OURS_ONE_WORKER], rep, lambda rep=rep: run_ours(dsn, source, mode, 1, f"bench-{rep}-1"))
+        runner.timed(legs[OURS_OTHER_WORKERS], rep, lambda rep=rep: run_ours(
+            dsn, source, mode, other, f"bench-{rep}-{other}"))
         if exe and prepared and command_file:
             runner.timed(legs[PGLOADER], rep, lambda rep=rep: run_pgloader(
                 dsn, exe, command_file, prepared, BENCH_DIR / f"pgloader-run{rep}.log"))
@@ -430,7 +441,7 @@ def benchmark(args: argparse.Namespace, source: Path, source_rows: int) -> int:
         dsn = cluster.dsn(DB)
         say(f"PostgreSQL 15 cluster on 127.0.0.1:{cluster.port} ({cluster.data}), fsync on")
         mode, tickers_seconds = prepare_target(dsn, source, args.target)
-        workers = default_workers()
+        workers = default_workers(server_shares_cores=True)  # the benchmark's cluster runs here
         legs = make_legs(workers, pgloader_exe, args.target)
         inputs = prepare_inputs(cluster, source, work, pgloader_exe)
         runner = Runner(dsn, args.repeat, cpu.postmaster_pid(cluster.data))

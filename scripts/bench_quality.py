@@ -103,7 +103,8 @@ def ensure_loaded(dsn: str, db: Path, manifest: dict[str, Any]) -> None:
         say(f"target: reusing the loaded tables ({mode.describe()}): "
             + ", ".join(f"{name} {rows:,}" for name, rows in wanted.items()))
         return
-    say(f"target: loading tickers and ohlcv_data ({mode.describe()}, {default_workers()} producer processes) ...")
+    producers = default_workers(server_shares_cores=True)  # what load_table picks for this local cluster
+    say(f"target: loading tickers and ohlcv_data ({mode.describe()}, {producers} producer processes) ...")
     sconn = open_source(db)
     try:
         if not mode.timescaledb and OHLCV_DATA.partitioned:

@@ -426,3 +426,16 @@ def test_keys_include_region_where_the_table_has_one(name: str) -> None:
     source_pk = [r[1] for r in sorted(s.execute(f'PRAGMA table_info("{t.source}")'), key=lambda r: r[5]) if r[5]]
     key_sources = [t.column(k).source_column for k in t.key]
     assert "region" in t.key or key_sources == source_pk, f"{name}: key {t.key} lacks region"
+
+
+@pytest.mark.parametrize(
+    ("cores", "local", "workers"),
+    [(1, True, 1), (1, False, 1), (2, True, 1), (2, False, 2), (4, True, 3), (8, True, 4), (8, False, 4)],
+)
+def test_default_producers_leave_a_core_to_a_local_server(
+    monkeypatch: pytest.MonkeyPatch, cores: int, local: bool, workers: int
+) -> None:
+    from quantdbops.migration import load
+
+    monkeypatch.setattr(load.os, "cpu_count", lambda: cores)
+    assert load.default_workers(server_shares_cores=local) == workers

@@ -40,9 +40,20 @@ PROGRESS_SECONDS = 5.0
 PARALLEL_MIN_ROWS = 50_000
 
 
-def default_workers() -> int:
-    """Producer processes: one per core, at most 4 (PostgreSQL's COPY takes a core of its own)."""
-    return max(1, min(4, os.cpu_count() or 1))
+def default_workers(server_shares_cores: bool = False) -> int:
+    """Producer processes: one per core, at most 4; one fewer when PostgreSQL runs on this machine, where its
+    COPY needs a core of its own (measured on 2 cores with the server local: 1 producer loads the indexed
+    ohlcv_data 9 % faster than 2, and the pk-only table as fast with less CPU)."""
+    cores = os.cpu_count() or 1
+    return max(1, min(4, cores - 1 if server_shares_cores else cores))
+
+
+def server_is_local(pg: psycopg.Connection | None) -> bool:
+    """The connection reaches a server on this machine (a Unix socket or the loopback address)."""
+    if pg is None:
+        return False
+    host = pg.info.host
+    return host.startswith("/") or host in ("localhost", "127.0.0.1", "::1")
 
 
 @dataclass
@@ -336,7 +347,7 @@ def load_table(
     if pg is not None and pg.autocommit:
         raise ValueError("load_table needs a transactional connection: the slices are replaced atomically")
     path = source_file(sconn)
-    workers = default_workers() if workers is None else workers
+    workers = default_workers(server_is_local(pg)) if workers is None else workers
     known = known_tickers(sconn, pg, from_source=dry_run) if (table.ticker_column or table.ticker_refs) else None
     if pg is not None:
         pg.commit()  # end the read above: the load below must be a transaction of its own, not a savepoint
