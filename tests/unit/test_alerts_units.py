@@ -174,6 +174,15 @@ def test_the_verdict_names_the_first_differing_row_and_the_task_to_clear() -> No
     assert "run_id 'manual__1'" in todo
 
 
+def test_extra_rows_of_a_merged_table_point_at_an_earlier_load_too() -> None:
+    """tickers is upserted, never emptied: the verdict says leftovers of an earlier source may explain it."""
+    extra = CheckResult("row_counts", "fail", "tickers", "CN", expected="source 400", actual="loaded 433 + rejected 0")
+    todo = verdict.what_to_do([extra], "manual__2")
+    assert "tickers is merged (upserted) by a load, never emptied" in todo
+    assert "earlier load of another source file" in todo
+    assert "merged" not in verdict.what_to_do([_content_failure([])], "manual__2")  # ohlcv_data is replaced
+
+
 def test_bad_params_say_what_did_not_happen_and_how_to_go_on() -> None:
     from quantdbops.errors import bad_params
 

@@ -8,6 +8,7 @@ row data stays in ``ops.validation_results`` (its ``details`` hold both sides of
 from __future__ import annotations
 
 from quantdbops.migration.validate import CheckResult
+from quantdbops.registry import TABLES, LoadMode
 
 MAX_CHECKS = 10  # failed checks spelled out in the message (all are in ops.validation_results)
 MAX_ROWS = 3  # differing rows spelled out per check
@@ -84,6 +85,13 @@ def what_to_do(failed: list[CheckResult], run_id: str) -> str:
             "the load (a trigger, a rule, another job, a manual edit) or a load was interrupted. Find and stop "
             f"it (psql: \\d public.{data[0]} lists triggers and rules), then clear {loads} and validate to "
             "reload (a load replaces its slice atomically)")
+    merged = sorted(set(data) & {t.name for t in TABLES if t.load_mode is LoadMode.MERGE})
+    if merged:
+        steps.append(
+            f"{', '.join(merged)} {'is' if len(merged) == 1 else 'are'} merged (upserted) by a load, never emptied, "
+            "because other tables reference it: target rows the source lacks can also come from an earlier load "
+            "of another source file. If so, migrate into an empty database, or delete those rows (and the rows "
+            "that reference them) and validate")
     rules = _tables(failed, RULE_CHECKS)
     if rules:
         steps.append(
