@@ -41,7 +41,7 @@ from test_e2e_support import (
 from airflowstack import AirflowApi, AirflowStack, postgres_metadata_uri
 from pgcluster import Cluster, free_port
 from quantdbops import CONN_POSTGRES, CONN_S3, CONN_SQLITE, PLATFORM_TZ
-from quantdbops.migration.load import PARALLEL_MIN_ROWS, default_workers
+from quantdbops.migration.load import PARALLEL_MIN_ROWS, PRODUCERS_ENV
 from quantdbops.registry import OHLCV_DATA, migratable_tables
 
 pytestmark = pytest.mark.slow
@@ -52,6 +52,7 @@ SCHEDULED = ("postgres_backup_nightly", "data_quality_daily", "postgres_maintena
 REGIONS = ["KR", "US"]
 # 52,000 bars in KR+US: above PARALLEL_MIN_ROWS, so ohlcv_data loads through producer processes
 SAMPLE_ARGS = ["--tickers-per-region", "50", "--days", "520"]
+E2E_PRODUCERS = 2
 RUN_DEADLINE_S = 420  # the run takes ~15-30 s here; the deadline only bounds a hung scheduler
 TABLES = [t.name for t in migratable_tables()]
 
@@ -88,8 +89,11 @@ def airflow(plain_cluster: Cluster, s3_endpoint: str, sample: Path,
     meta_db, target_db = f"e2e_airflow_{suffix}", f"e2e_quant_{suffix}"
     plain_cluster.createdb(meta_db)
     plain_cluster.createdb(target_db)
+    # Two producers whatever the default here (one on 2 cores with a local server): the spawned processes
+    # under a real worker are what this module exists to show.
     stack = AirflowStack(tmp_path_factory.mktemp("airflow-e2e"),
-                         postgres_metadata_uri("127.0.0.1", plain_cluster.port, meta_db), free_port())
+                         postgres_metadata_uri("127.0.0.1", plain_cluster.port, meta_db), free_port(),
+                         settings={PRODUCERS_ENV: str(E2E_PRODUCERS)})
     try:
         api = stack.up()
         api.set_connection(CONN_POSTGRES, {"conn_type": "postgres", "host": "127.0.0.1",
@@ -175,11 +179,9 @@ def test_the_big_table_loads_through_producer_processes(
     migration_run: Run, expected: dict[str, dict[str, int]]
 ) -> None:
     """What `dag.test()` cannot show: spawned producers under a real worker, whose __main__ is the CLI."""
-    if default_workers() < 2:
-        pytest.skip("one CPU: the load reads in-process, there are no producer processes to start")
     assert sum(expected[OHLCV_DATA.name].values()) >= PARALLEL_MIN_ROWS, "the sample is too small for producers"
     events = migration_run.logs[f"load_{OHLCV_DATA.name}"]
-    assert any(e.startswith(f"{OHLCV_DATA.name}: {default_workers()} producer processes over rowids") for e in events)
+    assert any(e.startswith(f"{OHLCV_DATA.name}: {E2E_PRODUCERS} producer processes over rowids") for e in events)
 
 
 def test_the_summary_log_totals_every_table(migration_run: Run, expected: dict[str, dict[str, int]]) -> None:

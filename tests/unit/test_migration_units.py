@@ -439,3 +439,23 @@ def test_default_producers_leave_a_core_to_a_local_server(
 
     monkeypatch.setattr(load.os, "cpu_count", lambda: cores)
     assert load.default_workers(server_shares_cores=local) == workers
+
+
+@pytest.mark.parametrize(("value", "workers"), [("", None), ("3", 3), (" 1 ", 1), ("16", 16)])
+def test_the_producer_count_can_be_set_on_the_workers(
+    monkeypatch: pytest.MonkeyPatch, value: str, workers: int | None
+) -> None:
+    from quantdbops.migration import load
+
+    monkeypatch.setenv(load.PRODUCERS_ENV, value)
+    assert load.configured_workers(True) == (workers or load.default_workers(True))
+
+
+@pytest.mark.parametrize("value", ["0", "17", "two", "-1", "2.5"])
+def test_a_bad_producer_count_is_refused_with_what_to_do(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from quantdbops.migration import load
+
+    monkeypatch.setenv(load.PRODUCERS_ENV, value)
+    with pytest.raises(ValueError, match=rf"QUANT_MIGRATION_PRODUCERS='{re.escape(value)}' is not a number .* "
+                                         "Nothing was loaded"):
+        load.configured_workers(False)

@@ -48,6 +48,23 @@ def default_workers(server_shares_cores: bool = False) -> int:
     return max(1, min(4, cores - 1 if server_shares_cores else cores))
 
 
+PRODUCERS_ENV = "QUANT_MIGRATION_PRODUCERS"  # producer processes per big table, overriding the default
+MAX_PRODUCERS = 16
+
+
+def configured_workers(server_shares_cores: bool) -> int:
+    """``QUANT_MIGRATION_PRODUCERS`` when set (1 to 16), else ``default_workers``."""
+    raw = os.environ.get(PRODUCERS_ENV, "").strip()
+    if not raw:
+        return default_workers(server_shares_cores)
+    n = int(raw) if raw.isdigit() else 0
+    if not 1 <= n <= MAX_PRODUCERS:
+        raise ValueError(f"{PRODUCERS_ENV}={raw!r} is not a number of producer processes from 1 to "
+                         f"{MAX_PRODUCERS}: fix or unset it on the workers (unset: one per core, one fewer when "
+                         "PostgreSQL runs on the same machine, at most 4). Nothing was loaded.")
+    return n
+
+
 def server_is_local(pg: psycopg.Connection | None) -> bool:
     """The connection reaches a server on this machine (a Unix socket or the loopback address)."""
     if pg is None:
@@ -347,7 +364,7 @@ def load_table(
     if pg is not None and pg.autocommit:
         raise ValueError("load_table needs a transactional connection: the slices are replaced atomically")
     path = source_file(sconn)
-    workers = default_workers(server_is_local(pg)) if workers is None else workers
+    workers = configured_workers(server_is_local(pg)) if workers is None else workers
     known = known_tickers(sconn, pg, from_source=dry_run) if (table.ticker_column or table.ticker_refs) else None
     if pg is not None:
         pg.commit()  # end the read above: the load below must be a transaction of its own, not a savepoint
