@@ -308,6 +308,17 @@ def test_a_row_flagged_for_a_look_at_its_numbers_is_kept_exactly_when_all_are_fi
     assert lines[0].replace("2025-01-03", "2025-01-06") == lines[2]
 
 
+def test_a_rejected_row_keeps_its_region_whatever_its_region_and_day_hold() -> None:
+    """The region of a reject comes from the checksum bucket ('region TAB day'): tabs in a malformed region
+    or day must not move it."""
+    from quantdbops.migration.produce import produce
+
+    s, _ = _ohlcv_source([{"region": "K\tR"}, {"date": "2025\t01-02"}, {"date": "2025-01-03"}])
+    res = produce(s, "ohlcv_data", SliceFilter(), None, {}, lambda _b: None)
+    assert sorted((rowid, region) for rowid, region, _kind, _detail in res.rejects) == [(1, "K\tR"), (2, "KR")]
+    assert res.stats["KR"][:2] == [2, 1] and res.stats["K\tR"][:2] == [1, 0]
+
+
 def test_negative_zero_is_looked_for_only_where_sqlite_can_keep_it() -> None:
     """SQLite turns -0.0 into 0 in a REAL, NUMERIC or INTEGER column; a column without a declared type keeps it,
     and only then does the producer scan batches for it."""

@@ -275,9 +275,11 @@ class TablePlan:
         outer = [
             "_rowid",
             reason + " AS _reason",
-            # the checksum bucket and the row's region, one string: region TAB day (NULL: no region found)
-            (_ident("m_region") if self.table.has_region else _lit(ALL_REGIONS)) + f" || char(9) || ifnull({day}, '')"
-            + " AS _bucket",
+            # The checksum bucket and the row's region, one string: region TAB day (NULL: no region found).
+            # The day part never holds a tab (a malformed one's tabs become spaces), so the last tab ends the
+            # region, whatever a rejected row's region holds.
+            (_ident("m_region") if self.table.has_region else _lit(ALL_REGIONS))
+            + f" || char(9) || replace(ifnull({day}, ''), char(9), ' ') AS _bucket",
         ]
         texts = [c for c in self.copy_columns if c.kind not in NUMERIC_KINDS + CALENDAR_KINDS]
         stamps = [c for c in self.copy_columns if c.kind in CALENDAR_KINDS]
