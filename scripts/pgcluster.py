@@ -121,9 +121,27 @@ class Cluster:
             fh.write("\n# quant-db-ops local cluster\n")
             fh.writelines(f"{k} = {v}\n" for k, v in settings.items())
 
+    def served_data_directory(self) -> Path:
+        """The data directory of the server answering on this cluster's port."""
+        import psycopg
+
+        with psycopg.connect(self.dsn("postgres"), connect_timeout=10) as conn:
+            return Path(conn.execute("SHOW data_directory").fetchone()[0]).resolve()
+
+    def _require_own_server(self) -> None:
+        """Another PostgreSQL on this port (a second checkout's cluster, a system one) must not be taken for
+        this one: everything started here would write into it."""
+        served = self.served_data_directory()
+        if served != self.data.resolve():
+            raise RuntimeError(
+                f"port {self.port} is served by another PostgreSQL (data directory {served}), not by this "
+                f"cluster ({self.data}). Nothing was written to it. Stop that server, or pick a free port "
+                "(make ... PG_PORT=<port>).")
+
     def start(self) -> None:
         self.init()
         if self.running():
+            self._require_own_server()
             return
         _chown_tree(self.root)
         subprocess.run(_as_owner([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.logfile),
@@ -134,6 +152,7 @@ class Cluster:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"PostgreSQL did not start; see {self.logfile}")
             time.sleep(0.2)
+        self._require_own_server()
 
     def createdb(self, name: str = "quant_platform") -> None:
         res = subprocess.run(_as_owner([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -45,3 +46,19 @@ def test_pg_stat_statements_is_preloaded(mode: str, pg_conn: psycopg.Connection)
     preload = pg_conn.execute("SHOW shared_preload_libraries").fetchone()[0]
     assert "pg_stat_statements" in preload
     assert ("timescaledb" in preload) == (mode == "timescaledb")
+
+
+def test_a_cluster_never_takes_another_servers_port_for_its_own(plain_cluster: Any) -> None:
+    """`make demo` in a second checkout, with the first one's PostgreSQL on the same port, must stop with a
+    clear error instead of loading into the other server."""
+    from conftest import _SESSION_DIR
+    from pgcluster import Cluster
+
+    other = Cluster(_SESSION_DIR / "second-checkout", plain_cluster.port, fsync=False, timescaledb=False)
+    try:
+        with pytest.raises(RuntimeError, match=rf"port {plain_cluster.port} is served by another PostgreSQL "
+                                               rf"\(data directory {plain_cluster.data.resolve()}\)"):
+            other.start()
+    finally:
+        other.destroy()
+    plain_cluster.start()  # its own server: nothing to say
