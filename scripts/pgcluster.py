@@ -182,7 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     cluster = Cluster(Path(args.dir).resolve(), args.port, timescaledb=False if args.plain else None)
     if args.action == "start":
         fresh = not (cluster.data / "PG_VERSION").exists()
-        cluster.start()
+        try:
+            cluster.start()
+        except RuntimeError as exc:
+            print(f"pgcluster: {exc}", file=sys.stderr)
+            return 1
         cluster.createdb(args.db)
         mode = ("with TimescaleDB preloaded" if cluster.with_timescaledb
                 else "plain PostgreSQL (TimescaleDB not installed or --plain)")
