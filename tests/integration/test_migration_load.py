@@ -487,3 +487,24 @@ def test_text_that_looks_like_copy_syntax_arrives_exactly_and_balances(
     rows = content["tickers"].details["rows"]
     assert [(r["problem"], r["columns"]) for r in rows] == [
         ("values differ", {"name": {"source": "Samsung Electronics Co.\\, Ltd.", "target": "Samsung\\, changed"}})]
+
+
+def test_checksums_of_an_earlier_row_format_are_named_not_compared(
+    mode: str, pg_dsn: str, schema_conn: psycopg.Connection, clean_sample: tuple[Path, dict]
+) -> None:
+    """Source sums written by an earlier version (another rendering) fail as such, with the task to clear;
+    the reload writes them in today's format and validation passes."""
+    from quantdbops.migration import checksum, verdict
+
+    path, _ = clean_sample
+    load(path, pg_dsn, ["tickers"])
+    assert {f for (f,) in schema_conn.execute(
+        "SELECT DISTINCT row_format FROM ops.migration_checksums WHERE table_name = 'tickers'")} == {
+        checksum.ROW_FORMAT}
+    schema_conn.execute("UPDATE ops.migration_checksums SET row_format = NULL WHERE table_name = 'tickers'")
+    failed = [r for r in validate(path, pg_dsn, ["tickers"]) if r.status == "fail"]
+    assert [(r.check, r.table, r.actual) for r in failed] == [
+        ("checksum_format", "tickers", "written by an earlier version: unrecorded (before row_format)")]
+    assert "clear load_tickers and validate" in verdict.what_to_do(failed, "run")
+    load(path, pg_dsn, ["tickers"])
+    assert failures(validate(path, pg_dsn, ["tickers"])) == []

@@ -194,3 +194,17 @@ def test_a_database_from_before_the_details_column_gets_it(mode: str, pg_conn: p
                     "VALUES ('old-run', 'duplicates', 'error', 0, true)")
     apply_schema(pg_conn)
     assert pg_conn.execute("SELECT run_id, details FROM ops.quality_results").fetchall() == [("old-run", None)]
+
+
+def test_a_database_from_before_the_row_format_column_gets_it(mode: str, pg_conn: psycopg.Connection) -> None:
+    """ops.migration_checksums as earlier releases created it: applying the schema adds ``row_format``; old
+    rows stay NULL, which validation reports as an earlier format."""
+    pg_conn.execute("CREATE SCHEMA ops")
+    pg_conn.execute(
+        "CREATE TABLE ops.migration_checksums (table_name text NOT NULL, region text NOT NULL, day date NOT NULL, "
+        "row_count bigint NOT NULL, checksum numeric NOT NULL, run_id text NOT NULL, computed_at timestamptz NOT "
+        "NULL DEFAULT now(), PRIMARY KEY (table_name, region, day))")
+    pg_conn.execute("INSERT INTO ops.migration_checksums (table_name, region, day, row_count, checksum, run_id) "
+                    "VALUES ('tickers', 'KR', '0001-01-01', 3, 42, 'old-run')")
+    apply_schema(pg_conn)
+    assert pg_conn.execute("SELECT run_id, row_format FROM ops.migration_checksums").fetchall() == [("old-run", None)]

@@ -16,6 +16,10 @@ from psycopg import sql
 from quantdbops.migration.plan import ALL_REGIONS, COPY_DELIMITER, COPY_NULL, ESCAPED_NULL_TEXT, NO_DAY, copy_columns
 from quantdbops.registry import Column, Table
 
+# How the source side rendered and hashed its rows, kept with every checksum row: sums written by another
+# version (tab-separated text, md5) cannot be compared with today's target side, and validation says so.
+ROW_FORMAT = f"sha256-64 of COPY text, DELIMITER '{COPY_DELIMITER}', NULL '{COPY_NULL}'"
+
 
 def canonical_expr(col: Column) -> sql.Composable:
     """SQL rendering a stored value as the COPY text the loader sent for it (``plan.COPY_OPTIONS``)."""
@@ -99,6 +103,14 @@ def target_sums_sql(table: Table, *, by: str = "month") -> sql.Composable:
         "GROUP BY 1, 2"
     ).format(region=_region_expr(table), bucket=bucket, h=row_hash_sql(table),
              t=sql.Identifier("public", table.name), w=target_slice_where(table))
+
+
+def source_formats_sql() -> sql.Composable:
+    """Row formats of a table's source checksums in the selected slices (NULL: written before row_format)."""
+    return sql.SQL(
+        "SELECT DISTINCT row_format FROM ops.migration_checksums WHERE table_name = %(table)s "
+        "AND region = ANY(%(regions)s) AND (day >= %(start)s OR %(start)s IS NULL) "
+        "AND (day <= %(end)s OR %(end)s IS NULL)")
 
 
 def source_sums_sql(*, by: str = "month") -> sql.Composable:

@@ -27,6 +27,7 @@ from psycopg import sql
 
 from quantdbops import REGIONS
 from quantdbops.io.pg import DbMode
+from quantdbops.migration.checksum import ROW_FORMAT
 from quantdbops.migration.plan import ALL_REGIONS, COPY_OPTIONS, UNKNOWN_REGION, SliceFilter, TablePlan
 from quantdbops.migration.produce import ProducerResult, open_reader, prepare_source, produce, worker
 from quantdbops.migration.source import source_file
@@ -454,10 +455,11 @@ def _write_ops(pg: psycopg.Connection, sconn: sqlite3.Connection, table: Table, 
                                 json.dumps(row, default=str), None if tv is None else str(tv)))
     if result.rows:
         with pg.cursor() as cur, cur.copy(
-            "COPY ops.migration_checksums (table_name, region, day, row_count, checksum, run_id) FROM STDIN"
+            "COPY ops.migration_checksums (table_name, region, day, row_count, checksum, run_id, row_format) "
+            "FROM STDIN"
         ) as copy:
             for (region, day), n in result.rows.items():
-                copy.write_row((table.name, region, day, n, result.sums[(region, day)], run_id))
+                copy.write_row((table.name, region, day, n, result.sums[(region, day)], run_id, ROW_FORMAT))
 
 
 def _record_run(pg: psycopg.Connection, result: TableLoadResult, flt: SliceFilter) -> None:

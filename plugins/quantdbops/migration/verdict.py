@@ -13,6 +13,7 @@ from quantdbops.registry import TABLES, LoadMode
 MAX_CHECKS = 10  # failed checks spelled out in the message (all are in ops.validation_results)
 MAX_ROWS = 3  # differing rows spelled out per check
 DATA_CHECKS = ("row_counts", "date_coverage", "sample_rows", "content_checksum")
+FORMAT_CHECKS = ("checksum_format",)
 RULE_CHECKS = ("business_rules", "required_nulls", "referential")
 SCHEMA_CHECKS = ("features", "indexes")
 
@@ -92,6 +93,13 @@ def what_to_do(failed: list[CheckResult], run_id: str) -> str:
             "because other tables reference it: target rows the source lacks can also come from an earlier load "
             "of another source file. If so, migrate into an empty database, or delete those rows (and the rows "
             "that reference them) and validate")
+    formats = _tables(failed, FORMAT_CHECKS)
+    if formats:
+        steps.append(
+            f"the source checksums of {', '.join(formats)} were written by an earlier version of this bundle, "
+            "which rendered rows differently, so validate alone cannot compare them: clear "
+            f"{', '.join(f'load_{t}' for t in formats)} and validate (a load replaces its slice and its "
+            "checksums in one transaction)")
     rules = _tables(failed, RULE_CHECKS)
     if rules:
         steps.append(
