@@ -19,7 +19,7 @@ from psycopg import sql
 
 from quantdbops.migration.load import drop_secondary_indexes, find_duplicates, known_tickers, recreate_indexes
 from quantdbops.migration.plan import COPY_OPTIONS, SliceFilter, TablePlan
-from quantdbops.migration.produce import open_reader, prepare_source, produce
+from quantdbops.migration.produce import read_source
 from quantdbops.migration.source import source_file
 from quantdbops.registry import Table
 
@@ -43,11 +43,8 @@ def render_copy_file(sconn: sqlite3.Connection, pg: psycopg.Connection, table: T
     dups = find_duplicates(sconn, plan, flt)
     path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(path.parent, 0o755)
-    reader = open_reader(source_file(sconn))
     with path.open("wb") as fh:
-        prepare_source(reader, known, dups)
-        result = produce(reader, table.name, flt, None, dups, fh.write)
-    reader.close()
+        result = read_source(source_file(sconn), table.name, flt, None, known, dups, fh.write)
     os.chmod(path, 0o644)
     return RenderedFile(path=path, columns=plan.query(flt).columns, rows=sum(result.rows.values()),
                         rejected=len(result.rejects), size_bytes=path.stat().st_size)

@@ -341,12 +341,13 @@ _CHILD = textwrap.dedent("""
     import sys, time
     sys.path[:0] = [{plugins!r}]
     import quantdbops.migration.load as L
+    import quantdbops.migration.produce as P
     from quantdbops.io.pg import connect, detect_mode
     from quantdbops.migration.plan import SliceFilter
     from quantdbops.migration.source import open_source
     from quantdbops.registry import OHLCV_DATA
 
-    real_produce = L.produce
+    real_produce = P.produce
 
     def throttled(sconn, name, flt, rowid_range, dups, emit, chunk_bytes=None):
         # Small chunks, a pause after each: the COPY stays in flight long enough to be killed halfway.
@@ -355,7 +356,7 @@ _CHILD = textwrap.dedent("""
             time.sleep(0.05)
         return real_produce(sconn, name, flt, rowid_range, dups, slow, chunk_bytes=32 * 1024)
 
-    L.produce = throttled
+    P.produce = throttled  # read_source, the in-process path, calls it
     sconn = open_source({source!r})
     pg = connect({dsn!r}, application_name="killed-load")
     mode = detect_mode(pg)

@@ -105,20 +105,21 @@ def target_sums_sql(table: Table, *, by: str = "month") -> sql.Composable:
              t=sql.Identifier("public", table.name), w=target_slice_where(table))
 
 
+# A table's source checksum rows in the selected slices, with parameters %(table)s, %(regions)s, %(start)s
+# and %(end)s (NULL: open).
+_SOURCE_SLICE = ("FROM ops.migration_checksums WHERE table_name = %(table)s AND region = ANY(%(regions)s) "
+                 "AND (day >= %(start)s OR %(start)s IS NULL) AND (day <= %(end)s OR %(end)s IS NULL)")
+
+
 def source_formats_sql() -> sql.Composable:
     """Row formats of a table's source checksums in the selected slices (NULL: written before row_format)."""
-    return sql.SQL(
-        "SELECT DISTINCT row_format FROM ops.migration_checksums WHERE table_name = %(table)s "
-        "AND region = ANY(%(regions)s) AND (day >= %(start)s OR %(start)s IS NULL) "
-        "AND (day <= %(end)s OR %(end)s IS NULL)")
+    return sql.SQL("SELECT DISTINCT row_format " + _SOURCE_SLICE)
 
 
 def source_sums_sql(*, by: str = "month") -> sql.Composable:
     bucket = sql.SQL("date_trunc('month', day)::date") if by == "month" else sql.SQL("day")
     return sql.SQL(
-        "SELECT region, {} AS bucket, sum(row_count) AS n, sum(checksum) AS s FROM ops.migration_checksums "
-        "WHERE table_name = %(table)s AND region = ANY(%(regions)s) "
-        "AND (day >= %(start)s OR %(start)s IS NULL) AND (day <= %(end)s OR %(end)s IS NULL) GROUP BY 1, 2"
+        "SELECT region, {} AS bucket, sum(row_count) AS n, sum(checksum) AS s " + _SOURCE_SLICE + " GROUP BY 1, 2"
     ).format(bucket)
 
 

@@ -29,7 +29,7 @@ from quantdbops import REGIONS
 from quantdbops.io.pg import DbMode
 from quantdbops.migration.checksum import ROW_FORMAT
 from quantdbops.migration.plan import ALL_REGIONS, COPY_OPTIONS, UNKNOWN_REGION, SliceFilter, TablePlan
-from quantdbops.migration.produce import ProducerResult, open_reader, prepare_source, produce, worker
+from quantdbops.migration.produce import ProducerResult, read_source, worker
 from quantdbops.migration.source import source_file
 from quantdbops.registry import LoadMode, Table
 from quantdbops.schema import partitions
@@ -275,12 +275,7 @@ def _stream(sconn: sqlite3.Connection, path: str, table: Table, flt: SliceFilter
 
     lo, hi = sconn.execute(f'SELECT min(rowid), max(rowid) FROM main."{table.source}"').fetchone()
     if workers <= 1 or total < parallel_min_rows or lo is None:
-        reader = open_reader(path)
-        try:
-            prepare_source(reader, known, dups)
-            return produce(reader, table.name, flt, None, dups, forward)
-        finally:
-            reader.close()
+        return read_source(path, table.name, flt, None, known, dups, forward)
     step = (hi - lo) // workers + 1
     ranges = [(lo + i * step, min(hi, lo + (i + 1) * step - 1)) for i in range(workers)]
     ctx = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited connections or threads

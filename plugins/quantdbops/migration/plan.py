@@ -170,8 +170,9 @@ class TablePlan:
 
         The same condition serves the fast path (all columns ANDed) and, negated, the per-column reason,
         so the two can never disagree. A condition of None is checked by the producer in Python:
-        numeric columns (a text or blob among the numbers shows in the batch's JSON; infinity too), dates
-        and timestamps (``produce.render_date`` / ``render_timestamp``, once per distinct value).
+        numeric columns (a text or blob among the numbers shows in the batch's JSON; a row that may hold an
+        infinity is flagged by ``_finite_condition``), dates and timestamps (``produce.render_date`` /
+        ``render_timestamp``, once per distinct value).
         """
         k = col.kind
         if k in ("int", "bigint"):

@@ -276,6 +276,18 @@ def open_reader(path: str | Path) -> apsw.Connection:
     return apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
 
 
+def read_source(path: str | Path, table_name: str, flt: SliceFilter, rowid_range: tuple[int, int] | None,
+                known: list[tuple[str, str]] | None, dups: dict[int, int],
+                emit: Callable[[bytes], None]) -> ProducerResult:
+    """One producer run on its own reader of the file: the temp tables it joins, then ``produce``."""
+    reader = open_reader(path)
+    try:
+        prepare_source(reader, known, dups)
+        return produce(reader, table_name, flt, rowid_range, dups, emit)
+    finally:
+        reader.close()
+
+
 def prepare_source(sconn: Any, known: list[tuple[str, str]] | None, dups: dict[int, int]) -> None:
     """The temp tables the query joins: the target's tickers, each source ticker's region and whether the
     target has that (ticker, region), and the key collisions found beforehand."""
@@ -459,9 +471,7 @@ def worker(out: Connection, path: str, table_name: str, flt: SliceFilter, rowid_
            known: list[tuple[str, str]] | None, dups: dict[int, int]) -> None:
     """Process entry point: data chunks as bytes messages, then b'' and the result (or the error)."""
     try:
-        sconn = open_reader(path)
-        prepare_source(sconn, known, dups)
-        result = produce(sconn, table_name, flt, rowid_range, dups, out.send_bytes)
+        result = read_source(path, table_name, flt, rowid_range, known, dups, out.send_bytes)
         out.send_bytes(b"")
         out.send(("ok", result))
     except BaseException:  # the parent re-raises it with the producer's traceback

@@ -21,7 +21,7 @@ from quantdbops.io.pg import DbMode
 from quantdbops.migration import checksum
 from quantdbops.migration.load import find_duplicates, known_tickers, slice_regions
 from quantdbops.migration.plan import ALL_REGIONS, UNKNOWN_REGION, SliceFilter, TablePlan, copy_columns
-from quantdbops.migration.produce import open_reader, prepare_source, produce
+from quantdbops.migration.produce import read_source
 from quantdbops.migration.source import source_file
 from quantdbops.registry import AGGREGATES, TABLES, Column, RegionRule, Table
 
@@ -354,12 +354,7 @@ class Validator:
             else None
         dups = find_duplicates(self.s, TablePlan(table), flt)
         chunks: list[bytes] = []
-        reader = open_reader(source_file(self.s))
-        try:
-            prepare_source(reader, known, dups)
-            produce(reader, table.name, flt, None, dups, chunks.append)
-        finally:
-            reader.close()
+        read_source(source_file(self.s), table.name, flt, None, known, dups, chunks.append)
         source = {}
         for line in b"".join(chunks).decode().splitlines():
             parts = checksum.copy_fields(line)
