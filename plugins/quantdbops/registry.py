@@ -39,7 +39,58 @@ TIMEFRAME_SPELLINGS = (
 )
 
 SAME = "="  # marker: the source column has the target column's name
-REGION_CHECK = "region IN (" + ", ".join(f"'{r}'" for r in REGIONS) + ")"
+SIGNALS = ("BUY", "WATCH", "AVOID")
+
+# Quarantine reasons (``ops.migration_rejects.reason``): every rule below names the one a row breaking it is
+# quarantined with; the detail after the colon names the column or the rule.
+MISSING_REQUIRED = "missing_required"  # a required column is NULL
+MALFORMED_DATE = "malformed_date"  # not 'YYYY-MM-DD' of a real day
+MALFORMED_TIMESTAMP = "malformed_timestamp"  # not an ISO timestamp of a real day and time
+NON_NUMERIC = "non_numeric"  # not a finite number (text, blob, infinity) or an integer out of range
+INVALID_TEXT = "invalid_text"  # not text PostgreSQL can hold: a NUL byte, invalid UTF-8, a blob
+INVALID_VALUE = "invalid_value"  # outside a rule's domain or vocabulary (prices > 0, region IN ...)
+OHLC_VIOLATION = "ohlc_violation"  # the bar's high/low do not bound its open/close
+ORPHAN = "orphan"  # names a ticker the target does not have (or in another region)
+DUPLICATE_KEY = "duplicate_key"  # maps onto a key another source row already has
+REASONS = (MALFORMED_DATE, MALFORMED_TIMESTAMP, NON_NUMERIC, INVALID_TEXT, OHLC_VIOLATION, ORPHAN, DUPLICATE_KEY,
+           MISSING_REQUIRED, INVALID_VALUE)
+# The reason a value of each column kind is quarantined with when it is not of that kind.
+KIND_REASONS = {"date": MALFORMED_DATE, "timestamptz": MALFORMED_TIMESTAMP, "numeric": NON_NUMERIC,
+                "int": NON_NUMERIC, "bigint": NON_NUMERIC, "bool": INVALID_VALUE, "text": INVALID_TEXT}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A row rule of a table: SQL over the table's own columns, true for a good row.
+
+    Every rule is an invariant of the table, declared once here, and so: a CHECK constraint of the schema
+    (NULL passes, as in any CHECK: required columns are their own rule), a condition the loader checks in
+    SQLite before ``COPY`` (a row breaking it is quarantined with ``reason``), and a count validation and the
+    quality checks take over the target. ``expr`` is therefore written in the SQL both PostgreSQL and SQLite
+    read alike: column names, literals, comparisons, ``IN``, ``AND``/``OR``, ``IS NULL``, ``ABS``.
+    """
+
+    name: str
+    expr: str
+    reason: str = INVALID_VALUE
+    says: str = ""  # the rule in words for logs; the expression itself when empty
+
+    @property
+    def text(self) -> str:
+        return self.says or self.expr
+
+
+def _region(prefix: str) -> Rule:
+    return _one_of(f"chk_{prefix}_region", "region", REGIONS)
+
+
+def _one_of(name: str, column: str, values: tuple[str, ...]) -> Rule:
+    listed = ", ".join(f"'{v}'" for v in values)  # plain upper-case words: no quoting needed
+    return Rule(name, f"{column} IN ({listed})", says=f"{column} in {'/'.join(values)}")
+
+
+def _positive(name: str, *columns: str) -> Rule:
+    return Rule(name, " AND ".join(f"{c} > 0" for c in columns), says=f"{', '.join(columns)} > 0")
 
 
 class RegionRule(StrEnum):
@@ -128,7 +179,7 @@ class Table:
     chunk_interval: str | None = None  # hypertable chunk = plain-mode partition interval
     compression: Compression | None = None
     retention: str | None = None
-    checks: tuple[tuple[str, str], ...] = ()
+    rules: tuple[Rule, ...] = ()
     foreign_keys: tuple[ForeignKey, ...] = ()
     indexes: tuple[Index, ...] = ()
     surrogate: str | None = None  # identity primary key; then ``key`` is a UNIQUE constraint
@@ -179,6 +230,11 @@ class Table:
     @property
     def required_columns(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns if c.required)
+
+    @property
+    def checks(self) -> tuple[tuple[str, str], ...]:
+        """(constraint name, expression) of every rule: the table's CHECK constraints."""
+        return tuple((r.name, r.expr) for r in self.rules)
 
     @property
     def has_region(self) -> bool:
@@ -249,7 +305,7 @@ TICKERS = Table(
         _ts("last_updated", required=True),
         _c("metadata", "jsonb", None),
     ),
-    checks=(("chk_tickers_region", REGION_CHECK),),
+    rules=(_region("tickers"),),
     indexes=(
         Index("idx_tickers_region", "region"),
         Index("idx_tickers_sector", "sector"),
@@ -287,15 +343,16 @@ OHLCV_DATA = Table(
         _ts("created_at", required=True),
         _LAST_UPDATED_NOW,
     ),
-    checks=(
-        ("chk_ohlcv_region", REGION_CHECK),
-        ("chk_ohlcv_timeframe", "timeframe IN ('D', 'W', 'M')"),
-        ("chk_ohlcv_high_low", "high >= low"),
-        ("chk_ohlcv_high_open", "high >= open"),
-        ("chk_ohlcv_high_close", "high >= close"),
-        ("chk_ohlcv_low_open", "low <= open"),
-        ("chk_ohlcv_low_close", "low <= close"),
-        ("chk_ohlcv_volume", "volume >= 0"),
+    rules=(
+        _region("ohlcv"),
+        _one_of("chk_ohlcv_timeframe", "timeframe", ("D", "W", "M")),
+        _positive("chk_ohlcv_prices", "open", "high", "low", "close"),
+        Rule("chk_ohlcv_high_low", "high >= low", OHLC_VIOLATION),
+        Rule("chk_ohlcv_high_open", "high >= open", OHLC_VIOLATION),
+        Rule("chk_ohlcv_high_close", "high >= close", OHLC_VIOLATION),
+        Rule("chk_ohlcv_low_open", "low <= open", OHLC_VIOLATION),
+        Rule("chk_ohlcv_low_close", "low <= close", OHLC_VIOLATION),
+        Rule("chk_ohlcv_volume", "volume >= 0"),
     ),
     indexes=(
         Index("idx_ohlcv_ticker_region", "ticker, region, date DESC"),
@@ -318,7 +375,7 @@ STOCK_DETAILS = Table(
         _c("is_spac", "bool"), _c("is_preferred", "bool"), _c("par_value", "bigint"),
         _ts("created_at", required=True), _ts("last_updated", required=True), _ts("enriched_at"),
     ),
-    checks=(("chk_stock_details_region", REGION_CHECK),),
+    rules=(_region("stock_details"),),
     foreign_keys=(_fk("stock_details"),),
     indexes=(Index("idx_stock_details_sector", "region, sector"),),
 )
@@ -345,7 +402,7 @@ ETF_DETAILS = Table(
         _c("pension_eligible", "bool"), _c("investment_strategy", "text"),
         _ts("created_at", required=True), _ts("last_updated", required=True), _c("data_source", "text"),
     ),
-    checks=(("chk_etf_details_region", REGION_CHECK),),
+    rules=(_region("etf_details"), Rule("chk_etf_details_expense_ratio", "expense_ratio >= 0")),
     foreign_keys=(_fk("etf_details"),),
 )
 
@@ -367,7 +424,7 @@ ETF_HOLDINGS = Table(
         _c("as_of_date", "date", required=True),
         _ts("created_at", required=True), _c("data_source", "text"),
     ),
-    checks=(("chk_etf_holdings_region", REGION_CHECK), ("chk_etf_holdings_weight", "weight >= 0")),
+    rules=(_region("etf_holdings"), Rule("chk_etf_holdings_weight", "weight >= 0")),
     foreign_keys=(
         ForeignKey("fk_etf_holdings_etf", ("etf_ticker", "region"), "tickers", ("ticker", "region")),
     ),
@@ -394,10 +451,7 @@ TECHNICAL_ANALYSIS = Table(
         _c("gpt_analysis", "text"),
         _ts("created_at", required=True),
     ),
-    checks=(
-        ("chk_technical_analysis_region", REGION_CHECK),
-        ("chk_technical_analysis_signal", "signal IN ('BUY', 'WATCH', 'AVOID')"),
-    ),
+    rules=(_region("technical_analysis"), _one_of("chk_technical_analysis_signal", "signal", SIGNALS)),
     indexes=(Index("idx_technical_analysis_date", "analysis_date DESC, signal"),),
     dropped_source_columns=_SURROGATE_ID,
 )
@@ -436,11 +490,11 @@ TRADES = Table(
         _LAST_UPDATED_NOW,
     ),
     derived={"trade_date": "order_time"},
-    checks=(
-        ("chk_trades_region", REGION_CHECK),
-        ("chk_trades_quantity", "quantity > 0"),
-        ("chk_trades_price", "price > 0"),
-        ("chk_trades_type", "trade_type IN ('BUY', 'SELL')"),
+    rules=(
+        _region("trades"),
+        _positive("chk_trades_quantity", "quantity"),
+        _positive("chk_trades_price", "price"),
+        _one_of("chk_trades_type", "trade_type", ("BUY", "SELL")),
     ),
     foreign_keys=(_fk("trades"),),
     indexes=(
@@ -476,7 +530,8 @@ PORTFOLIO = Table(
         _c("entry_signal", "text", None), _c("last_rebalance_date", "date", None), _c("notes", "text", None),
         _ts("last_updated", required=True),
     ),
-    checks=(("chk_portfolio_region", REGION_CHECK), ("chk_portfolio_quantity", "quantity > 0")),
+    rules=(_region("portfolio"), _positive("chk_portfolio_quantity", "quantity"),
+           _positive("chk_portfolio_avg_buy_price", "avg_buy_price")),
     foreign_keys=(_fk("portfolio"),),
     indexes=(
         Index("idx_portfolio_region", "region"),
@@ -520,9 +575,9 @@ TICKER_FUNDAMENTALS = Table(
         *_num("dividend_yield", "dividend_per_share"),
         _ts("created_at", required=True), _c("data_source", "text"),
     ),
-    checks=(
-        ("chk_ticker_fundamentals_region", REGION_CHECK),
-        ("chk_ticker_fundamentals_period", "period_type IN ('DAILY', 'QUARTERLY', 'ANNUAL')"),
+    rules=(
+        _region("ticker_fundamentals"),
+        _one_of("chk_ticker_fundamentals_period", "period_type", ("DAILY", "QUARTERLY", "ANNUAL")),
     ),
     dropped_source_columns=_SURROGATE_ID,
 )
@@ -542,7 +597,7 @@ EXCHANGE_RATE_HISTORY = Table(
         # DEFAULT CURRENT_TIMESTAMP in SQLite writes UTC, unlike the application's local timestamps.
         _ts("created_at", source_tz="UTC"),
     ),
-    checks=(("chk_exchange_rate_positive", "rate > 0"),),
+    rules=(_positive("chk_exchange_rate_positive", "rate"),),
     dropped_source_columns=_SURROGATE_ID,
 )
 
@@ -563,7 +618,10 @@ GLOBAL_MARKET_INDICES = Table(
         _c("trend_5d", "text"), _c("consecutive_days", "int"),
         _ts("created_at", required=True),
     ),
-    checks=(("chk_global_indices_high_low", "high_price >= low_price"),),
+    rules=(
+        _positive("chk_global_indices_prices", "open_price", "high_price", "low_price", "close_price"),
+        Rule("chk_global_indices_high_low", "high_price >= low_price", OHLC_VIOLATION),
+    ),
     dropped_source_columns=_SURROGATE_ID,
 )
 
@@ -589,11 +647,11 @@ FACTOR_SCORES = Table(
         _c("calculation_metadata", "jsonb"),
         _LAST_UPDATED_NOW,
     ),
-    checks=(
-        ("chk_factor_scores_region", REGION_CHECK),
-        ("chk_factor_total_score",
-         "ABS(total_score - (layer1_total + layer2_total + layer3_total)) < 0.01"),
-        ("chk_factor_signal", "signal IN ('BUY', 'WATCH', 'AVOID')"),
+    rules=(
+        _region("factor_scores"),
+        Rule("chk_factor_total_score", "ABS(total_score - (layer1_total + layer2_total + layer3_total)) < 0.01",
+             says="total_score is the sum of the three layers (within 0.01)"),
+        _one_of("chk_factor_signal", "signal", SIGNALS),
     ),
     foreign_keys=(_fk("factor_scores"),),
     indexes=(
@@ -621,7 +679,7 @@ STRATEGIES = Table(
         _CREATED_NOW,
         _LAST_UPDATED_NOW,
     ),
-    checks=(("chk_strategies_region", "region IS NULL OR " + REGION_CHECK),),
+    rules=(_region("strategies"),),
 )
 
 BACKTEST_RESULTS = Table(
@@ -646,7 +704,7 @@ BACKTEST_RESULTS = Table(
         _c("transaction_cost_bps", "numeric"), _c("trades", "jsonb"),
         _LAST_UPDATED_NOW,
     ),
-    checks=(("chk_backtest_region", REGION_CHECK),),
+    rules=(_region("backtest"),),
     indexes=(
         Index("idx_backtest_strategy", "strategy_name, region, simulation_date DESC"),
         Index("idx_backtest_sharpe", "sharpe_ratio DESC"),
@@ -684,7 +742,7 @@ PORTFOLIO_HOLDINGS = Table(
         *_num("avg_cost", "market_value", "weight"),
         _LAST_UPDATED_NOW,
     ),
-    checks=(("chk_portfolio_holdings_region", REGION_CHECK),),
+    rules=(_region("portfolio_holdings"),),
     foreign_keys=(
         ForeignKey("fk_portfolio_holdings_strategy", ("strategy_id",), "strategies", ("id",)),
         _fk("portfolio_holdings"),
@@ -709,9 +767,9 @@ PORTFOLIO_TRANSACTIONS = Table(
         _c("total_value", "numeric", None, generated="shares * price + commission + slippage"),
         _CREATED_NOW,
     ),
-    checks=(
-        ("chk_portfolio_transactions_region", REGION_CHECK),
-        ("chk_portfolio_transactions_type", "transaction_type IN ('BUY', 'SELL')"),
+    rules=(
+        _region("portfolio_transactions"),
+        _one_of("chk_portfolio_transactions_type", "transaction_type", ("BUY", "SELL")),
     ),
     foreign_keys=(
         ForeignKey("fk_portfolio_transactions_strategy", ("strategy_id",), "strategies", ("id",)),
@@ -807,7 +865,7 @@ SYSTEM_LOGS = Table(
         _c("exception_type", "text"), _c("stack_trace", "text"), _c("context", "jsonb"),
         _LAST_UPDATED_NOW,
     ),
-    checks=(("chk_system_logs_level", "log_level IN ('DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL')"),),
+    rules=(_one_of("chk_system_logs_level", "log_level", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),),
     indexes=(
         Index("idx_system_logs_timestamp", "timestamp DESC"),
         Index("idx_system_logs_level", "log_level", where="log_level IN ('ERROR', 'CRITICAL')"),
@@ -854,6 +912,88 @@ def dependency_order(names: list[str] | tuple[str, ...]) -> list[str]:
     """The given table names sorted so every table follows the tables it references."""
     position = {t.name: i for i, t in enumerate(TABLES)}
     return sorted(names, key=lambda n: position[table(n).name])
+
+
+@dataclass(frozen=True)
+class DeclaredRule:
+    """One rule of a table's declaration, as the loader reports a source row breaking it: ``reason:detail``.
+
+    ``kind`` is ``required`` (a required column is NULL), ``type`` (a value is not of its column's kind),
+    ``rule`` (one of the table's ``rules``), ``orphan`` (the row's ticker is unknown) or ``key`` (two rows map
+    onto one natural key); ``column`` names the column of the first two, ``rule`` the rule of the third.
+    """
+
+    table: str
+    kind: str
+    reason: str
+    detail: str
+    says: str
+    column: str | None = None
+    rule: Rule | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.reason}:{self.detail}"
+
+
+# The orphan rules' details: what the loader found about the row's ticker.
+ORPHAN_UNKNOWN = "{} not in tickers"
+ORPHAN_OTHER_REGION = "region differs from the ticker's"
+ORPHAN_NOT_LOADED = "{} not in the target's tickers"
+
+
+def declared_rules(t: Table) -> tuple[DeclaredRule, ...]:
+    """Every rule a loaded row of ``t`` must keep, in the order a row breaking several is reported by.
+
+    Per loaded column (derived ones last: a malformed ``order_time`` is reported as such, not as a bad
+    ``trade_date``): required, then its kind; then the table's rules; then its tickers; then its key.
+    The loader checks exactly these (``migration.plan``), validation and the quality checks count them.
+    """
+    out: list[DeclaredRule] = []
+    for c in sorted(t.loaded_columns, key=lambda c: c.name in t.derived):
+        # A region found through the row's ticker is missing only when the ticker is: an orphan.
+        if c.required and not (c.name == "region" and t.ticker_column):
+            out.append(DeclaredRule(t.name, "required", MISSING_REQUIRED, c.name, f"{c.name} is not NULL", c.name))
+        if c.kind in KIND_REASONS:
+            out.append(DeclaredRule(t.name, "type", KIND_REASONS[c.kind], c.name, f"{c.name} is a {c.kind}", c.name))
+    out += [DeclaredRule(t.name, "rule", r.reason, r.name, r.text, rule=r) for r in t.rules]
+    if t.ticker_column:
+        out += [DeclaredRule(t.name, "orphan", ORPHAN, ORPHAN_UNKNOWN.format(t.ticker_column),
+                             f"{t.ticker_column} is a ticker of the source"),
+                DeclaredRule(t.name, "orphan", ORPHAN, ORPHAN_OTHER_REGION, "the row's region is its ticker's"),
+                DeclaredRule(t.name, "orphan", ORPHAN, ORPHAN_NOT_LOADED.format(t.ticker_column),
+                             f"{t.ticker_column} is a ticker of the target")]
+    out += [DeclaredRule(t.name, "orphan", ORPHAN, ORPHAN_NOT_LOADED.format(ref), f"{ref} is a ticker of the target")
+            for ref in t.ticker_refs]
+    out.append(DeclaredRule(t.name, "key", DUPLICATE_KEY, "key", f"({', '.join(t.key)}) is unique"))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class TickerReference:
+    """A table whose rows name a ticker (with its region, or by ticker alone)."""
+
+    table: str
+    ticker_column: str
+    region_column: str | None
+
+
+def ticker_references() -> tuple[TickerReference, ...]:
+    """Every table and column pair that names a ticker of ``tickers``: foreign keys, the migrated tables'
+    ticker columns, and any other table with ``ticker`` and ``region`` columns."""
+    out: list[TickerReference] = []
+    for t in TABLES:
+        if t is TICKERS:
+            continue
+        found = [TickerReference(t.name, fk.columns[0], fk.columns[1] if len(fk.columns) > 1 else None)
+                 for fk in t.foreign_keys if fk.ref_table == TICKERS.name]
+        if t.ticker_column and t.has_region:
+            found.append(TickerReference(t.name, t.ticker_column, "region"))
+        found += [TickerReference(t.name, ref, None) for ref in t.ticker_refs]
+        if {"ticker", "region"} <= set(t.column_names):
+            found.append(TickerReference(t.name, "ticker", "region"))
+        out += [r for r in dict.fromkeys(found) if r not in out]
+    return tuple(out)
 
 
 # Aggregates over the tables above: continuous aggregates in TimescaleDB mode, materialized views in

@@ -30,9 +30,9 @@ from quantdbops.io.pg import DbMode
 from quantdbops.migration.checksum import ROW_FORMAT
 from quantdbops.migration.plan import ALL_REGIONS, COPY_OPTIONS, UNKNOWN_REGION, SliceFilter, TablePlan
 from quantdbops.migration.produce import ProducerResult, read_source, worker
-from quantdbops.migration.source import source_file
-from quantdbops.registry import LoadMode, Table
-from quantdbops.schema import partitions
+from quantdbops.migration.source import raw_rows, source_file, source_key_is_unique
+from quantdbops.registry import LoadMode, Table, ticker_references
+from quantdbops.schema import partitions, render
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,7 @@ class TableLoadResult:
     seconds: float
     mode: str
     unknown_columns: list[str] = field(default_factory=list)
+    pruned: PruneResult | None = None
 
     @property
     def source_rows(self) -> int:
@@ -126,21 +127,39 @@ class TableLoadResult:
             "rows_per_sec": round(self.rows_per_sec), "unknown_columns": self.unknown_columns,
             "regions": {r: {"source_rows": s.source_rows, "loaded": s.loaded, "rejected": dict(s.rejected)}
                         for r, s in sorted(self.regions.items())},
+            "pruned": self.pruned.as_dict() if self.pruned else None,
         }
 
 
 def known_tickers(sconn: sqlite3.Connection, pg: psycopg.Connection | None,
                   from_source: bool) -> list[tuple[str, str]]:
-    """The (ticker, region) pairs a row may reference: the target's tickers (the source's in a dry run,
-    since nothing was written there)."""
-    if from_source or pg is None:
-        return list(sconn.execute("SELECT ticker, region FROM main.tickers"))
-    return [tuple(r) for r in pg.execute("SELECT ticker, region FROM public.tickers")]
+    """The (ticker, region) pairs a row may reference: the target's tickers; in a dry run (``from_source``),
+    where nothing was written, the target's and those the tickers load would write."""
+    target: list[tuple[str, str]] = []
+    if pg is not None and pg.execute("SELECT to_regclass('public.tickers')").fetchone()[0]:
+        target = [tuple(r) for r in pg.execute("SELECT ticker, region FROM public.tickers")]
+    if not from_source and pg is not None:
+        return target
+    return sorted(set(target) | set(would_load_tickers(sconn)))
+
+
+def would_load_tickers(sconn: sqlite3.Connection) -> list[tuple[str, str]]:
+    """The (ticker, region) of every source ticker the tickers load would write (its checks passed)."""
+    from quantdbops.registry import TICKERS
+
+    refused = {r[0] for r in read_source(source_file(sconn), TICKERS.name, SliceFilter(), None, None,
+                                         find_duplicates(sconn, TablePlan(TICKERS), SliceFilter()),
+                                         lambda _b: None).rejects}
+    rows = sconn.execute("SELECT rowid, ticker, region FROM main.tickers")
+    return [(ticker, region) for rowid, ticker, region in rows if rowid not in refused]
 
 
 def find_duplicates(sconn: sqlite3.Connection, plan: TablePlan, flt: SliceFilter) -> dict[int, int]:
-    """Rows whose mapped key another row already has -> the rowid kept."""
-    found = plan.collision_sql(flt)
+    """Rows whose mapped key another row already has -> the rowid kept.
+
+    Where the source's own unique constraints make the unmapped key unique, only rows a mapping may make
+    collide are looked at; a source table without such a constraint has its whole key ranked."""
+    found = plan.collision_sql(flt, whole_key=not source_key_is_unique(sconn, plan.table))
     if found is None:
         return {}
     query, params = found
@@ -209,8 +228,11 @@ def _delete_slices(pg: psycopg.Connection, table: Table, flt: SliceFilter) -> st
 
 
 def _ops_slice_where(table: Table, flt: SliceFilter, regions: list[str], time_col: str) -> tuple[sql.Composed, list]:
-    conds = [sql.SQL("table_name = %s"), sql.SQL("region = ANY(%s)")]
-    params: list[object] = [table.name, regions]
+    """The ops rows of the slices a load replaces, and any of the table filed under a region that is no
+    slice at all (written by an earlier version under the spelling a source row carried): those are
+    replaced by whichever load of the table runs next, so a re-run always converges."""
+    conds = [sql.SQL("table_name = %s"), sql.SQL("(region = ANY(%s) OR region <> ALL(%s))")]
+    params: list[object] = [table.name, regions, [*REGIONS, ALL_REGIONS, UNKNOWN_REGION]]
     if not table.time_column:
         return sql.SQL(" AND ").join(conds), params
     if flt.start_date:
@@ -220,18 +242,6 @@ def _ops_slice_where(table: Table, flt: SliceFilter, regions: list[str], time_co
         conds.append(sql.SQL("{} < %s").format(sql.Identifier(time_col)))
         params.append(date.fromordinal(flt.end_date.toordinal() + 1).isoformat())
     return sql.SQL(" AND ").join(conds), params
-
-
-def _raw_rows(sconn: sqlite3.Connection, table: str, rowids: list[int]) -> dict[int, dict]:
-    out: dict[int, dict] = {}
-    for i in range(0, len(rowids), 500):
-        chunk = rowids[i:i + 500]
-        cur = sconn.execute(f'SELECT rowid AS _rowid_, * FROM main."{table}" WHERE rowid IN '
-                            f"({', '.join('?' * len(chunk))})", chunk)
-        names = [d[0] for d in cur.description]
-        for row in cur:
-            out[row[0]] = {n: (v.hex() if isinstance(v, bytes) else v) for n, v in zip(names[1:], row[1:], strict=True)}
-    return out
 
 
 @contextmanager
@@ -348,17 +358,27 @@ def load_table(
     run_id: str,
     mode: DbMode,
     dry_run: bool = False,
+    prune: bool = False,
     progress: Callable[[str], None] | None = None,
     progress_seconds: float = PROGRESS_SECONDS,
     workers: int | None = None,
     parallel_min_rows: int = PARALLEL_MIN_ROWS,
 ) -> TableLoadResult:
-    """Load (or, dry, only read, map and check) one table's selected slices. ``pg`` is not autocommit."""
+    """Load (or, dry, only read, map, check and pass through PostgreSQL's input functions) one table's selected
+    slices. ``pg`` is not autocommit; with ``pg`` None a dry run checks the source side only.
+
+    A dry run sends the same COPY text and the same reject rows as a load, into temporary tables of the same
+    shape (types, key, rules) in a transaction it rolls back: a value PostgreSQL would refuse fails the dry run
+    as it would fail the load, and nothing durable is written. ``prune`` (tickers only): target tickers of
+    the selected regions that this load does not write are deleted where no other table references them.
+    """
     say = progress or log.info
     started = time.monotonic()
     plan = TablePlan(table)
     if pg is not None and pg.autocommit:
         raise ValueError("load_table needs a transactional connection: the slices are replaced atomically")
+    if prune and table.load_mode is not LoadMode.MERGE:
+        raise ValueError(f"prune applies to merged tables (tickers), not {table.name}")
     path = source_file(sconn)
     workers = configured_workers(server_is_local(pg)) if workers is None else workers
     known = known_tickers(sconn, pg, from_source=dry_run) if (table.ticker_column or table.ticker_refs) else None
@@ -367,35 +387,40 @@ def load_table(
     dups = find_duplicates(sconn, plan, flt)
     total = _count(sconn, plan, flt)
     regions = slice_regions(table, flt)
-    say(f"{table.name}: {total:,} source rows to read "
-        f"({'dry run: nothing is written' if dry_run or pg is None else mode.name})")
-    if dry_run or pg is None:
+    pruned: PruneResult | None = None
+    if pg is None:
+        say(f"{table.name}: {total:,} source rows to read (dry run without a database: source side only)")
         result = _stream(sconn, path, table, flt, known, dups, total, lambda _b: None, say, workers,
                          progress_seconds, parallel_min_rows)
     else:
+        say(f"{table.name}: {total:,} source rows to read "
+            + ("(dry run: into temporary tables, rolled back)" if dry_run else f"into {mode.name} mode"))
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in plan.query(flt).columns)
-        with pg.transaction():
+        with pg.transaction(force_rollback=dry_run):
             pg.execute("SET LOCAL maintenance_work_mem = '256MB'")
-            if not mode.timescaledb and table.partitioned:
-                span = _time_range(sconn, plan, flt)
-                if span:
-                    made = partitions.ensure_partitions(pg, table, *span)
-                    if made:
-                        say(f"{table.name}: created {len(made)} partitions ({made[0]} .. {made[-1]})")
             deferred: list[tuple[str, str]] = []
             with pg.cursor() as cur:
-                if table.load_mode is LoadMode.MERGE:
-                    cur.execute(sql.SQL("CREATE TEMP TABLE _stage (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP")
-                                .format(sql.Identifier("public", table.name)))
-                    target = sql.Identifier("_stage")
+                if dry_run:
+                    cur.execute(sql.SQL(render.temporary_table_sql(table, DRY_TARGET)))
+                    target = sql.Identifier(DRY_TARGET)
                 else:
-                    action = _delete_slices(pg, table, flt)
-                    say(f"{table.name}: replacing slices {', '.join(regions)}: {action}")
-                    if action == "truncated":
-                        # The whole table is rewritten: building its secondary indexes once afterwards
-                        # is much cheaper than updating them row by row (the key stays, it checks the rows).
-                        deferred = drop_secondary_indexes(pg, table)
-                    target = sql.Identifier("public", table.name)
+                    if not mode.timescaledb and table.partitioned:
+                        span = _time_range(sconn, plan, flt)
+                        made = partitions.ensure_partitions(pg, table, *span) if span else []
+                        if made:
+                            say(f"{table.name}: created {len(made)} partitions ({made[0]} .. {made[-1]})")
+                    if table.load_mode is LoadMode.MERGE:
+                        cur.execute(sql.SQL("CREATE TEMP TABLE _stage (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP")
+                                    .format(sql.Identifier("public", table.name)))
+                        target = sql.Identifier("_stage")
+                    else:
+                        action = _delete_slices(pg, table, flt)
+                        say(f"{table.name}: replacing slices {', '.join(regions)}: {action}")
+                        if action == "truncated":
+                            # The whole table is rewritten: building its secondary indexes once afterwards
+                            # is much cheaper than updating them row by row (the key stays, it checks the rows).
+                            deferred = drop_secondary_indexes(pg, table)
+                        target = sql.Identifier("public", table.name)
                 with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN " + COPY_OPTIONS).format(target, cols)) as copy:
                     result = _stream(sconn, path, table, flt, known, dups, total, copy.write, say, workers,
                                      progress_seconds, parallel_min_rows)
@@ -403,16 +428,22 @@ def load_table(
                     t0 = time.monotonic()
                     recreate_indexes(pg, deferred)
                     say(f"{table.name}: rebuilt {len(deferred)} secondary indexes in {time.monotonic() - t0:.1f}s")
-                if table.load_mode is LoadMode.MERGE:
+                if table.load_mode is LoadMode.MERGE and not dry_run:
                     _merge(cur, table, plan.query(flt).columns)
-            _write_ops(pg, sconn, table, flt, run_id, regions, result)
+                if prune:
+                    pruned = prune_tickers(pg, table, regions, target, delete=not dry_run)
+            _write_ops(pg, sconn, table, flt, run_id, regions, result, dry_run=dry_run)
     stats = {r: SliceStats(n, loaded, rej) for r, (n, loaded, rej) in result.stats.items()}
     out = TableLoadResult(table=table.name, run_id=run_id, dry_run=dry_run or pg is None, regions=stats,
                           seconds=time.monotonic() - started, mode=mode.name,
-                          unknown_columns=inspect_unknown_columns(sconn, table))
+                          unknown_columns=inspect_unknown_columns(sconn, table), pruned=pruned)
     if not dry_run and pg is not None:
         _record_run(pg, out, flt)
     return out
+
+
+DRY_TARGET = "_dry_run_target"
+DRY_REJECTS = "_dry_run_rejects"
 
 
 def _merge(cur: psycopg.Cursor, table: Table, columns: tuple[str, ...]) -> None:
@@ -425,30 +456,85 @@ def _merge(cur: psycopg.Cursor, table: Table, columns: tuple[str, ...]) -> None:
         sql.SQL(", ").join(sql.Identifier(c) for c in table.key), updates))
 
 
+@dataclass
+class PruneResult:
+    """Tickers of the target the load did not write: deleted, or kept because other rows reference them."""
+
+    deleted: list[tuple[str, str]] = field(default_factory=list)
+    kept: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (ticker, region) -> referencing tables
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return {"deleted": [list(k) for k in self.deleted], "dry_run": self.dry_run,
+                "kept": [{"ticker": k[0], "region": k[1], "referenced_by": v} for k, v in sorted(self.kept.items())]}
+
+
+def prune_tickers(pg: psycopg.Connection, table: Table, regions: list[str], written: sql.Identifier, *,
+                  delete: bool) -> PruneResult:
+    """Delete (``delete``) the target tickers of ``regions`` that ``written`` (what this load wrote) lacks and
+    that no other table references; the referenced ones are kept and listed with the tables referencing them.
+
+    Foreign keys to tickers cascade, so a referenced ticker is never deleted here: its rows would go too."""
+    out = PruneResult(dry_run=not delete)
+    if pg.execute("SELECT to_regclass('public.tickers')").fetchone()[0] is None:
+        return out  # a dry run before the first load: nothing to prune
+    absent = [tuple(r) for r in pg.execute(sql.SQL(
+        "SELECT ticker, region FROM public.tickers x WHERE region = ANY(%s) AND NOT EXISTS "
+        "(SELECT 1 FROM {} w WHERE w.ticker = x.ticker AND w.region = x.region) ORDER BY 1, 2").format(written),
+        (regions,))]
+    if not absent:
+        return out
+    tickers = [a[0] for a in absent]
+    for ref in ticker_references():
+        if pg.execute("SELECT to_regclass(%s)", (f"public.{ref.table}",)).fetchone()[0] is None:
+            continue
+        match = sql.SQL("r.{} = a.ticker").format(sql.Identifier(ref.ticker_column))
+        if ref.region_column:
+            match = sql.SQL("{} AND r.{} = a.region").format(match, sql.Identifier(ref.region_column))
+        for ticker, region in pg.execute(sql.SQL(
+                "SELECT a.ticker, a.region FROM unnest(%s::text[], %s::text[]) AS a(ticker, region) "
+                "WHERE EXISTS (SELECT 1 FROM {} r WHERE {})").format(sql.Identifier("public", ref.table), match),
+                (tickers, [a[1] for a in absent])):
+            out.kept.setdefault((ticker, region), []).append(ref.table)
+    out.deleted = [a for a in absent if a not in out.kept]
+    if delete and out.deleted:
+        pg.execute("DELETE FROM public.tickers x USING unnest(%s::text[], %s::text[]) AS d(ticker, region) "
+                   "WHERE x.ticker = d.ticker AND x.region = d.region",
+                   ([d[0] for d in out.deleted], [d[1] for d in out.deleted]))
+    return out
+
+
 def _write_ops(pg: psycopg.Connection, sconn: sqlite3.Connection, table: Table, flt: SliceFilter,
-               run_id: str, regions: list[str], result: ProducerResult) -> None:
-    """Rejects and checksums of the slices, replaced in the load's own transaction."""
-    slice_regions_all = sorted(set(regions) | set(result.stats) | {UNKNOWN_REGION})
-    where, params = _ops_slice_where(table, flt, slice_regions_all, "time_value")
-    pg.execute(sql.SQL("DELETE FROM ops.migration_rejects WHERE ") + where, params)
-    where, params = _ops_slice_where(table, flt, slice_regions_all, "day")
-    pg.execute(sql.SQL("DELETE FROM ops.migration_checksums WHERE ") + where, params)
+               run_id: str, regions: list[str], result: ProducerResult, *, dry_run: bool = False) -> None:
+    """Rejects and checksums of the slices, replaced in the load's own transaction; a dry run writes its
+    rejects into a temporary table of the same types (so PostgreSQL reads every raw row) and no checksums."""
+    if dry_run:
+        pg.execute(sql.SQL("CREATE TEMP TABLE {} (run_id text, table_name text, region text, source_rowid bigint, "
+                           "reason text, detail text, raw_row jsonb, time_value text) ON COMMIT DROP")
+                   .format(sql.Identifier(DRY_REJECTS)))
+        rejects = sql.Identifier(DRY_REJECTS)
+    else:
+        slice_regions_all = sorted(set(regions) | set(result.stats) | {UNKNOWN_REGION})
+        where, params = _ops_slice_where(table, flt, slice_regions_all, "time_value")
+        pg.execute(sql.SQL("DELETE FROM ops.migration_rejects WHERE ") + where, params)
+        where, params = _ops_slice_where(table, flt, slice_regions_all, "day")
+        pg.execute(sql.SQL("DELETE FROM ops.migration_checksums WHERE ") + where, params)
+        rejects = sql.Identifier("ops", "migration_rejects")
     if result.rejects:
-        raw = _raw_rows(sconn, table.source or table.name, [r[0] for r in result.rejects])
+        raw = raw_rows(sconn, table.source or table.name, [r[0] for r in result.rejects])
         time_key = None
         if table.time_column:
             col = table.column(table.time_column)
             time_key = table.derived.get(col.name) or col.source_column
-        with pg.cursor() as cur, cur.copy(
-            "COPY ops.migration_rejects (run_id, table_name, region, source_rowid, reason, detail, raw_row, "
-            "time_value) FROM STDIN"
-        ) as copy:
+        with pg.cursor() as cur, cur.copy(sql.SQL(
+            "COPY {} (run_id, table_name, region, source_rowid, reason, detail, raw_row, time_value) FROM STDIN"
+        ).format(rejects)) as copy:
             for rowid, region, reason, detail in result.rejects:
                 row = raw.get(rowid, {})
                 tv = row.get(time_key) if time_key else None
                 copy.write_row((run_id, table.name, region, rowid, reason, detail,
-                                json.dumps(row, default=str), None if tv is None else str(tv)))
-    if result.rows:
+                                json.dumps(row, default=str), tv if isinstance(tv, str) or tv is None else str(tv)))
+    if result.rows and not dry_run:
         with pg.cursor() as cur, cur.copy(
             "COPY ops.migration_checksums (table_name, region, day, row_count, checksum, run_id, row_format) "
             "FROM STDIN"

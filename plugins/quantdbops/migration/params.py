@@ -42,6 +42,11 @@ def migration_params() -> dict[str, Any]:
         "source_path": Param(None, type=["null", "string"], pattern="^/.+", title="Source file override",
                              description="Absolute path of a Spock SQLite file on the workers; empty = the "
                                          "spock_sqlite connection's file."),
+        "prune_tickers": Param(False, type="boolean", title="Prune tickers",
+                               description="With tickers selected: delete target tickers of the selected regions "
+                                           "that the source does not have (or quarantines), where no other table "
+                                           "references them; the referenced ones are kept and listed. Off: "
+                                           "tickers are only added and updated."),
     }
 
 
@@ -55,6 +60,7 @@ class MigrationRequest:
     end_date: date | None
     dry_run: bool
     source_path: str | None
+    prune_tickers: bool = False
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> MigrationRequest:
@@ -70,7 +76,10 @@ class MigrationRequest:
         path = params.get("source_path") or None
         if path is not None and not str(path).startswith("/"):
             raise ParamError(f"source_path must be an absolute path, got {path!r}")
-        return cls(regions, tables, start, end, dry_run, path)
+        prune = params.get("prune_tickers", False)
+        if not isinstance(prune, bool):
+            raise ParamError(f"prune_tickers must be true or false, got {prune!r}")
+        return cls(regions, tables, start, end, dry_run, path, prune)
 
     def slice_filter(self) -> SliceFilter:
         regions = None if set(self.regions) == set(REGIONS) else self.regions
@@ -79,7 +88,7 @@ class MigrationRequest:
     def describe(self) -> str:
         span = f"{self.start_date or 'start'}..{self.end_date or 'end'}"
         return (f"{'DRY RUN of ' if self.dry_run else ''}{len(self.tables)} tables, regions "
-                f"{','.join(self.regions)}, dates {span}")
+                f"{','.join(self.regions)}, dates {span}{', pruning tickers' if self.prune_tickers else ''}")
 
 
 __all__ = ["MIGRATABLE", "MigrationRequest", "ParamError", "migration_params"]

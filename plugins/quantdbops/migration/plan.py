@@ -22,19 +22,20 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from quantdbops.registry import Column, RegionRule, Table
-
-# Reject reasons (ops.migration_rejects.reason). The generator's manifest uses the same words.
-MALFORMED_DATE = "malformed_date"
-MALFORMED_TIMESTAMP = "malformed_timestamp"
-NON_NUMERIC = "non_numeric"
-OHLC_VIOLATION = "ohlc_violation"
-ORPHAN = "orphan"
-DUPLICATE_KEY = "duplicate_key"
-MISSING_REQUIRED = "missing_required"
-INVALID_VALUE = "invalid_value"
-REASONS = (MALFORMED_DATE, MALFORMED_TIMESTAMP, NON_NUMERIC, OHLC_VIOLATION, ORPHAN, DUPLICATE_KEY,
-           MISSING_REQUIRED, INVALID_VALUE)
+from quantdbops import REGIONS
+from quantdbops.registry import (
+    INVALID_VALUE,
+    MALFORMED_DATE,
+    MALFORMED_TIMESTAMP,
+    ORPHAN_NOT_LOADED,
+    ORPHAN_OTHER_REGION,
+    ORPHAN_UNKNOWN,
+    Column,
+    DeclaredRule,
+    RegionRule,
+    Table,
+    declared_rules,
+)
 
 # Not a reason: the row's numbers add up to no finite value, so one of them may be an infinity (which JSON
 # would write as null); the producer looks at each value (a huge but finite sum is kept, as it should be).
@@ -77,6 +78,7 @@ NUMERIC_KINDS = ("int", "bigint", "numeric")
 # Checked and rendered by the producer, once per distinct value; the reason when a value is malformed.
 CALENDAR_REASONS = {"date": MALFORMED_DATE, "timestamptz": MALFORMED_TIMESTAMP}
 CALENDAR_KINDS = tuple(CALENDAR_REASONS)
+INT_RANGE = (-(2**31), 2**31 - 1)  # PostgreSQL integer
 
 
 def copy_columns(table: Table) -> tuple[Column, ...]:
@@ -99,10 +101,20 @@ def _escape_copy_text(expr: str) -> str:
 # '*[<backslash><tab><newline><cr><delimiter>]*': a constant SQLite computes once per statement.
 _NEEDS_ESCAPE = f"('*[' || char(92, 9, 10, 13, {ord(COPY_DELIMITER)}) || ']*')"
 _PLAIN_LITERAL = re.compile(r"'[A-Za-z0-9 ._:/+-]*'")
+_REGION_LIST = ", ".join(_lit(r) for r in REGIONS)
+
+
+def canonical_region(expr: str) -> str:
+    """The region ``expr`` spells (any case, surrounding spaces), NULL when it spells none.
+
+    A rejected row is filed under it, so the load that replaces that region's slice clears it again whatever
+    spelling the source row carried."""
+    return (f"CASE WHEN {expr} IN ({_REGION_LIST}) THEN {expr} WHEN upper(trim({expr})) IN ({_REGION_LIST}) "
+            f"THEN upper(trim({expr})) END")
 
 
 def vocabulary_columns(table: Table) -> frozenset[str]:
-    """Text columns a CHECK limits to literals that COPY needs no escaping for (``region IN ('KR', ..)``)."""
+    """Text columns a rule limits to literals that COPY needs no escaping for (``region IN ('KR', ..)``)."""
     out = set()
     for _, expr in table.checks:
         m = re.fullmatch(r"([a-z_][a-z0-9_]*) IN \((.*)\)", expr.strip())
@@ -120,24 +132,32 @@ class SourceQuery:
     text_columns: int  # how many of them SQLite rendered into the text part
     calendar: tuple[tuple[str, str, bool], ...]  # (column, kind, stored in UTC): dates and timestamps, in order
     reasons: tuple[str, ...]  # every reject reason in report order: a row is reported by its first
+    safe: bool = False  # text in date, timestamp and numeric columns comes as bytes (see TablePlan.query)
 
 
 class TablePlan:
-    """How one registry table is read from the source file."""
+    """How one registry table is read from the source file.
+
+    ``text_as_blob``: the text part comes back as bytes, exactly as stored (a UTF-8 source), so a value
+    that is no valid UTF-8 reaches the producer, which quarantines it, instead of failing the read.
+    """
 
     def __init__(self, table: Table, *, known_tickers: str = "temp.known_tickers",
-                 ticker_lookup: str = "temp.ticker_lookup") -> None:
+                 ticker_lookup: str = "temp.ticker_lookup", text_as_blob: bool = True) -> None:
         if not table.source:
             raise ValueError(f"{table.name} has no source table: nothing to migrate")
         self.table = table
         self.known = known_tickers
         self.lookup = ticker_lookup
+        self.text_as_blob = text_as_blob
         self.columns = table.loaded_columns
         self.copy_columns = copy_columns(table)
         self.vocabulary_columns = vocabulary_columns(table)
+        self.rules = declared_rules(table)
 
     # --- expressions over the source row ``s`` and the source tickers row ``t`` ----------------------
     def region_expr(self) -> str:
+        """The region value a row is loaded with (a rule checks it)."""
         rule = self.table.region_rule
         if rule is RegionRule.COLUMN:
             return "s.region"
@@ -146,6 +166,19 @@ class TablePlan:
         if rule is RegionRule.TICKER:
             return "t.region"
         return _lit(ALL_REGIONS)
+
+    def slice_region_expr(self) -> str:
+        """The region slice a row belongs to: its own region in any spelling, else its ticker's; NULL when
+        neither names a region (such rows are rejected and filed under UNKNOWN_REGION). A loaded row's slice
+        is the region it is loaded with."""
+        rule = self.table.region_rule
+        if rule is RegionRule.GLOBAL:
+            return _lit(ALL_REGIONS)
+        ticker_region = canonical_region("t.region") if self.table.ticker_column else None
+        if rule is RegionRule.TICKER:
+            return ticker_region or "NULL"
+        own = canonical_region("s.region")
+        return f"coalesce({own}, {ticker_region})" if ticker_region else own
 
     def raw_expr(self, col: Column) -> str:
         """The mapped (not yet checked) value of a target column."""
@@ -165,50 +198,37 @@ class TablePlan:
             return None
         return self.raw_expr(self.table.column(self.table.time_column))
 
-    def _valid(self, col: Column, v: str) -> tuple[str | None, str] | None:
-        """(condition true for a loadable non-NULL-or-NULL value, reason when false), cheapest form.
+    def _type_condition(self, col: Column, v: str) -> str | None:
+        """SQL true for a value of the column's kind; None where the producer checks it in Python.
 
-        The same condition serves the fast path (all columns ANDed) and, negated, the per-column reason,
-        so the two can never disagree. A condition of None is checked by the producer in Python:
-        numeric columns (a text or blob among the numbers shows in the batch's JSON; a row that may hold an
-        infinity is flagged by ``_finite_condition``), dates and timestamps (``produce.render_date`` /
-        ``render_timestamp``, once per distinct value).
+        Numbers (a text or blob among them shows in the batch's JSON; a row that may hold an infinity is
+        flagged by ``_finite_condition``), dates and timestamps (``produce.render_date`` /
+        ``render_timestamp``, once per distinct value) and the text of a text column (a NUL byte or invalid
+        UTF-8, looked for in the batch's bytes) are checked in Python; SQLite refuses the rest: integers out
+        of range or not integers, booleans other than 0/1, a blob where text belongs.
         """
         k = col.kind
         if k in ("int", "bigint"):
-            rng = f" AND abs({v}) <= 2147483647" if k == "int" else ""
-            return f"({v} IS NULL OR (typeof({v}) = 'integer'{rng}))", NON_NUMERIC
-        if k == "numeric":
-            return None, NON_NUMERIC
+            rng = f" AND {v} BETWEEN {INT_RANGE[0]} AND {INT_RANGE[1]}" if k == "int" else ""
+            return f"({v} IS NULL OR (typeof({v}) = 'integer'{rng}))"
         if k == "bool":
-            return f"({v} IS NULL OR {v} IN (0, 1))", INVALID_VALUE
-        if k in CALENDAR_REASONS:
-            return None, CALENDAR_REASONS[k]
+            return f"({v} IS NULL OR {v} IN (0, 1))"
+        if k == "text" and col.name not in self.vocabulary_columns:  # a vocabulary's literals are no blob
+            return f"typeof({v}) <> 'blob'"
         return None
 
-    def _conditions(self, duplicates: str | None) -> list[tuple[str | None, str]]:
-        """(condition that holds for a loadable row, 'reason:detail' when it does not), in report order.
-
-        A condition of None is checked in Python by the producer (see ``_valid``).
-        """
-        out: list[tuple[str | None, str]] = []
-        # Derived columns last: a malformed order_time is reported as such, not as a bad trade_date.
-        for c in sorted(self.columns, key=lambda c: c.name in self.table.derived):
-            v = _ident("m_" + c.name)
-            # A region that cannot be found means an unknown ticker: the orphan check says so.
-            region_from_ticker = c.name == "region" and self.table.ticker_column is not None
-            if c.required and not region_from_ticker:
-                out.append((f"{v} IS NOT NULL", f"{MISSING_REQUIRED}:{c.name}"))
-            valid = self._valid(c, v)
-            if valid:
-                out.append((valid[0], f"{valid[1]}:{c.name}"))
-        out += self._orphan_conditions_outer()
-        for name, expr in self.table.checks:
-            # A CHECK fails only when false (NULL passes), as in PostgreSQL.
-            out.append((f"({self._rename(expr)}) IS NOT 0", f"{self._check_reason(name)}:{name}"))
-        if duplicates:
-            out.append((f"_rowid NOT IN (SELECT rowid FROM {duplicates})", f"{DUPLICATE_KEY}:key"))
-        return out
+    def _condition(self, rule: DeclaredRule, duplicates: str | None) -> str | None:
+        """SQL true for a row that keeps ``rule``; None: checked in Python (or nothing to check)."""
+        if rule.kind == "required":
+            return f"{_ident('m_' + rule.column)} IS NOT NULL"
+        if rule.kind == "type":
+            return self._type_condition(self.table.column(rule.column), _ident("m_" + rule.column))
+        if rule.kind == "rule":
+            # A rule fails only when false (NULL passes), as a CHECK in PostgreSQL.
+            return f"({self._rename(rule.rule.expr)}) IS NOT 0"
+        if rule.kind == "orphan":
+            return self._orphan_conditions()[rule.detail]
+        return f"_rowid NOT IN (SELECT rowid FROM {duplicates})" if duplicates else None
 
     def render_expr(self, col: Column, v: str) -> str:
         """A text-part value as COPY text (NULL is written as ``COPY_NULL`` by the caller)."""
@@ -217,12 +237,9 @@ class TablePlan:
             return f"CASE {v} WHEN 1 THEN 't' WHEN 0 THEN 'f' END"
         if k == "text":
             if col.name in self.vocabulary_columns:
-                return v  # a loadable row holds one of the CHECK's plain literals: nothing to escape
+                return v  # a loadable row holds one of the rule's plain literals: nothing to escape
             return _escape_copy_text(f"CAST({v} AS TEXT)")
         return v
-
-    def _check_reason(self, name: str) -> str:
-        return OHLC_VIOLATION if name.startswith(("chk_ohlcv_high", "chk_ohlcv_low")) else INVALID_VALUE
 
     def joins(self) -> str:
         out = []
@@ -242,7 +259,7 @@ class TablePlan:
             params.extend(rowid_range)
         if flt.regions is not None and self.table.has_region:
             marks = ", ".join("?" for _ in flt.regions)
-            region = self.region_expr()
+            region = self.slice_region_expr()
             # Rows whose region cannot be found belong to no region: they are read (and rejected as
             # orphans) whatever regions were asked for, so nothing is passed over silently.
             conds.append(f"({region} IN ({marks}) OR {region} IS NULL)")
@@ -258,11 +275,15 @@ class TablePlan:
         return ("WHERE " + " AND ".join(conds)) if conds else ""
 
     def query(self, flt: SliceFilter, *, duplicates: str | None = None,
-              rowid_range: tuple[int, int] | None = None) -> SourceQuery:
-        """The streaming query; ``duplicates`` names a temp table of rowids to reject as key collisions."""
+              rowid_range: tuple[int, int] | None = None, safe: bool = False) -> SourceQuery:
+        """The streaming query, in rowid order; ``duplicates`` names a temp table of rowids to reject as key
+        collisions. ``safe``: text stored in a date, timestamp or numeric column comes back as bytes (and a
+        blob in a date or timestamp column as 0), so that no value can fail the read by not being UTF-8;
+        the producer switches to it from the rowid where the fast query met such a value."""
         inner = ["s.rowid AS _rowid"]
         inner += [f"{self.raw_expr(c)} AS {_ident('m_' + c.name)}" for c in self.columns]
-        every = self._conditions(duplicates)
+        inner.append(f"{self.slice_region_expr()} AS _slice")
+        every = [(self._condition(r, duplicates), r.label) for r in self.rules]
         conds = [(c, r) for c, r in every if c is not None]
         # Fast path: one AND of every condition; only a row that fails it evaluates the per-reason CASE.
         finite = self._finite_condition()
@@ -276,19 +297,26 @@ class TablePlan:
         outer = [
             "_rowid",
             reason + " AS _reason",
-            # The checksum bucket and the row's region, one string: region TAB day (NULL: no region found).
-            # The day part never holds a tab (a malformed one's tabs become spaces), so the last tab ends the
-            # region, whatever a rejected row's region holds.
-            (_ident("m_region") if self.table.has_region else _lit(ALL_REGIONS))
-            + f" || char(9) || replace(ifnull({day}, ''), char(9), ' ') AS _bucket",
+            # The checksum bucket and the row's region slice, one value: region TAB day (region '' when none
+            # is found). The day part never holds a tab (a malformed one's tabs become spaces), so the last tab
+            # ends the region. Bytes, as stored: a malformed day is never decoded.
+            f"CAST(ifnull(_slice, '') || char(9) || replace(ifnull({day}, ''), char(9), ' ') AS BLOB) AS _bucket",
         ]
         texts = [c for c in self.copy_columns if c.kind not in NUMERIC_KINDS + CALENDAR_KINDS]
         stamps = [c for c in self.copy_columns if c.kind in CALENDAR_KINDS]
         numbers = [c for c in self.copy_columns if c.kind in NUMERIC_KINDS]
         text_part = f" || {_lit(COPY_DELIMITER)} || ".join(
             f"ifnull({self.render_expr(c, _ident('m_' + c.name))}, {_lit(COPY_NULL)})" for c in texts) or "''"
+        if self.text_as_blob or safe:
+            text_part = f"CAST({text_part} AS BLOB)"
         outer.append(text_part + " AS _text")
-        outer += [_ident("m_" + c.name) for c in (*stamps, *numbers)]
+        if safe:
+            outer += [f"CASE typeof({v}) WHEN 'text' THEN CAST({v} AS BLOB) WHEN 'blob' THEN 0 ELSE {v} END"
+                      for v in (_ident("m_" + c.name) for c in stamps)]
+            outer += [f"CASE typeof({v}) WHEN 'text' THEN CAST({v} AS BLOB) ELSE {v} END"
+                      for v in (_ident("m_" + c.name) for c in numbers)]
+        else:
+            outer += [_ident("m_" + c.name) for c in (*stamps, *numbers)]
         params: list[object] = []
         where = self.where(flt, params, rowid_range)
         orphan_cols = self._orphan_inner_columns()
@@ -296,11 +324,11 @@ class TablePlan:
             f"SELECT {', '.join(outer)}\nFROM (\n  SELECT {', '.join(inner + orphan_cols)}\n"
             # LIMIT -1 keeps SQLite from flattening the subquery: each mapped value is computed once per
             # row instead of once per reference in the checks and renders above.
-            f"  FROM main.{_ident(self.table.source)} s\n{self.joins()}\n{where}\n  LIMIT -1\n)"
+            f"  FROM main.{_ident(self.table.source)} s\n{self.joins()}\n{where}\n  ORDER BY s.rowid LIMIT -1\n)"
         )
         return SourceQuery(sql, tuple(params), tuple(c.name for c in self.copy_columns), len(texts),
                            tuple((c.name, c.kind, c.source_tz == "UTC") for c in stamps),
-                           (*(r for _, r in every), f"{INVALID_VALUE}:row"))
+                           (*(r for _, r in every), f"{INVALID_VALUE}:row"), safe)
 
     def _finite_condition(self) -> str | None:
         """True when the row's numeric values add up to a finite number: then none is an infinity (NULLs count
@@ -321,19 +349,20 @@ class TablePlan:
         out += [f"k{i + 2}.ticker AS _k{i + 2}_ticker" for i in range(len(self.table.ticker_refs))]
         return out
 
-    def _orphan_conditions_outer(self) -> list[tuple[str, str]]:
-        out = []
+    def _orphan_conditions(self) -> dict[str, str]:
+        """The orphan rules' conditions by their detail (``registry.declared_rules``)."""
+        out = {}
         tcol = self.table.ticker_column
         if tcol:
-            out.append(("_t_ticker IS NOT NULL", f"{ORPHAN}:{tcol} not in tickers"))
-            out.append(("(_s_region IS NULL OR _s_region = _t_region)", f"{ORPHAN}:region differs from the ticker's"))
-            out.append(("_t_known IS 1", f"{ORPHAN}:{tcol} not in the target's tickers"))
+            out[ORPHAN_UNKNOWN.format(tcol)] = "_t_ticker IS NOT NULL"
+            out[ORPHAN_OTHER_REGION] = "(_s_region IS NULL OR _s_region = _t_region)"
+            out[ORPHAN_NOT_LOADED.format(tcol)] = "_t_known IS 1"
         for i, ref in enumerate(self.table.ticker_refs):
-            out.append((f"_k{i + 2}_ticker IS NOT NULL", f"{ORPHAN}:{ref} not in the target's tickers"))
+            out[ORPHAN_NOT_LOADED.format(ref)] = f"_k{i + 2}_ticker IS NOT NULL"
         return out
 
     def _rename(self, expr: str) -> str:
-        """A CHECK expression over target columns, rewritten over the inner query's m_ names."""
+        """A rule over target columns, rewritten over the inner query's m_ names."""
 
         names = set(self.table.column_names)
         return re.sub(r"\b([a-z_][a-z0-9_]*)\b",
@@ -354,17 +383,20 @@ class TablePlan:
                 out.append(name)
         return out
 
-    def collision_sql(self, flt: SliceFilter) -> tuple[str, tuple[object, ...]] | None:
+    def collision_sql(self, flt: SliceFilter, *, whole_key: bool = False) -> tuple[str, tuple[object, ...]] | None:
         """Rowids (with the rowid kept) of rows that map onto a key another row already has.
 
-        Only rows that share the unmapped part of the key with an irregular row (NULL region, another
-        timeframe spelling) can collide, so only those are ranked: no sort of the whole table. The row
-        kept is the regular one, else the first written (lowest rowid).
+        Where the source keeps its unmapped key unique, only rows that share the unmapped part of the key
+        with an irregular row (NULL region, another timeframe spelling) can collide, so only those are
+        ranked: no sort of the whole table. The row kept is the regular one, else the first written (lowest
+        rowid). ``whole_key``: the source has no such constraint, so every row is ranked by its whole key.
         """
         derived = self.derived_key_columns()
-        if not derived:
+        if not derived and not whole_key:
             return None
-        anchors = [c for c in self.table.key if c not in derived]
+        key_exprs = [self.raw_expr(self.table.column(c)) for c in self.table.key]
+        params: list[object] = []
+        where = self.where(flt, params)
         irregular = []
         for name in derived:
             col = self.table.column(name)
@@ -373,14 +405,13 @@ class TablePlan:
             if col.value_map:
                 src = f"s.{_ident(col.source_column or name)}"
                 irregular.append(f"{src} IN ({', '.join(_lit(a) for a, _ in col.value_map)})")
-        irr = " OR ".join(irregular)
-        anchor_src = [f"s.{_ident(self.table.column(a).source_column or a)}" for a in anchors]
-        key_exprs = [self.raw_expr(self.table.column(c)) for c in self.table.key]
-        params: list[object] = []
-        where = self.where(flt, params)
-        cand = (f"({', '.join(anchor_src)}) IN (SELECT {', '.join(anchor_src)} FROM main."
-                f"{_ident(self.table.source)} s WHERE {irr})")
-        where = f"{where} AND {cand}" if where else f"WHERE {cand}"
+        irr = " OR ".join(irregular) or "0"
+        if not whole_key:
+            anchors = [c for c in self.table.key if c not in derived]
+            anchor_src = [f"s.{_ident(self.table.column(a).source_column or a)}" for a in anchors]
+            cand = (f"({', '.join(anchor_src)}) IN (SELECT {', '.join(anchor_src)} FROM main."
+                    f"{_ident(self.table.source)} s WHERE {irr})")
+            where = f"{where} AND {cand}" if where else f"WHERE {cand}"
         sql = (
             "SELECT rid, kept FROM (\n"
             f"  SELECT s.rowid AS rid, first_value(s.rowid) OVER w AS kept, row_number() OVER w AS rn\n"

@@ -41,16 +41,15 @@ from quantdbops.migration.plan import (
     CALENDAR_REASONS,
     COPY_DELIMITER,
     COPY_NULL,
-    DUPLICATE_KEY,
     LOOK_AT_NUMBERS,
-    NON_NUMERIC,
     NUMERIC_KINDS,
     UNKNOWN_REGION,
     SliceFilter,
     SourceQuery,
     TablePlan,
+    canonical_region,
 )
-from quantdbops.registry import Table
+from quantdbops.registry import DUPLICATE_KEY, INVALID_TEXT, NON_NUMERIC, Table
 from quantdbops.registry import table as registry_table
 
 CHUNK_BYTES = 1 << 20
@@ -236,17 +235,28 @@ _RENDERERS = {"date": render_date, "timestamptz": render_timestamp}
 
 
 class CalendarTexts(dict):
-    """Stored value -> COPY text of a date or timestamp column (None: malformed), once per distinct value."""
+    """Stored value -> COPY text of a date or timestamp column (None: malformed), once per distinct value.
 
-    def __init__(self, kind: str, utc: bool = False) -> None:
+    ``text_bytes``: the query hands text over as bytes (``SourceQuery.safe``), a blob as 0: bytes are text then,
+    and a date or timestamp is ASCII or malformed."""
+
+    def __init__(self, kind: str, utc: bool = False, text_bytes: bool = False) -> None:
         super().__init__()
         self.render = _RENDERERS[kind]
         self.suffix = "+00" if utc else ""
+        self.text_bytes = text_bytes
 
     def __missing__(self, raw: object) -> bytes | None:
         if len(self) >= _CALENDAR_CACHE_MAX:
             self.clear()
-        out = self[raw] = self.render(raw, self.suffix)
+        value = raw
+        if self.text_bytes and type(raw) is bytes:
+            try:
+                value = raw.decode("ascii")  # a date or a time is spelled in ASCII, or it is malformed
+            except UnicodeDecodeError:
+                self[raw] = None
+                return None
+        out = self[raw] = self.render(value, self.suffix)
         return out
 
 
@@ -298,8 +308,10 @@ def prepare_source(sconn: Any, known: list[tuple[str, str]] | None, dups: dict[i
     sconn.execute("CREATE TEMP TABLE ticker_lookup (ticker TEXT PRIMARY KEY, region TEXT, known INTEGER) WITHOUT ROWID")
     if known is not None:
         sconn.executemany("INSERT OR IGNORE INTO temp.known_tickers VALUES (?, ?)", known)
-        sconn.execute("INSERT OR IGNORE INTO temp.ticker_lookup SELECT t.ticker, t.region, EXISTS (SELECT 1 FROM "
-                      "temp.known_tickers k WHERE k.ticker = t.ticker AND k.region = t.region) FROM main.tickers t "
+        # The source ticker's region as the slices spell it (NULL when it names none).
+        region = canonical_region("t.region")
+        sconn.execute(f"INSERT OR IGNORE INTO temp.ticker_lookup SELECT t.ticker, {region}, EXISTS (SELECT 1 FROM "
+                      f"temp.known_tickers k WHERE k.ticker = t.ticker AND k.region = {region}) FROM main.tickers t "
                       "WHERE t.ticker IS NOT NULL")
     sconn.execute("DROP TABLE IF EXISTS temp.dup_rows")
     sconn.execute("CREATE TEMP TABLE dup_rows (rowid INTEGER PRIMARY KEY, kept INTEGER)")
@@ -340,46 +352,119 @@ def produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[in
         return _produce(sconn, table_name, flt, rowid_range, dups, emit, chunk_bytes)
 
 
+def source_encoding(sconn: Any) -> str:
+    """The text encoding of the source file ('UTF-8', 'UTF-16le' or 'UTF-16be')."""
+    return next(iter(sconn.execute("PRAGMA encoding")))[0]
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _batches(sconn: Any, plan: TablePlan, flt: SliceFilter, duplicates: str | None,
+             rowid_range: tuple[int, int] | None) -> Iterator[tuple[SourceQuery, list[tuple]]]:
+    """The query's rows in batches (rowid order). Where the fast query meets a value it cannot hand over as
+    text (text that is no UTF-8 in a date, timestamp or numeric column), the rest of the range is read by
+    the safe query, which hands such values over as bytes; the batch in flight is read again."""
+    query = plan.query(flt, duplicates=duplicates, rowid_range=rowid_range)
+    cur = iter(sconn.execute(query.sql, query.params))
+    last = None
+    while True:
+        try:
+            batch = list(itertools.islice(cur, FETCH_ROWS))
+        except UnicodeDecodeError:
+            if query.safe:
+                raise
+            lo = last + 1 if last is not None else (rowid_range or _INT64)[0]
+            query = plan.query(flt, duplicates=duplicates, rowid_range=(lo, (rowid_range or _INT64)[1]), safe=True)
+            cur = iter(sconn.execute(query.sql, query.params))
+            continue
+        if not batch:
+            return
+        last = batch[-1][0]
+        yield query, batch
+
+
+def _utf8_texts(encoding: str) -> Callable[[object], bytes]:
+    """The text part of a source in another encoding as UTF-8 bytes (a lone surrogate stays invalid)."""
+    codec = {"UTF-16le": "utf-16-le", "UTF-16be": "utf-16-be"}.get(encoding, "utf-8")
+
+    def convert(value: object) -> bytes:
+        text = value.decode(codec, "surrogatepass") if type(value) is bytes else str(value)
+        return text.encode("utf-8", "surrogatepass")
+
+    return convert
+
+
+def _text_ok(texts: list[bytes]) -> bool:
+    """The batch's text part holds no NUL byte and is valid UTF-8 (one look in C at the whole batch)."""
+    joined = b"".join(texts)
+    if b"\0" in joined:
+        return False
+    if joined.isascii():
+        return True
+    try:
+        joined.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[int, int] | None,
              dups: dict[int, int], emit: Callable[[bytes], None], chunk_bytes: int) -> ProducerResult:
     """The body of ``produce``.
 
     Rows come as ``(rowid, reason, bucket, text, t1 .. tj, n1 .. nk)`` (see ``TablePlan.query``); ``bucket`` is
-    'region TAB day', the checksum bucket of a loaded row and the region of a rejected one.
-    The common batch costs one dict lookup per date or timestamp, one JSON rendering of its numbers and, per
-    row, one line, one SHA-256 and one dict update; a batch with anything unusual goes row by row.
+    'region TAB day' as bytes, the checksum bucket of a loaded row and the region of a rejected one; ``text``
+    is the row's text part, bytes as stored in a UTF-8 source.
+    The common batch costs one dict lookup per date or timestamp, one JSON rendering of its numbers, one look
+    at its text bytes and, per row, one line, one SHA-256 and one dict update; a batch with anything unusual
+    goes row by row.
     """
     table = registry_table(table_name)
-    plan = TablePlan(table)
-    query = plan.query(flt, duplicates="temp.dup_rows" if dups else None, rowid_range=rowid_range)
-    n_text, n_stamps = query.text_columns, len(query.calendar)
+    encoding = source_encoding(sconn)
+    plan = TablePlan(table, text_as_blob=encoding == "UTF-8")
+    to_utf8 = None if encoding == "UTF-8" else _utf8_texts(encoding)
+    first = plan.query(flt)
+    n_text, n_stamps = first.text_columns, len(first.calendar)
     first_number = 4 + n_stamps
-    has_numbers = len(query.columns) > n_text + n_stamps
-    checker = _RowChecker(query, dups, negative_zero_possible(sconn, table))
+    has_numbers = len(first.columns) > n_text + n_stamps
+    checker = _RowChecker(first, dups, negative_zero_possible(sconn, table))
     negative_zero = checker.negative_zero
-    stamp_texts = [CalendarTexts(kind, utc).__getitem__ for _, kind, utc in query.calendar]
+    # Per query kind (fast, safe): each date or timestamp column's texts, once per distinct value.
+    calendars = {safe: [CalendarTexts(kind, utc, safe).__getitem__ for _, kind, utc in first.calendar]
+                 for safe in (False, True)}
     stamp_of = [itemgetter(4 + j) for j in range(n_stamps)]
     numbers_of = itemgetter(slice(first_number, None))
     text_of, bucket_of, reason_of = itemgetter(3), itemgetter(2), itemgetter(1)
-    encode = str.encode
     join_fields = COPY_DELIMITER.encode().join
     res = ProducerResult()
     sha256 = hashlib.sha256
     first_64_bits = _FIRST_64_BITS
     one = _ONE_ROW
-    buckets: defaultdict[str, int] = defaultdict(int)
+    buckets: defaultdict[bytes, int] = defaultdict(int)
     pending: list[bytes] = []
     size = 0
-    cur = iter(sconn.execute(query.sql, query.params))
-    while batch := list(itertools.islice(cur, FETCH_ROWS)):
-        stamps = [list(map(get, map(at, batch))) for get, at in zip(stamp_texts, stamp_of, strict=True)]
+    for query, batch in _batches(sconn, plan, flt, "temp.dup_rows" if dups else None, rowid_range):
+        texts = list(map(text_of, batch)) if to_utf8 is None else [to_utf8(text_of(row)) for row in batch]
+        stamps = [list(map(get, map(at, batch))) for get, at in zip(calendars[query.safe], stamp_of, strict=True)]
         numbers = list(map(numbers_of, batch))
         rendered = render_numbers_json(numbers, negative_zero)
+        text_ok = _text_ok(texts)
         clean = batch
-        if rendered is None or any(map(reason_of, batch)) or not all(map(all, stamps)):
-            # a rarer batch: a reject, a value that may be no number, or a row SQLite wants its numbers looked at
-            clean, stamps, rendered = checker.sort_out(batch, stamps, numbers, rendered, res)
-        parts = [map(encode, map(text_of, clean))] if n_text else []
+        if rendered is None or not text_ok or any(map(reason_of, batch)) or not all(map(all, stamps)):
+            # a rarer batch: a reject, a value that may be no number, text PostgreSQL cannot hold, or a row
+            # SQLite wants its numbers looked at
+            keep = checker.sort_out(batch, texts, stamps, numbers, rendered, text_ok, res)
+            if len(keep) < len(batch):
+                clean = [batch[i] for i in keep]
+                texts = [texts[i] for i in keep]
+                stamps = [[column[i] for i in keep] for column in stamps]
+                numbers = [numbers[i] for i in keep]
+                if rendered is not None:
+                    rendered = [rendered[i] for i in keep]
+            if rendered is None:
+                rendered = render_numbers_batch(numbers, negative_zero)
+        parts = [texts] if n_text else []
         parts += stamps
         if has_numbers:
             parts.append(rendered)
@@ -398,7 +483,7 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
         emit(b"\n".join(pending))
     loaded: Counter = Counter()  # region -> rows loaded
     for key, total in buckets.items():
-        region, _, day = key.rpartition("\t")
+        region, _, day = key.decode().rpartition("\t")  # a loaded row's region and day are ASCII
         n, hash_sum = _unpack(total)
         res.rows[(region, day)], res.sums[(region, day)] = n, hash_sum
         loaded[region] += n
@@ -409,6 +494,28 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
     return res
 
 
+# A COPY text line's fields, as bytes (an escaped delimiter stays inside its field).
+_FIELD = re.compile(rb"(?:[^\\" + re.escape(COPY_DELIMITER.encode()) + rb"]|\\.)*", re.S)
+
+
+def _text_problem(text: bytes) -> tuple[int, str] | None:
+    """(index of the first field PostgreSQL cannot hold as text, why), None when every field is fine."""
+    pos = 0
+    for i in itertools.count():
+        m = _FIELD.match(text, pos)
+        field_ = m.group()  # type: ignore[union-attr]  # matches the empty string at worst
+        if b"\0" in field_:
+            return i, "a NUL byte"
+        try:
+            field_.decode("utf-8")
+        except UnicodeDecodeError:
+            return i, "not valid UTF-8"
+        pos = m.end() + 1  # type: ignore[union-attr]
+        if pos > len(text):
+            return None
+    raise AssertionError("unreachable")
+
+
 class _RowChecker:
     """The row-by-row path of a batch: each row's first reason, wherever it was found, then exact numbers."""
 
@@ -417,6 +524,7 @@ class _RowChecker:
         self.rank = {reason: i for i, reason in enumerate(query.reasons)}
         self.dups = dups
         n_text = query.text_columns
+        self.text_reasons = [f"{INVALID_TEXT}:{name}" for name in query.columns[:n_text]]
         self.stamp_reasons = [f"{CALENDAR_REASONS[kind]}:{name}" for name, kind, _ in query.calendar]
         self.number_reasons = [f"{NON_NUMERIC}:{name}" for name in query.columns[n_text + len(query.calendar):]]
         self.rejected: defaultdict[str | None, Counter] = defaultdict(Counter)
@@ -425,41 +533,43 @@ class _RowChecker:
         last = len(self.rank)
         return min(reasons, key=lambda r: self.rank.get(r, last))
 
-    def reject(self, res: ProducerResult, row: tuple, reason: str) -> None:
+    def reject(self, res: ProducerResult, row: tuple, reason: str, notes: dict[str, str] | None = None) -> None:
         kind, _, detail = reason.partition(":")
-        region = row[2].rpartition("\t")[0] if row[2] is not None else None
+        # The region part of the bucket is a region name or empty: ASCII, whatever the day part holds.
+        region = row[2].rpartition(b"\t")[0].decode() or None
         self.rejected[region][kind] += 1
         if kind == DUPLICATE_KEY:
             detail = f"key already loaded from source rowid {self.dups.get(row[0])}"
+        elif notes and reason in notes:
+            detail = f"{detail}: {notes[reason]}"
         res.rejects.append((row[0], region or UNKNOWN_REGION, kind, detail))
 
-    def sort_out(self, batch: list[tuple], stamps: list[list], numbers: list[tuple], rendered: list[bytes] | None,
-                 res: ProducerResult) -> tuple[list[tuple], list[list], list[bytes]]:
-        """The loadable rows of a batch, their date and timestamp texts and their exactly rendered numbers.
+    def sort_out(self, batch: list[tuple], texts: list[bytes], stamps: list[list], numbers: list[tuple],
+                 rendered: list[bytes] | None, text_ok: bool, res: ProducerResult) -> list[int]:
+        """The positions of the batch's loadable rows; every other row is rejected by its first reason.
 
         ``rendered``: the batch's numbers as JSON spells them, or None when the JSON showed a value that may
-        be no loadable number (then every row's values are looked at, and the rows left rendered afresh);
-        otherwise only the rows SQLite flags (``LOOK_AT_NUMBERS``) or rejects have their values looked at.
+        be no loadable number (then every row's values are looked at); otherwise only the rows SQLite flags
+        (``LOOK_AT_NUMBERS``) or rejects have their values looked at. ``text_ok``: the batch's text is known to
+        be fine; otherwise each row's text is looked at.
         """
         keep: list[int] = []
         for i, row in enumerate(batch):
             found = [row[1]] if row[1] is not None and row[1] != LOOK_AT_NUMBERS else []
             found += [r for r, column in zip(self.stamp_reasons, stamps, strict=True) if column[i] is None]
+            notes = None
+            if not text_ok and (problem := _text_problem(texts[i])) is not None:
+                found.append(self.text_reasons[problem[0]])
+                notes = {self.text_reasons[problem[0]]: problem[1]}
             # Each value is looked at when the batch's JSON or SQLite asks for it, or when the row is rejected
             # anyway (a number may be its first reason).
             if rendered is None or row[1] is not None or found:
                 found += [r for r, v in zip(self.number_reasons, numbers[i], strict=True) if not _loadable_number(v)]
             if found:
-                self.reject(res, row, self.first(found))
+                self.reject(res, row, self.first(found), notes)
             else:
                 keep.append(i)
-        if len(keep) < len(batch):
-            batch = [batch[i] for i in keep]
-            stamps = [[column[i] for i in keep] for column in stamps]
-            numbers = [numbers[i] for i in keep]
-            if rendered is not None:
-                rendered = [rendered[i] for i in keep]
-        return batch, stamps, render_numbers_batch(numbers, self.negative_zero) if rendered is None else rendered
+        return keep
 
 
 def _loadable_number(v: object) -> bool:

@@ -6,11 +6,12 @@ missing file, a file that is not SQLite, a corrupt one, a table or column the mi
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from quantdbops.registry import NOT_MIGRATED_SOURCE_TABLES, Table, migratable_tables
+from quantdbops.registry import NOT_MIGRATED_SOURCE_TABLES, RegionRule, Table, migratable_tables
 
 
 class SourceError(Exception):
@@ -33,13 +34,22 @@ def open_source(path: str | Path) -> sqlite3.Connection:
     if header != b"SQLite format 3\x00":
         raise SourceError(f"source file {p} is not an SQLite database (header {header[:16]!r}); "
                           "point the migration at spock_local.db itself, not a dump or an archive")
-    conn = sqlite3.connect(f"file:{p.resolve()}?mode=ro", uri=True, check_same_thread=False)
+    # A URI, so the file is opened read-only and never created; the path percent-encoded, so '#', '?', '%',
+    # spaces and non-ASCII names are the file's name and not parts of the URI.
+    conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    # Text that is no UTF-8 (the loader quarantines its rows) must not fail a read: such bytes are kept as
+    # surrogate escapes, never silently replaced.
+    conn.text_factory = _tolerant_text
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise SourceError(f"source file {p} is corrupt ({exc}); restore it from the platform's copy") from exc
     return conn
+
+
+def _tolerant_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def source_file(conn: sqlite3.Connection) -> str:
@@ -118,3 +128,69 @@ def require_complete(report: SourceReport) -> None:
             + ". Nothing was written. Check that the file is the platform's spock_local.db, or deselect "
             "the affected tables in the trigger form."
         )
+
+
+_CODECS = {"UTF-8": "utf-8", "UTF-16le": "utf-16-le", "UTF-16be": "utf-16-be"}
+
+
+def _json_value(kind: str, value: object, codec: str) -> object:
+    """A stored SQLite value as JSON that PostgreSQL's jsonb takes, losing nothing.
+
+    Numbers and text stay themselves; what JSON or jsonb cannot hold is tagged: an infinity (JSON has none),
+    text with a NUL byte (jsonb refuses ``\\u0000``) or that is no valid text (invalid UTF-8), and a blob."""
+    if kind == "real" and not math.isfinite(value):  # type: ignore[arg-type]
+        return {"real": repr(value)}
+    if kind == "text":
+        raw = bytes(value)  # type: ignore[arg-type]
+        try:
+            text = raw.decode(codec)
+        except UnicodeDecodeError:
+            return {"text_hex": raw.hex(), "note": "not valid text in the file's encoding"}
+        return {"text_hex": raw.hex(), "note": "holds a NUL byte"} if "\0" in text else text
+    if kind == "blob":
+        return {"blob_hex": bytes(value).hex()}  # type: ignore[arg-type]
+    return value
+
+
+def raw_rows(conn: sqlite3.Connection, table: str, rowids: list[int]) -> dict[int, dict]:
+    """The stored source rows of ``rowids``, each as a JSON-ready dict of every column (see ``_json_value``)."""
+    codec = _CODECS.get(conn.execute("PRAGMA encoding").fetchone()[0], "utf-8")
+    names = _columns(conn, table)
+    # Each value with its storage class; text as its bytes, so no value can fail the read.
+    select = ", ".join(
+        f"typeof({q}), CASE WHEN typeof({q}) = 'text' THEN CAST({q} AS BLOB) ELSE {q} END"
+        for q in ('"' + n.replace('"', '""') + '"' for n in names))
+    out: dict[int, dict] = {}
+    for i in range(0, len(rowids), 500):
+        chunk = rowids[i:i + 500]
+        cur = conn.execute(f'SELECT rowid, {select} FROM main."{table}" WHERE rowid IN '
+                           f"({', '.join('?' * len(chunk))})", chunk)
+        for row in cur:
+            out[row[0]] = {n: _json_value(row[1 + 2 * j], row[2 + 2 * j], codec) for j, n in enumerate(names)}
+    return out
+
+
+def source_key_is_unique(conn: sqlite3.Connection, table: Table) -> bool:
+    """Whether a unique constraint of the source table makes its rows' natural key unique before mapping.
+
+    The key's source columns: each key column's source (a region found through the row's ticker follows
+    the ticker, so it adds nothing). A unique index (not partial) or an INTEGER PRIMARY KEY on some of them
+    is enough. The file's own schema decides: a copy made without its constraints must not abort a COPY."""
+    key_sources = set()
+    for name in table.key:
+        if name == "region" and table.region_rule is RegionRule.TICKER:
+            continue
+        source = table.derived.get(name) or table.column(name).source_column
+        if source:
+            key_sources.add(source)
+    info = list(conn.execute(f'PRAGMA table_info("{table.source}")'))
+    primary = [r[1] for r in sorted(info, key=lambda r: r[5]) if r[5]]
+    uniques = []
+    if len(primary) == 1 and next(r[2] for r in info if r[1] == primary[0]).upper() == "INTEGER":
+        uniques.append({primary[0]})  # the rowid itself
+    for index in conn.execute(f'PRAGMA index_list("{table.source}")').fetchall():
+        if index[2] and not index[4]:  # unique, not partial
+            columns = [r[2] for r in conn.execute(f'PRAGMA index_info("{index[1]}")')]
+            if None not in columns:  # an index on an expression proves nothing here
+                uniques.append(set(columns))
+    return any(u <= key_sources for u in uniques)

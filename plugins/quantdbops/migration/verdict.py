@@ -90,9 +90,11 @@ def what_to_do(failed: list[CheckResult], run_id: str) -> str:
     if merged:
         steps.append(
             f"{', '.join(merged)} {'is' if len(merged) == 1 else 'are'} merged (upserted) by a load, never emptied, "
-            "because other tables reference it: target rows the source lacks can also come from an earlier load "
-            "of another source file. If so, migrate into an empty database, or delete those rows (and the rows "
-            "that reference them) and validate")
+            "because other tables reference it: target rows the source lacks can come from an earlier load of "
+            "another source file or from rows the platform removed since. To make the target equal the source, "
+            "trigger the migration of tickers (and the tables that reference the removed ones) with "
+            "prune_tickers: true: it deletes the tickers the source lacks where nothing references them and "
+            "lists those it keeps")
     formats = _tables(failed, FORMAT_CHECKS)
     if formats:
         steps.append(

@@ -14,7 +14,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from quantdbops import CONN_POSTGRES, CONN_SQLITE, REGIONS
 from quantdbops.errors import ActionableFailure, bad_params
-from quantdbops.registry import dependency_order, migratable_tables, table
+from quantdbops.registry import LoadMode, dependency_order, migratable_tables, table
 from quantdbops.report import format_table
 
 
@@ -128,7 +128,8 @@ class MigrateTableOperator(BaseOperator):
             pg.commit()
             try:
                 result = load_table(sconn, pg, t, request.slice_filter(), run_id=context["run_id"], mode=mode,
-                                    dry_run=request.dry_run, progress=self.log.info)
+                                    dry_run=request.dry_run, progress=self.log.info,
+                                    prune=request.prune_tickers and t.load_mode is LoadMode.MERGE)
             except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
                 # Deterministic: the same rows would be refused again, so no retry. The transaction rolled
                 # back, the target is as it was before this task.
@@ -145,6 +146,8 @@ class MigrateTableOperator(BaseOperator):
                      f"{result.seconds:.2f}s, {result.rows_per_sec:,.0f} rows/s"))
         self.log.info("%s %s from %s:\n%s", "Dry run of" if request.dry_run else "Loaded", t.name, path,
                       format_table(["region", "source rows", "loaded", "rejected", "rejects by reason"], rows))
+        if result.pruned is not None:
+            self._log_pruned(t.name, result.pruned)
         if result.unknown_columns:
             self.log.warning("%s: source columns not in the registry (not migrated): %s", t.name,
                              ", ".join(result.unknown_columns))
@@ -159,6 +162,17 @@ class MigrateTableOperator(BaseOperator):
                 what_to_do="this is a bug in the loader, not in the data: keep this log and report it; do not "
                            "use the table's data until validate has compared it with the source")
         return result.as_dict()
+
+    def _log_pruned(self, name: str, pruned: Any) -> None:
+        verb = "would delete" if pruned.dry_run else "deleted"
+        self.log.info("%s: prune_tickers %s %d tickers the source does not have (or quarantined)%s", name, verb,
+                      len(pruned.deleted), ": " + ", ".join(f"{t} {r}" for t, r in pruned.deleted[:20])
+                      + (" ..." if len(pruned.deleted) > 20 else "") if pruned.deleted else "")
+        if pruned.kept:
+            self.log.warning("%s: %d tickers the source does not have were KEPT because other rows reference them "
+                             "(delete those rows first, or keep the tickers):\n%s", name, len(pruned.kept),
+                             format_table(["ticker", "region", "referenced by"],
+                                          [(t, r, ", ".join(v)) for (t, r), v in sorted(pruned.kept.items())[:50]]))
 
 
 class ValidateMigrationOperator(BaseOperator):

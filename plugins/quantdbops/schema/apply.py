@@ -126,6 +126,35 @@ def _compression_statements(conn: psycopg.Connection, mode: DbMode) -> list[str]
     return out
 
 
+def _add_missing_rules(conn: psycopg.Connection) -> list[str]:
+    """Add the registry's rules a table of an existing database lacks as CHECK constraints (a table created by
+    an earlier version). Existing rows that break one keep it from being validated: it is added NOT VALID
+    (enforced for every new row), and the note says how many rows break it (the quality checks list them)."""
+    present = {(r[0], r[1]) for r in conn.execute(
+        "SELECT c.conrelid::regclass::text, c.conname FROM pg_constraint c WHERE c.contype = 'c' "
+        "AND c.connamespace = 'public'::regnamespace")}
+    notes = []
+    for table in TABLES:
+        ident = sql.Identifier("public", table.name)
+        name = ident.as_string(conn)
+        for rule in table.rules:
+            if (name, rule.name) in present or (table.name, rule.name) in present:
+                continue
+            add = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})").format(
+                ident, sql.Identifier(rule.name), sql.SQL(rule.expr))  # registry text, never user input
+            try:
+                with conn.transaction():
+                    conn.execute(add)
+                notes.append(f"{table.name}: rule {rule.name} ({rule.text}) added as a CHECK constraint")
+            except psycopg.errors.CheckViolation:
+                conn.execute(add + sql.SQL(" NOT VALID"))
+                broken = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE NOT ({})").format(
+                    ident, sql.SQL(rule.expr))).fetchone()[0]
+                notes.append(f"{table.name}: rule {rule.name} ({rule.text}) added NOT VALID: {broken:,} existing "
+                             "rows break it (new rows are refused; the quality checks list the old ones)")
+    return notes
+
+
 def _set_role_passwords(conn: psycopg.Connection) -> list[str]:
     notes = []
     for role, env in ROLE_PASSWORD_ENV.items():
@@ -180,6 +209,7 @@ def apply_schema(conn: psycopg.Connection, *, today: date | None = None) -> Appl
                 ).fetchone()[0]
                 if not populated:
                     conn.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(sql.Identifier("public", view)))
+        notes += _add_missing_rules(conn)
         notes += _set_role_passwords(conn)
         last = conn.execute(
             "SELECT checksum FROM ops.schema_version ORDER BY id DESC LIMIT 1").fetchone()

@@ -63,15 +63,7 @@ def _column_sql(table: Table, col_name: str) -> str:
 
 def create_table_sql(table: Table, *, partitioned: bool) -> str:
     """CREATE TABLE IF NOT EXISTS with key, checks and foreign keys inline."""
-    lines = [_column_sql(table, c.name) for c in table.columns]
-    key_cols = ", ".join(_q(c) for c in table.key)
-    if table.surrogate:
-        lines.append(f"CONSTRAINT {table.name}_pkey PRIMARY KEY ({_q(table.surrogate)})")
-        if table.key != (table.surrogate,):
-            lines.append(f"CONSTRAINT {table.name}_natural_key UNIQUE ({key_cols})")
-    else:
-        lines.append(f"CONSTRAINT {table.name}_pkey PRIMARY KEY ({key_cols})")
-    lines += [f"CONSTRAINT {name} CHECK ({expr})" for name, expr in table.checks]
+    lines = _body_lines(table)
     for fk in table.foreign_keys:
         cols = ", ".join(_q(c) for c in fk.columns)
         refs = ", ".join(_q(c) for c in fk.ref_columns)
@@ -82,6 +74,27 @@ def create_table_sql(table: Table, *, partitioned: bool) -> str:
     body = ",\n    ".join(lines)
     tail = f" PARTITION BY RANGE ({_q(table.time_column)})" if partitioned else ""
     return f"CREATE TABLE IF NOT EXISTS {qualified(table)} (\n    {body}\n){tail}"
+
+
+def temporary_table_sql(table: Table, name: str) -> str:
+    """A temporary table of the table's shape (columns, key, rules; no foreign keys), dropped at commit: what
+    a dry run copies into, so PostgreSQL reads every value as the load would make it read it."""
+    body = ",\n    ".join(_body_lines(table, constraint_prefix=f"{name}_"))
+    return f"CREATE TEMPORARY TABLE {_q(name)} (\n    {body}\n) ON COMMIT DROP"
+
+
+def _body_lines(table: Table, constraint_prefix: str = "") -> list[str]:
+    """Columns, key and CHECK constraints (constraint names prefixed: a temporary copy's must not clash)."""
+    lines = [_column_sql(table, c.name) for c in table.columns]
+    key_cols = ", ".join(_q(c) for c in table.key)
+    if table.surrogate:
+        lines.append(f"CONSTRAINT {constraint_prefix}{table.name}_pkey PRIMARY KEY ({_q(table.surrogate)})")
+        if table.key != (table.surrogate,):
+            lines.append(f"CONSTRAINT {constraint_prefix}{table.name}_natural_key UNIQUE ({key_cols})")
+    else:
+        lines.append(f"CONSTRAINT {constraint_prefix}{table.name}_pkey PRIMARY KEY ({key_cols})")
+    lines += [f"CONSTRAINT {constraint_prefix}{name} CHECK ({expr})" for name, expr in table.checks]
+    return lines
 
 
 def index_sql(table: Table) -> list[str]:
