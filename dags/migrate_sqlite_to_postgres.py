@@ -5,12 +5,15 @@
 selected table into `quant_platform` (connection `quant_postgres`), one task per table, tickers first.
 Rows stream from SQLite straight into PostgreSQL `COPY`; each source column is mapped explicitly (text
 dates and ISO timestamps, 0/1 booleans, REAL → exact NUMERIC, the region of region-less rows from
-`tickers`, timeframe `1d` → `D`). Rows that cannot be loaded are **quarantined** in
-`ops.migration_rejects` with the reason and the raw row: nothing is dropped silently. Then `validate`
-proves parity (row counts, date coverage, OHLCV rules, NULLs, referential integrity, TimescaleDB features
-or partitions, indexes, sample rows, and a checksum of every row per table, region and month), and
-`benchmark` times the seeds' query SLOs. Works on TimescaleDB and on plain PostgreSQL (RDS): the
-`prepare` log says which mode it found.
+`tickers`, timeframe `1d` → `D`). A row that breaks one of the table's rules (required columns, value
+types, prices > 0, high/low bounding open/close, volume ≥ 0, vocabularies such as region and timeframe,
+text PostgreSQL can hold, a known ticker, a unique key) is **quarantined** in `ops.migration_rejects`
+with its reason, the run id and the raw row: nothing is dropped silently, and no single cell can fail a
+table. Then `validate` proves parity (row counts, date coverage, the same rules over the target, NULLs,
+referential integrity, TimescaleDB features or partitions, indexes, sample rows, and a checksum of every
+row per table, region and month), `refresh_aggregates` refreshes the monthly, quarterly, yearly and daily
+aggregates over the loaded tables, and `benchmark` times the platform's query SLOs. Works on TimescaleDB
+and on plain PostgreSQL (RDS): the `prepare` log says which mode it found.
 
 **Schedule.** Manual only; one run at a time.
 
@@ -19,20 +22,28 @@ or partitions, indexes, sample rows, and a checksum of every row per table, regi
 {"regions": ["KR", "US"], "tables": ["tickers", "ohlcv_data"],
  "start_date": "2024-01-01", "end_date": "2025-10-17", "dry_run": false}
 ```
-`dry_run` defaults to **true** (read, map, check and count everything, write nothing): run it first, read
-the reject counts, then trigger again with `dry_run: false`. `source_path` overrides the connection's file.
+`dry_run` defaults to **true**: read, map and check everything and pass every row and every reject through
+PostgreSQL into temporary tables that are rolled back, so it fails wherever the real run would, writing
+nothing. Run it first, read the reject counts, then trigger again with `dry_run: false`. `source_path`
+overrides the connection's file (any absolute path; the file is only ever opened read-only).
+`prune_tickers` (default false): tickers are merged, never emptied; with it, a run of `tickers` deletes
+target tickers of the selected regions that the source no longer has, where no other table references
+them, and lists those it keeps.
 
 **Reading the logs.** `prepare`: source tables and row counts, tables not migrated, the database mode.
 `load_<table>`: progress every 5 s (rows, rows/s, ETA), then a per-region table (source rows, loaded,
-rejected by reason). `validate`: one table of every check. `summary`: the per-table totals.
+rejected by reason). `validate`: one table of every check. `refresh_aggregates`: each aggregate with its
+rows. `summary`: the per-table totals.
 
 **When it fails.**
 - *prepare* "not an SQLite database" / "does not exist" / "lacks columns": the source file is wrong or not
   mounted on the workers. Nothing was written. Fix the connection or `source_path`, trigger again.
 - *load_<table>*: each table is replaced in one transaction, so a failed or killed load changed nothing.
   Database unreachable: the task retries by itself. Otherwise read the error, fix, clear the task.
-- *validate* (no retries): the message lists what differs down to the rows. Clear the affected
-  `load_<table>` tasks and `validate` to reload them; rejects are in `ops.migration_rejects`.
+- *validate* (no retries): the message lists what differs down to the rows and what to do. Rejects of a
+  slice are replaced with it, so clearing the affected `load_<table>` tasks and `validate` heals a stale
+  reject; tickers left by an earlier load of another file need `prune_tickers`.
+- *refresh_aggregates*: the data is loaded, only the aggregates are stale; clear the task.
 - *benchmark*: a query past its critical threshold. The data is migrated; tune the database (ANALYZE,
   indexes, memory) before go-live and re-run only `benchmark`.
 """
@@ -52,6 +63,7 @@ from quantdbops.operators.migration import (
     MigrationSummaryOperator,
     PrepareMigrationOperator,
     QuerySloOperator,
+    RefreshAggregatesOperator,
     ValidateMigrationOperator,
 )
 from quantdbops.registry import migratable_tables
@@ -80,8 +92,11 @@ def migrate_sqlite_to_postgres() -> None:
     }
     load_ids = [op.task_id for op in loads.values()]
     validate = ValidateMigrationOperator(task_id="validate", load_task_ids=load_ids, trigger_rule="none_failed")
+    aggregates = RefreshAggregatesOperator(task_id="refresh_aggregates", load_task_ids=load_ids,
+                                           pool=HEAVY_DB_POOL, trigger_rule="none_failed")
     benchmark = QuerySloOperator(task_id="benchmark", trigger_rule="none_failed")
-    summary = MigrationSummaryOperator(task_id="summary", load_task_ids=load_ids, prepare_task_id="prepare")
+    summary = MigrationSummaryOperator(task_id="summary", load_task_ids=load_ids, prepare_task_id="prepare",
+                                       aggregates_task_id="refresh_aggregates")
 
     @task(outlets=[MIGRATED_DATA], trigger_rule="none_failed")
     def publish(params: dict | None = None) -> str:
@@ -98,8 +113,9 @@ def migrate_sqlite_to_postgres() -> None:
     for name, op in loads.items():
         if name != "tickers":
             loads["tickers"] >> op
-        op >> validate
-    validate >> benchmark >> summary >> publish()
+        op >> [validate, aggregates]
+    # The aggregates are refreshed beside validation (they read the loaded tables, they do not change them).
+    [validate, aggregates] >> benchmark >> summary >> publish()
 
 
 dag = migrate_sqlite_to_postgres()

@@ -114,6 +114,19 @@ def test_end_to_end_on_the_defects_sample(
         "SELECT table_name, source_rowid, reason FROM ops.migration_rejects WHERE run_id = %s", (dr.run_id,))}
     assert rejects == {(e["table"], e["rowid"], e["reason"]) for e in manifest["planted"] if e["expect"] == "reject"}
 
+    # The aggregates over ohlcv_data hold the migrated data right away (not only after the weekly refresh):
+    # as many rows as the buckets the loaded daily bars fall in, counted here from the table itself.
+    buckets = pg_conn.execute(
+        "SELECT count(DISTINCT (ticker, region, date_trunc('month', date))), "
+        "count(DISTINCT (ticker, region, date_trunc('year', date))), count(DISTINCT (date, region)) "
+        "FROM public.ohlcv_data WHERE timeframe = 'D'").fetchone()
+    held = tuple(pg_conn.execute(f"SELECT count(*) FROM public.{v}").fetchone()[0]
+                 for v in ("ohlcv_monthly", "ohlcv_yearly", "ohlcv_daily_summary"))
+    assert held == buckets and min(held) > 0
+    refreshed = {r["view"]: r["rows"] for r in _xcoms(dr, {"refresh_aggregates"})["refresh_aggregates"]}
+    assert refreshed == {v: pg_conn.execute(f"SELECT count(*) FROM public.{v}").fetchone()[0]
+                         for v in ("ohlcv_monthly", "ohlcv_quarterly", "ohlcv_yearly", "ohlcv_daily_summary")}
+
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_content_mismatch_fails_validate_once_without_retry(

@@ -223,6 +223,38 @@ class ValidateMigrationOperator(BaseOperator):
         return summary
 
 
+class RefreshAggregatesOperator(BaseOperator):
+    """Refresh the aggregates (materialized views or continuous aggregates) over the tables this run loaded."""
+
+    ui_color = "#e6f4ea"
+    what_to_do = ("the data is loaded; only the aggregates are stale: check that the database answers, then clear "
+                  "this task (a refresh is idempotent; the weekly maintenance refreshes them too)")
+
+    def __init__(self, *, load_task_ids: Sequence[str], postgres_conn_id: str = CONN_POSTGRES,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.load_task_ids = list(load_task_ids)
+        self.postgres_conn_id = postgres_conn_id
+
+    def execute(self, context: Any) -> list[dict[str, Any]]:
+        from quantdbops.io.pg import connect, detect_mode
+        from quantdbops.migration.aggregates import refresh_after_load
+
+        request = _request(context)
+        if request.dry_run:
+            raise AirflowSkipException("dry run: nothing was loaded, the aggregates are as they were")
+        loaded = [x["table"] for x in context["ti"].xcom_pull(task_ids=self.load_task_ids) or [] if x]
+        with connect(self.postgres_conn_id, autocommit=True) as pg:
+            mode = detect_mode(pg)
+            done = refresh_after_load(pg, mode, loaded, self.log.info)
+        if not done:
+            raise AirflowSkipException(f"no aggregate reads a table this run loaded ({', '.join(loaded) or 'none'})")
+        self.log.info("Aggregates refreshed (%s):\n%s", mode.describe(), format_table(
+            ["aggregate", "kind", "how", "seconds", "rows"],
+            [(r.view, r.kind, r.how, f"{r.seconds:.2f}", r.rows) for r in done]))
+        return [r.as_dict() for r in done]
+
+
 class QuerySloOperator(BaseOperator):
     """The seeds' query SLO suite on the migrated data; fails only past a critical threshold."""
 
@@ -275,11 +307,13 @@ class QuerySloOperator(BaseOperator):
 class MigrationSummaryOperator(BaseOperator):
     """One table for the whole run: per table source rows, loaded, rejected by reason, seconds, rows/s."""
 
-    def __init__(self, *, load_task_ids: Sequence[str], prepare_task_id: str, **kwargs: Any) -> None:
+    def __init__(self, *, load_task_ids: Sequence[str], prepare_task_id: str,
+                 aggregates_task_id: str | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "none_failed")
         super().__init__(**kwargs)
         self.load_task_ids = list(load_task_ids)
         self.prepare_task_id = prepare_task_id
+        self.aggregates_task_id = aggregates_task_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         request = _request(context)
@@ -301,6 +335,11 @@ class MigrationSummaryOperator(BaseOperator):
                       request.describe(), prep.get("mode"), format_table(
                           ["table", "source rows", "loaded", "rejected", "rejects by reason", "seconds", "rows/s"],
                           rows))
+        refreshed = (ti.xcom_pull(task_ids=self.aggregates_task_id) or []) if self.aggregates_task_id else []
+        if refreshed:
+            self.log.info("Aggregates refreshed after the load:\n%s", format_table(
+                ["aggregate", "kind", "rows", "seconds"],
+                [(r["view"], r["kind"], r["rows"], f"{r['seconds']:.2f}") for r in refreshed]))
         not_migrated = prep.get("not_migrated") or {}
         if not_migrated:
             src_rows = prep.get("source_tables") or {}
