@@ -958,11 +958,12 @@ def declared_rules(t: Table) -> tuple[DeclaredRule, ...]:
             out.append(DeclaredRule(t.name, "type", KIND_REASONS[c.kind], c.name, f"{c.name} is a {c.kind}", c.name))
     out += [DeclaredRule(t.name, "rule", r.reason, r.name, r.text, rule=r) for r in t.rules]
     if t.ticker_column:
-        out += [DeclaredRule(t.name, "orphan", ORPHAN, ORPHAN_UNKNOWN.format(t.ticker_column),
-                             f"{t.ticker_column} is a ticker of the source"),
-                DeclaredRule(t.name, "orphan", ORPHAN, ORPHAN_OTHER_REGION, "the row's region is its ticker's"),
-                DeclaredRule(t.name, "orphan", ORPHAN, ORPHAN_NOT_LOADED.format(t.ticker_column),
-                             f"{t.ticker_column} is a ticker of the target")]
+        out.append(DeclaredRule(t.name, "orphan", ORPHAN, ORPHAN_UNKNOWN.format(t.ticker_column),
+                                f"{t.ticker_column} is a ticker of the source"))
+        if t.region_rule in (RegionRule.COLUMN, RegionRule.COLUMN_OR_TICKER):  # the row carries a region
+            out.append(DeclaredRule(t.name, "orphan", ORPHAN, ORPHAN_OTHER_REGION, "the row's region is its ticker's"))
+        out.append(DeclaredRule(t.name, "orphan", ORPHAN, ORPHAN_NOT_LOADED.format(t.ticker_column),
+                                f"{t.ticker_column} is a ticker of the target"))
     out += [DeclaredRule(t.name, "orphan", ORPHAN, ORPHAN_NOT_LOADED.format(ref), f"{ref} is a ticker of the target")
             for ref in t.ticker_refs]
     out.append(DeclaredRule(t.name, "key", DUPLICATE_KEY, "key", f"({', '.join(t.key)}) is unique"))

@@ -355,6 +355,7 @@ class TablePlan:
         tcol = self.table.ticker_column
         if tcol:
             out[ORPHAN_UNKNOWN.format(tcol)] = "_t_ticker IS NOT NULL"
+            # _s_region is NULL where the source row has no region of its own
             out[ORPHAN_OTHER_REGION] = "(_s_region IS NULL OR _s_region = _t_region)"
             out[ORPHAN_NOT_LOADED.format(tcol)] = "_t_known IS 1"
         for i, ref in enumerate(self.table.ticker_refs):
