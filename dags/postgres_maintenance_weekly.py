@@ -22,8 +22,10 @@ from the registry, partition by partition (plain PostgreSQL) or chunk by chunk (
 
 Every statement runs with `lock_timeout` (default 5 s) and `statement_timeout` (default 60 min) on an
 autocommit connection. **A table another session holds is skipped and recorded, never waited on**; next week
-takes it. Everything goes to `ops.maintenance_log` (run_id = the Airflow run id; action, object, status
-`done/skipped/failed/dry_run/measured`, before/after JSON, seconds, message).
+takes it. Once one partition, chunk or index of a table is refused its lock, the step skips the rest of that
+table and writes one `skipped` record for it: how many objects were skipped and the session holding the lock
+(pid, application_name, state). Everything goes to `ops.maintenance_log` (run_id = the Airflow run id; action,
+object, status `done/skipped/failed/dry_run/measured`, before/after JSON, seconds, message).
 
 **Schedule.** Sundays 03:00 Asia/Seoul (after the 02:00 backup); one run at a time, no catch-up.
 

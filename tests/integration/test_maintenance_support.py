@@ -80,6 +80,20 @@ def records(conn: psycopg.Connection, run_id: str, action: str | None = None) ->
         (run_id, action, action)))
 
 
+def lock_timeouts(logfile: Path, offset: int) -> list[str]:
+    """The statements the server cancelled for a lock timeout since byte ``offset`` of its log, in order: the
+    server's own count of refused attempts (each an ERROR, then its CONTEXT and STATEMENT lines)."""
+    with logfile.open("rb") as fh:
+        fh.seek(offset)
+        lines = fh.read().decode("utf-8", "replace").splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if "canceling statement due to lock timeout" in line:
+            rest = (x for x in lines[i + 1:] if "STATEMENT:" in x or "ERROR:" in x)
+            out.append(next((x.split("STATEMENT:", 1)[1].strip() for x in rest if "STATEMENT:" in x), "?"))
+    return out
+
+
 def index_state(conn: psycopg.Connection, qualified: str) -> tuple[int, int] | None:
     """(relfilenode, bytes) of an index, None when it does not exist."""
     return conn.execute("SELECT relfilenode::bigint, pg_relation_size(oid) FROM pg_class "
@@ -119,3 +133,9 @@ def sizes_step(s: Any, r: MaintenanceRequest) -> Any:
     from quantdbops.maintenance.usage import sizes
 
     return sizes(s.conn, r, s.mode, s.log, s.timeouts)
+
+
+def compress_step(s: Any, r: MaintenanceRequest) -> Any:
+    from quantdbops.maintenance.timescale import compress_old_chunks
+
+    return compress_old_chunks(s.conn, r, s.mode, s.log, s.timeouts, say)

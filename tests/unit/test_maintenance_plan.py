@@ -1,5 +1,5 @@
 """The maintenance's plain decisions (no database): vacuum order, index bloat, what to rebuild,
-leftover names, growth, params and how a database error is classified."""
+leftover names, growth, params, how a database error is classified and how a locked table is reported."""
 
 from __future__ import annotations
 
@@ -121,6 +121,28 @@ def test_a_refused_lock_is_skipped_and_other_errors_fail() -> None:
     assert status == "failed" and "45min" in message
     status, _ = classify(psycopg.errors.FeatureNotSupported("reindexing of a specific index on a hypertable"), t)
     assert status == "failed"
+
+
+_HOLDER = {"pid": 4242, "application_name": "psql", "state": "idle in transaction", "mode": "AccessExclusiveLock"}
+
+
+@pytest.mark.parametrize(("skipped", "held_by", "expected"), [
+    pytest.param({"partition": 28}, [_HOLDER], "28 partitions skipped this step (27 of them not attempted): lock "
+                 "not granted within lock_timeout 5s on public.t; table locked by pid 4242 (application_name 'psql', "
+                 "state 'idle in transaction', holds AccessExclusiveLock).", id="partitions"),
+    pytest.param({"index": 1, "chunk": 2}, [_HOLDER], "1 index, 2 chunks skipped this step (2 of them not "
+                 "attempted):", id="mixed"),
+    pytest.param({"table": 1}, [], "the table skipped this step: lock not granted within lock_timeout 5s on "
+                 "public.t; table locked by another session (gone when looked up).", id="unpartitioned-no-holder"),
+])
+def test_a_locked_tables_message_counts_what_was_skipped_and_names_the_holder(
+        skipped: dict[str, int], held_by: list[dict], expected: str) -> None:
+    from collections import Counter
+
+    from quantdbops.maintenance.locked import LockedTable
+
+    message = LockedTable("vacuum", "public.t", 5.0, held_by, Counter(skipped)).message("5s")
+    assert message.startswith(expected)
 
 
 def test_record_values_are_json_safe() -> None:

@@ -12,7 +12,9 @@ WITH RECURSIVE tree AS (
     JOIN tree t ON t.oid = i.inhparent
 )
 SELECT r.relname AS table_name, n.nspname AS schema_name, c.relname AS relation, c.oid::bigint AS relid,
-       t.depth > 0 AS is_child
+       t.depth > 0 AS is_child,
+       CASE WHEN t.depth = 0 THEN 'table' WHEN t.root = ANY(%(hypertables)s::oid[]) THEN 'chunk'
+            ELSE 'partition' END AS kind
 FROM tree t
 JOIN pg_class c ON c.oid = t.oid
 JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -3,6 +3,7 @@ partitions and views, and the usage report (slow queries, sizes and growth).
 
 - ``params``: the trigger form's params and their strict reading (``MaintenanceRequest``);
 - ``session``: timeouts of a maintenance connection, and what a lock or statement timeout means;
+- ``locked``: a step's memo of tables whose lock was refused (the rest of such a table is not attempted);
 - ``plan``: plain decisions without a database (vacuum order, index bloat, what to rebuild, growth);
 - ``record``: ``ops.maintenance_log``, the record of every action and measurement;
 - ``catalog``: which relations and indexes the selected tables have (catalog only, never locks);

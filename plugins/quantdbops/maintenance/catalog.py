@@ -35,6 +35,7 @@ class Relation:
     relation: str
     relid: int
     is_child: bool
+    kind: str  # "partition", "chunk", or "table" when the table has no children
 
     @property
     def qualified(self) -> str:
@@ -92,7 +93,3 @@ def indexes_of(conn: psycopg.Connection, relids: Sequence[int]) -> list[IndexInf
     return [IndexInfo(*r) for r in conn.execute(read_sql("maintenance/select_indexes.sql"),
                                                 {"relids": list(relids)})]
 
-
-def parent_relids(conn: psycopg.Connection, tables: Sequence[str]) -> list[int]:
-    """Oids of the selected tables themselves (parents of partitions and chunks included)."""
-    return list(table_oids(conn, tables).values())

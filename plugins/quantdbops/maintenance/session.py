@@ -2,13 +2,14 @@
 
 Every statement of the maintenance runs under ``lock_timeout`` and ``statement_timeout`` (set for the
 session on an autocommit connection, so VACUUM and the CONCURRENTLY commands may run at all). A lock not
-granted in time is not an error of the run: the object is skipped and reported, the run goes on.
+granted in time is not an error of the run: the object is skipped and reported, the run goes on (and the
+step leaves the rest of that table alone: ``locked``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -62,30 +63,35 @@ def classify(exc: psycopg.Error, timeouts: Timeouts) -> tuple[str, str]:
     return FAILED, f"{type(exc).__name__}: {text}"
 
 
-
 @dataclass
 class Outcome:
-    """What one statement on one object came to: ``status`` is None when it succeeded."""
+    """What one statement on one object came to: ``status`` is None when it succeeded (``value``: its result)."""
 
     status: str | None = None
     message: str | None = None
     seconds: float = 0.0
+    value: Any = None
 
 
-def attempt(conn: psycopg.Connection, timeouts: Timeouts, statement: object, params: object = None) -> Outcome:
-    """Run one maintenance statement; a database error of the statement becomes an ``Outcome``.
+def attempt_call(conn: psycopg.Connection, timeouts: Timeouts, work: Callable[[], Any]) -> Outcome:
+    """Do one object's work (a statement, a measurement); a database error of it becomes an ``Outcome``.
 
     A broken connection is raised instead: the task fails and Airflow's retry reconnects.
     """
     started = time.monotonic()
     try:
-        conn.execute(statement, params)  # type: ignore[arg-type]
+        value = work()
     except psycopg.Error as exc:
         if conn.broken or conn.closed:
             raise
         status, message = classify(exc, timeouts)
         return Outcome(status, message, time.monotonic() - started)
-    return Outcome(None, None, time.monotonic() - started)
+    return Outcome(None, None, time.monotonic() - started, value)
+
+
+def attempt(conn: psycopg.Connection, timeouts: Timeouts, statement: object, params: object = None) -> Outcome:
+    """Run one maintenance statement (see ``attempt_call``)."""
+    return attempt_call(conn, timeouts, lambda: conn.execute(statement, params))  # type: ignore[arg-type]
 
 
 @dataclass

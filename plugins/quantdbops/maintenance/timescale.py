@@ -10,37 +10,33 @@ the policy job does the same, this catches what it missed (a job that failed, or
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import psycopg
 
 from quantdbops.io.pg import DbMode
+from quantdbops.maintenance.locked import LockedTables
 from quantdbops.maintenance.params import MaintenanceRequest
 from quantdbops.maintenance.record import MaintenanceLog
-from quantdbops.maintenance.session import Timeouts, attempt, classify
+from quantdbops.maintenance.session import Timeouts, attempt, attempt_call
 from quantdbops.registry import AGGREGATES, table
 from quantdbops.schema.render import TimescaleApi, parse_version
 from quantdbops.sqlfiles import read_sql
 
 
-def _one(conn: psycopg.Connection, timeouts: Timeouts, file: str, params: dict[str, Any]) -> tuple[Any, str | None,
-                                                                                                    str | None]:
-    """Fetch one row of a read statement; a lock or statement timeout is returned, not raised."""
-    try:
-        return conn.execute(read_sql(file), params).fetchone(), None, None
-    except psycopg.Error as exc:
-        if conn.broken or conn.closed:
-            raise
-        return None, *classify(exc, timeouts)
+def _fetch_one(conn: psycopg.Connection, file: str, params: dict[str, Any]) -> Any:
+    return conn.execute(read_sql(file), params).fetchone()
 
 
 def compress_old_chunks(conn: psycopg.Connection, request: MaintenanceRequest, mode: DbMode, log: MaintenanceLog,
-                        timeouts: Timeouts, say: Callable[..., None]) -> dict[str, int]:
+                        timeouts: Timeouts, say: Callable[..., None]) -> dict[str, Any]:
     api = TimescaleApi(parse_version(mode.tsdb_version or "0"))
     statement = read_sql("maintenance/convert_chunk_to_columnstore.sql" if api.columnstore
                          else "maintenance/compress_chunk.sql")
     enabled = {r[0] for r in conn.execute(read_sql("maintenance/select_hypertables.sql")) if r[2]}
-    counts = {"chunks": 0, "done": 0, "skipped": 0, "failed": 0}
+    locks = LockedTables(conn, timeouts, log, say)
+    counts: dict[str, Any] = {"chunks": 0, "done": 0, "skipped": 0, "failed": 0}
     for name in request.tables:
         t = table(name)
         if not t.compression or name not in enabled:
@@ -50,25 +46,34 @@ def compress_old_chunks(conn: psycopg.Connection, request: MaintenanceRequest, m
         say("%s: %d chunk(s) older than %s not compressed yet", name, len(chunks), t.compression.after)
         for chunk, schema, chunk_name, start, end in chunks:
             counts["chunks"] += 1
-            size_params = {"hypertable": f"public.{name}", "chunk_schema": schema, "chunk_name": chunk_name}
-            row, _, _ = _one(conn, timeouts, "maintenance/select_chunk_size.sql", size_params)
-            before = {"total_bytes": row[0] if row else None, "range_start": start, "range_end": end,
-                      "compressed": False}
+            size = partial(_fetch_one, conn, "maintenance/select_chunk_size.sql",
+                           {"hypertable": f"public.{name}", "chunk_schema": schema, "chunk_name": chunk_name})
+            # Sizing opens the hypertable too: on a locked one it is the chunk's refused attempt.
+            sized = locks.attempt(name, chunk, "chunk", "compress_chunk", size)
+            if sized is None:  # its table is locked: recorded once, by locks.report()
+                continue
+            before = {"total_bytes": sized.value[0] if sized.value else None, "range_start": start,
+                      "range_end": end, "compressed": False}
             if request.dry_run:
                 log.record("compress_chunk", chunk, "dry_run", before=before,
                            message=f"would compress ({name}, older than {t.compression.after})")
                 continue
-            outcome = attempt(conn, timeouts, statement, {"chunk": chunk})
+            outcome = locks.attempt(name, chunk, "chunk", "compress_chunk",
+                                    partial(conn.execute, statement, {"chunk": chunk}))
+            if outcome is None:
+                continue
             if outcome.status:
                 log.record("compress_chunk", chunk, outcome.status, before=before, duration_s=outcome.seconds,
                            message=outcome.message)
                 counts[outcome.status] += 1
                 continue
-            row, _, _ = _one(conn, timeouts, "maintenance/select_chunk_size.sql", size_params)
+            row = attempt_call(conn, timeouts, size).value
             after = {"total_bytes": row[0] if row else None, "compressed": True}
             log.record("compress_chunk", chunk, "done", before=before, after=after, duration_s=outcome.seconds,
                        message=f"{'convert_to_columnstore' if api.columnstore else 'compress_chunk'} ({name})")
             counts["done"] += 1
+    counts["locked"] = locks.report()
+    counts["skipped"] += locks.skipped
     return counts
 
 
@@ -106,11 +111,11 @@ def report_chunks(conn: psycopg.Connection, request: MaintenanceRequest, mode: D
                    after={"chunks": chunks, "compressed": compressed, "uncompressed": uncompressed})
         ratio = None
         if table(name).compression:
-            row, status, message = _one(conn, timeouts, stats_file, {"hypertable": f"public.{name}"})
-            if status:
-                log.record("compression_ratio", f"public.{name}", status, message=message)
+            got = attempt_call(conn, timeouts, partial(_fetch_one, conn, stats_file, {"hypertable": f"public.{name}"}))
+            if got.status:
+                log.record("compression_ratio", f"public.{name}", got.status, message=got.message)
             else:
-                before_b, after_b, n = row
+                before_b, after_b, n = got.value
                 ratio = round(before_b / after_b, 2) if after_b else None
                 log.record("compression_ratio", f"public.{name}", "measured",
                            before={"before_bytes": before_b},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -10,10 +11,11 @@ from psycopg import sql
 
 from quantdbops.io.pg import DbMode
 from quantdbops.maintenance import catalog
+from quantdbops.maintenance.locked import LockedTables
 from quantdbops.maintenance.params import MaintenanceRequest
 from quantdbops.maintenance.plan import TableStats, vacuum_order
 from quantdbops.maintenance.record import MaintenanceLog
-from quantdbops.maintenance.session import Timeouts, attempt
+from quantdbops.maintenance.session import Timeouts
 from quantdbops.sqlfiles import read_sql
 
 ACTION = "vacuum"
@@ -39,7 +41,7 @@ def _summary(s: dict[str, Any]) -> dict[str, Any]:
 
 def vacuum_tables(conn: psycopg.Connection, request: MaintenanceRequest, mode: DbMode, log: MaintenanceLog,
                   timeouts: Timeouts, say: Callable[..., None]) -> dict[str, Any]:
-    """Vacuum every leaf with work to do; record before/after dead tuples of each."""
+    """Vacuum every leaf with work to do; record before/after dead tuples of each (a locked table: one record)."""
     leaves = catalog.leaf_relations(conn, request.tables, catalog.hypertable_oids(conn, mode.timescaledb))
     stats = table_stats(conn, [r.relid for r in leaves])
     by_name = {r.qualified: r for r in leaves}
@@ -50,7 +52,8 @@ def vacuum_tables(conn: psycopg.Connection, request: MaintenanceRequest, mode: D
                    never_analyzed=not (stats[r.relid]["last_analyze"] or stats[r.relid]["last_autoanalyze"]))
         for r in leaves if r.relid in stats)
     say("VACUUM (ANALYZE): %d of %d relations have work to do (the rest are clean)", len(ordered), len(leaves))
-    done = skipped = failed = 0
+    locks = LockedTables(conn, timeouts, log, say)
+    done = failed = 0
     for item in ordered:
         rel = by_name[item.name]
         before = _summary(stats[rel.relid])
@@ -59,17 +62,19 @@ def vacuum_tables(conn: psycopg.Connection, request: MaintenanceRequest, mode: D
                        message=f"would VACUUM (ANALYZE): {before['dead_pct']}% dead ({rel.table_name})")
             continue
         statement = sql.SQL(read_sql("maintenance/vacuum_analyze_relation.sql")).format(relation=rel.identifier)
-        outcome = attempt(conn, timeouts, statement)
+        outcome = locks.attempt(rel.table_name, rel.qualified, rel.kind, ACTION, partial(conn.execute, statement))
+        if outcome is None:  # its table is locked: recorded once, by locks.report()
+            continue
         if outcome.status:
             log.record(ACTION, rel.qualified, outcome.status, before=before, duration_s=outcome.seconds,
                        message=outcome.message)
-            skipped += outcome.status == "skipped"
-            failed += outcome.status == "failed"
+            failed += 1
             say("%s %s: %s", outcome.status.upper(), rel.qualified, outcome.message)
             continue
         after = _summary(table_stats(conn, [rel.relid])[rel.relid])
         log.record(ACTION, rel.qualified, "done", before=before, after=after, duration_s=outcome.seconds,
                    message=f"dead tuples {before['n_dead_tup']:,} -> {after['n_dead_tup']:,} ({rel.table_name})")
         done += 1
-    return {"relations": len(leaves), "to_vacuum": len(ordered), "done": done, "skipped": skipped,
-            "failed": failed, "dry_run": request.dry_run}
+    locked = locks.report()
+    return {"relations": len(leaves), "to_vacuum": len(ordered), "done": done, "skipped": locks.skipped,
+            "failed": failed, "locked": locked, "dry_run": request.dry_run}

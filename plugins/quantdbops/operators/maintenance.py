@@ -3,8 +3,8 @@
 Each opens one autocommit connection inside ``execute`` (VACUUM and the CONCURRENTLY commands refuse a
 transaction block), sets ``lock_timeout`` and ``statement_timeout`` for the session, records every action
 in ``ops.maintenance_log`` as it happens and returns counts only to XCom. A table that cannot be locked
-in time is skipped and recorded; per-object failures are recorded too and fail the run in ``summary``,
-after every step has had its turn.
+in time is skipped for the rest of the step and recorded once; per-object failures are recorded too and fail
+the run in ``summary``, after every step has had its turn.
 """
 
 from __future__ import annotations
@@ -84,8 +84,9 @@ class _MaintenanceStep(BaseOperator):
             self.log.info("%s", _rows_table(log.rows, f"{self.task_id}: {len(log.rows)} record(s)"))
         counts = log.counts()
         if counts.get("skipped"):
-            self.log.warning("%d object(s) skipped (locked by another session or not applicable): they are "
-                             "retried next week; see the messages above.", counts["skipped"])
+            self.log.warning("%d record(s) skipped (a table locked by another session, one record for all its "
+                             "partitions, chunks or indexes; or not applicable): retried next week; see the "
+                             "messages above.", counts["skipped"])
         if counts.get("failed"):
             self.log.error("%d object(s) failed: the run will be marked failed by summary after the other steps. "
                            "The message says what to do.", counts["failed"])
