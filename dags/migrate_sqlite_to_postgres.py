@@ -26,9 +26,9 @@ and on plain PostgreSQL (RDS): the `prepare` log says which mode it found.
 PostgreSQL into temporary tables that are rolled back, so it fails wherever the real run would, writing
 nothing. Run it first, read the reject counts, then trigger again with `dry_run: false`. `source_path`
 overrides the connection's file (any absolute path; the file is only ever opened read-only).
-`prune_tickers` (default false): tickers are merged, never emptied; with it, a run of `tickers` deletes
-target tickers of the selected regions that the source no longer has, where no other table references
-them, and lists those it keeps.
+`prune_tickers` (default false): tickers are merged, never emptied; with it, the `prune_tickers` task
+(after every load) deletes target tickers of the selected regions that the source no longer has, where no
+other table references them, and lists those it keeps.
 
 **Reading the logs.** `prepare`: source tables and row counts, tables not migrated, the database mode.
 `load_<table>`: progress every 5 s (rows, rows/s, ETA), then a per-region table (source rows, loaded,
@@ -62,6 +62,7 @@ from quantdbops.operators.migration import (
     MigrateTableOperator,
     MigrationSummaryOperator,
     PrepareMigrationOperator,
+    PruneTickersOperator,
     QuerySloOperator,
     RefreshAggregatesOperator,
     ValidateMigrationOperator,
@@ -91,6 +92,7 @@ def migrate_sqlite_to_postgres() -> None:
         for t in migratable_tables()
     }
     load_ids = [op.task_id for op in loads.values()]
+    prune = PruneTickersOperator(task_id="prune_tickers", trigger_rule="none_failed")
     validate = ValidateMigrationOperator(task_id="validate", load_task_ids=load_ids, trigger_rule="none_failed")
     aggregates = RefreshAggregatesOperator(task_id="refresh_aggregates", load_task_ids=load_ids,
                                            pool=HEAVY_DB_POOL, trigger_rule="none_failed")
@@ -113,8 +115,10 @@ def migrate_sqlite_to_postgres() -> None:
     for name, op in loads.items():
         if name != "tickers":
             loads["tickers"] >> op
-        op >> [validate, aggregates]
-    # The aggregates are refreshed beside validation (they read the loaded tables, they do not change them).
+        op >> prune
+    # Pruning tickers waits for every load: a ticker is kept while rows of any table still name it. The
+    # aggregates are refreshed beside validation (they read the loaded tables, they do not change them).
+    prune >> [validate, aggregates]
     [validate, aggregates] >> benchmark >> summary >> publish()
 
 

@@ -105,6 +105,9 @@ def test_migration_shape(dagbag) -> None:
     assert dag.get_task("load_tickers").upstream_task_ids == {"prepare"}
     for tid in loads - {"load_tickers"}:
         assert dag.get_task(tid).upstream_task_ids == {"load_tickers"}, tid
-    assert dag.get_task("validate").upstream_task_ids == loads
+    # every load, then pruning tickers (it needs every table's rows replaced), then validate and the aggregates
+    assert dag.get_task("prune_tickers").upstream_task_ids == loads
+    assert dag.get_task("validate").upstream_task_ids == {"prune_tickers"}
+    assert dag.get_task("refresh_aggregates").upstream_task_ids == {"prune_tickers"}
     assert dag.get_task("validate").retries == 0
     assert type(dag.timetable).__name__ == "NullTimetable"  # manual only

@@ -175,3 +175,31 @@ def test_selecting_one_table_without_tickers_loads_that_table(
     assert states["load_ohlcv_data"][0] == "success", states
     assert target_counts(pg_conn, OHLCV_DATA) == source_counts(path, OHLCV_DATA)
     assert dr.state == "success"
+
+
+@pytest.mark.parametrize("mode", MODES[:1])
+def test_a_rerun_with_prune_tickers_ends_green_after_the_platform_removed_a_ticker(
+    mode: str, airflow_db: Path, airflow_connections: dict[str, str], pg_conn: psycopg.Connection
+) -> None:
+    """Without prune_tickers the second run fails validation on the removed ticker; with it, it passes."""
+    import sqlite3
+
+    path = airflow_connections["sqlite_path"]
+    generate(path, **CLEAN_SAMPLE)
+    assert load_dag().test(run_conf={"dry_run": False}).state == "success"
+    with sqlite3.connect(path) as s:
+        gone = s.execute("SELECT ticker FROM tickers WHERE region = 'KR' ORDER BY ticker LIMIT 1").fetchone()[0]
+        for t in MIGRATABLE:  # the platform drops the ticker and every row naming it
+            columns = {r[1] for r in s.execute(f'PRAGMA table_info("{t.source}")')}
+            for c in ({"ticker", "etf_ticker", "stock_ticker"} & columns):
+                s.execute(f'DELETE FROM "{t.source}" WHERE "{c}" = ?', (gone,))
+
+    kept = load_dag().test(run_conf={"dry_run": False})
+    assert kept.state == "failed" and task_states(kept)["validate"][0] == "failed"
+    assert task_states(kept)["prune_tickers"][0] == "skipped"
+
+    pruned = load_dag().test(run_conf={"dry_run": False, "prune_tickers": True})
+    states = task_states(pruned)
+    assert pruned.state == "success", states
+    assert _xcoms(pruned, {"prune_tickers"})["prune_tickers"]["deleted"] == [[gone, "KR"]]
+    assert pg_conn.execute("SELECT count(*) FROM tickers WHERE ticker = %s", (gone,)).fetchone()[0] == 0

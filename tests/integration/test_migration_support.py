@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from quantdbops import REGIONS
 from quantdbops.io.pg import DbMode, connect, detect_mode
 from quantdbops.migration.load import TableLoadResult, load_table
 from quantdbops.migration.plan import SliceFilter
@@ -55,23 +56,31 @@ def source_time_expr(t: Table) -> str | None:
     return f's."{t.column(t.time_column).source_column}"'
 
 
+def _spelled_region(expr: str) -> str:
+    """The region an expression spells in any case with surrounding spaces, else NULL."""
+    names = ", ".join(f"'{r}'" for r in REGIONS)
+    return f"(SELECT r FROM (SELECT upper(trim({expr})) AS r) WHERE r IN ({names}))"
+
+
 def source_region_expr(s: sqlite3.Connection, t: Table) -> str:
-    """The region of a source row: its own region column, else (NULL or absent) its ticker's region.
+    """The region slice of a source row: the region its own region column spells (any case, spaces
+    around), else its ticker's; NULL where neither spells one (such rows are quarantined as UNKNOWN).
 
     Market-wide tables have no Spock region; the loader keeps them in one slice ('ALL').
     """
     if not t.has_region:
         return "'ALL'"
     own = "region" in _source_columns(s, t.source or "")
-    via_ticker = f"(SELECT k.region FROM main.tickers k WHERE k.ticker = s.\"{t.ticker_column}\")" \
-        if t.ticker_column else "NULL"
-    return f"coalesce(s.region, {via_ticker})" if own else via_ticker
+    via_ticker = (f"(SELECT {_spelled_region('k.region')} FROM main.tickers k WHERE k.ticker = "
+                  f"s.\"{t.ticker_column}\")") if t.ticker_column else "NULL"
+    return f"coalesce({_spelled_region('s.region')}, {via_ticker})" if own else via_ticker
 
 
 def source_counts(path: Path | str, t: Table, *, regions: Iterable[str] | None = None,
                   start: date | None = None, end: date | None = None) -> dict[str | None, int]:
     """Source rows of ``t`` per region (None: no region can be found), optionally sliced."""
-    s = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    s = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    s.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
     try:
         region = source_region_expr(s, t)
         conds, params = ["1"], []

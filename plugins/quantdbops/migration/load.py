@@ -31,7 +31,7 @@ from quantdbops.migration.checksum import ROW_FORMAT
 from quantdbops.migration.plan import ALL_REGIONS, COPY_OPTIONS, UNKNOWN_REGION, SliceFilter, TablePlan
 from quantdbops.migration.produce import ProducerResult, read_source, worker
 from quantdbops.migration.source import raw_rows, source_file, source_key_is_unique
-from quantdbops.registry import LoadMode, Table, ticker_references
+from quantdbops.registry import LoadMode, Table
 from quantdbops.schema import partitions, render
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,6 @@ class TableLoadResult:
     seconds: float
     mode: str
     unknown_columns: list[str] = field(default_factory=list)
-    pruned: PruneResult | None = None
 
     @property
     def source_rows(self) -> int:
@@ -127,7 +126,6 @@ class TableLoadResult:
             "rows_per_sec": round(self.rows_per_sec), "unknown_columns": self.unknown_columns,
             "regions": {r: {"source_rows": s.source_rows, "loaded": s.loaded, "rejected": dict(s.rejected)}
                         for r, s in sorted(self.regions.items())},
-            "pruned": self.pruned.as_dict() if self.pruned else None,
         }
 
 
@@ -169,8 +167,7 @@ def find_duplicates(sconn: sqlite3.Connection, plan: TablePlan, flt: SliceFilter
 def _count(sconn: sqlite3.Connection, plan: TablePlan, flt: SliceFilter) -> int:
     params: list[object] = []
     where = plan.where(flt, params)
-    joins = (f"LEFT JOIN main.tickers t ON t.ticker = s.\"{plan.table.ticker_column}\""
-             if plan.table.ticker_column and where else "")
+    joins = plan.source_ticker_join() if where else ""
     return sconn.execute(f'SELECT count(*) FROM main."{plan.table.source}" s {joins} {where}', params).fetchone()[0]
 
 
@@ -184,8 +181,7 @@ def _time_range(sconn: sqlite3.Connection, plan: TablePlan, flt: SliceFilter) ->
     day = f"substr({expr}, 1, 10)"
     glob = f"date(julianday({day})) = {day}"  # real calendar dates only, as the row checks require
     where = f"{where} AND {glob}" if where else f"WHERE {glob}"
-    joins = (f"LEFT JOIN main.tickers t ON t.ticker = s.\"{plan.table.ticker_column}\""
-             if plan.table.ticker_column else "")
+    joins = plan.source_ticker_join()
     lo, hi = sconn.execute(
         f'SELECT min(substr({expr}, 1, 10)), max(substr({expr}, 1, 10)) FROM main."{plan.table.source}" s '
         f"{joins} {where}", params).fetchone()
@@ -358,7 +354,6 @@ def load_table(
     run_id: str,
     mode: DbMode,
     dry_run: bool = False,
-    prune: bool = False,
     progress: Callable[[str], None] | None = None,
     progress_seconds: float = PROGRESS_SECONDS,
     workers: int | None = None,
@@ -369,16 +364,13 @@ def load_table(
 
     A dry run sends the same COPY text and the same reject rows as a load, into temporary tables of the same
     shape (types, key, rules) in a transaction it rolls back: a value PostgreSQL would refuse fails the dry run
-    as it would fail the load, and nothing durable is written. ``prune`` (tickers only): target tickers of
-    the selected regions that this load does not write are deleted where no other table references them.
+    as it would fail the load, and nothing durable is written.
     """
     say = progress or log.info
     started = time.monotonic()
     plan = TablePlan(table)
     if pg is not None and pg.autocommit:
         raise ValueError("load_table needs a transactional connection: the slices are replaced atomically")
-    if prune and table.load_mode is not LoadMode.MERGE:
-        raise ValueError(f"prune applies to merged tables (tickers), not {table.name}")
     path = source_file(sconn)
     workers = configured_workers(server_is_local(pg)) if workers is None else workers
     known = known_tickers(sconn, pg, from_source=dry_run) if (table.ticker_column or table.ticker_refs) else None
@@ -387,7 +379,6 @@ def load_table(
     dups = find_duplicates(sconn, plan, flt)
     total = _count(sconn, plan, flt)
     regions = slice_regions(table, flt)
-    pruned: PruneResult | None = None
     if pg is None:
         say(f"{table.name}: {total:,} source rows to read (dry run without a database: source side only)")
         result = _stream(sconn, path, table, flt, known, dups, total, lambda _b: None, say, workers,
@@ -430,13 +421,11 @@ def load_table(
                     say(f"{table.name}: rebuilt {len(deferred)} secondary indexes in {time.monotonic() - t0:.1f}s")
                 if table.load_mode is LoadMode.MERGE and not dry_run:
                     _merge(cur, table, plan.query(flt).columns)
-                if prune:
-                    pruned = prune_tickers(pg, table, regions, target, delete=not dry_run)
             _write_ops(pg, sconn, table, flt, run_id, regions, result, dry_run=dry_run)
     stats = {r: SliceStats(n, loaded, rej) for r, (n, loaded, rej) in result.stats.items()}
     out = TableLoadResult(table=table.name, run_id=run_id, dry_run=dry_run or pg is None, regions=stats,
                           seconds=time.monotonic() - started, mode=mode.name,
-                          unknown_columns=inspect_unknown_columns(sconn, table), pruned=pruned)
+                          unknown_columns=inspect_unknown_columns(sconn, table))
     if not dry_run and pg is not None:
         _record_run(pg, out, flt)
     return out
@@ -454,54 +443,6 @@ def _merge(cur: psycopg.Cursor, table: Table, columns: tuple[str, ...]) -> None:
     cur.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM _stage ON CONFLICT ({}) DO UPDATE SET {}").format(
         sql.Identifier("public", table.name), cols, cols,
         sql.SQL(", ").join(sql.Identifier(c) for c in table.key), updates))
-
-
-@dataclass
-class PruneResult:
-    """Tickers of the target the load did not write: deleted, or kept because other rows reference them."""
-
-    deleted: list[tuple[str, str]] = field(default_factory=list)
-    kept: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (ticker, region) -> referencing tables
-    dry_run: bool = False
-
-    def as_dict(self) -> dict[str, object]:
-        return {"deleted": [list(k) for k in self.deleted], "dry_run": self.dry_run,
-                "kept": [{"ticker": k[0], "region": k[1], "referenced_by": v} for k, v in sorted(self.kept.items())]}
-
-
-def prune_tickers(pg: psycopg.Connection, table: Table, regions: list[str], written: sql.Identifier, *,
-                  delete: bool) -> PruneResult:
-    """Delete (``delete``) the target tickers of ``regions`` that ``written`` (what this load wrote) lacks and
-    that no other table references; the referenced ones are kept and listed with the tables referencing them.
-
-    Foreign keys to tickers cascade, so a referenced ticker is never deleted here: its rows would go too."""
-    out = PruneResult(dry_run=not delete)
-    if pg.execute("SELECT to_regclass('public.tickers')").fetchone()[0] is None:
-        return out  # a dry run before the first load: nothing to prune
-    absent = [tuple(r) for r in pg.execute(sql.SQL(
-        "SELECT ticker, region FROM public.tickers x WHERE region = ANY(%s) AND NOT EXISTS "
-        "(SELECT 1 FROM {} w WHERE w.ticker = x.ticker AND w.region = x.region) ORDER BY 1, 2").format(written),
-        (regions,))]
-    if not absent:
-        return out
-    tickers = [a[0] for a in absent]
-    for ref in ticker_references():
-        if pg.execute("SELECT to_regclass(%s)", (f"public.{ref.table}",)).fetchone()[0] is None:
-            continue
-        match = sql.SQL("r.{} = a.ticker").format(sql.Identifier(ref.ticker_column))
-        if ref.region_column:
-            match = sql.SQL("{} AND r.{} = a.region").format(match, sql.Identifier(ref.region_column))
-        for ticker, region in pg.execute(sql.SQL(
-                "SELECT a.ticker, a.region FROM unnest(%s::text[], %s::text[]) AS a(ticker, region) "
-                "WHERE EXISTS (SELECT 1 FROM {} r WHERE {})").format(sql.Identifier("public", ref.table), match),
-                (tickers, [a[1] for a in absent])):
-            out.kept.setdefault((ticker, region), []).append(ref.table)
-    out.deleted = [a for a in absent if a not in out.kept]
-    if delete and out.deleted:
-        pg.execute("DELETE FROM public.tickers x USING unnest(%s::text[], %s::text[]) AS d(ticker, region) "
-                   "WHERE x.ticker = d.ticker AND x.region = d.region",
-                   ([d[0] for d in out.deleted], [d[1] for d in out.deleted]))
-    return out
 
 
 def _write_ops(pg: psycopg.Connection, sconn: sqlite3.Connection, table: Table, flt: SliceFilter,

@@ -104,6 +104,12 @@ _PLAIN_LITERAL = re.compile(r"'[A-Za-z0-9 ._:/+-]*'")
 _REGION_LIST = ", ".join(_lit(r) for r in REGIONS)
 
 
+# The source's tickers, one row per ticker: the first written where a file without its key repeats one. Every
+# query that finds a row's ticker in the source joins this, as the producers' lookup does.
+SOURCE_TICKERS = ("(SELECT ticker, region FROM main.tickers WHERE rowid IN "
+                  "(SELECT min(rowid) FROM main.tickers GROUP BY ticker))")
+
+
 def canonical_region(expr: str) -> str:
     """The region ``expr`` spells (any case, surrounding spaces), NULL when it spells none.
 
@@ -213,7 +219,7 @@ class TablePlan:
             return f"({v} IS NULL OR (typeof({v}) = 'integer'{rng}))"
         if k == "bool":
             return f"({v} IS NULL OR {v} IN (0, 1))"
-        if k == "text" and col.name not in self.vocabulary_columns:  # a vocabulary's literals are no blob
+        if k == "text":
             return f"typeof({v}) <> 'blob'"
         return None
 
@@ -240,6 +246,11 @@ class TablePlan:
                 return v  # a loadable row holds one of the rule's plain literals: nothing to escape
             return _escape_copy_text(f"CAST({v} AS TEXT)")
         return v
+
+    def source_ticker_join(self) -> str:
+        """The join that finds a source row's ticker (alias ``t``) where the lookup table is not there."""
+        tcol = self.table.ticker_column
+        return f"LEFT JOIN {SOURCE_TICKERS} t ON t.ticker = s.{_ident(tcol)}" if tcol else ""
 
     def joins(self) -> str:
         out = []
@@ -417,8 +428,7 @@ class TablePlan:
             "SELECT rid, kept FROM (\n"
             f"  SELECT s.rowid AS rid, first_value(s.rowid) OVER w AS kept, row_number() OVER w AS rn\n"
             f"  FROM main.{_ident(self.table.source)} s\n"
-            + (f"  LEFT JOIN main.tickers t ON t.ticker = s.{_ident(self.table.ticker_column)}\n"
-               if self.table.ticker_column else "")
+            + f"  {self.source_ticker_join()}\n"
             + f"  {where}\n"
             f"  WINDOW w AS (PARTITION BY {', '.join(key_exprs)} ORDER BY ({irr}), s.rowid)\n"
             ") WHERE rn > 1"

@@ -312,7 +312,7 @@ def prepare_source(sconn: Any, known: list[tuple[str, str]] | None, dups: dict[i
         region = canonical_region("t.region")
         sconn.execute(f"INSERT OR IGNORE INTO temp.ticker_lookup SELECT t.ticker, {region}, EXISTS (SELECT 1 FROM "
                       f"temp.known_tickers k WHERE k.ticker = t.ticker AND k.region = {region}) FROM main.tickers t "
-                      "WHERE t.ticker IS NOT NULL")
+                      "WHERE t.ticker IS NOT NULL ORDER BY t.rowid")  # a repeated ticker: the first row counts
     sconn.execute("DROP TABLE IF EXISTS temp.dup_rows")
     sconn.execute("CREATE TEMP TABLE dup_rows (rowid INTEGER PRIMARY KEY, kept INTEGER)")
     sconn.executemany("INSERT INTO temp.dup_rows VALUES (?, ?)", dups.items())
@@ -445,7 +445,9 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
     pending: list[bytes] = []
     size = 0
     for query, batch in _batches(sconn, plan, flt, "temp.dup_rows" if dups else None, rowid_range):
-        texts = list(map(text_of, batch)) if to_utf8 is None else [to_utf8(text_of(row)) for row in batch]
+        if to_utf8 is not None:  # a UTF-16 file: its bucket and text part as UTF-8, as a UTF-8 file gives them
+            batch = [(r[0], r[1], to_utf8(r[2]), to_utf8(r[3]), *r[4:]) for r in batch]
+        texts = list(map(text_of, batch))
         stamps = [list(map(get, map(at, batch))) for get, at in zip(calendars[query.safe], stamp_of, strict=True)]
         numbers = list(map(numbers_of, batch))
         rendered = render_numbers_json(numbers, negative_zero)
@@ -540,6 +542,8 @@ class _RowChecker:
         self.rejected[region][kind] += 1
         if kind == DUPLICATE_KEY:
             detail = f"key already loaded from source rowid {self.dups.get(row[0])}"
+        elif reason == row[1] and kind == INVALID_TEXT:  # SQLite's own finding: the only one it makes
+            detail = f"{detail}: a blob"
         elif notes and reason in notes:
             detail = f"{detail}: {notes[reason]}"
         res.rejects.append((row[0], region or UNKNOWN_REGION, kind, detail))

@@ -20,7 +20,14 @@ from psycopg import sql
 from quantdbops.io.pg import DbMode
 from quantdbops.migration import checksum
 from quantdbops.migration.load import find_duplicates, known_tickers, slice_regions
-from quantdbops.migration.plan import ALL_REGIONS, UNKNOWN_REGION, SliceFilter, TablePlan, copy_columns
+from quantdbops.migration.plan import (
+    ALL_REGIONS,
+    SOURCE_TICKERS,
+    UNKNOWN_REGION,
+    SliceFilter,
+    TablePlan,
+    copy_columns,
+)
 from quantdbops.migration.produce import read_source
 from quantdbops.migration.source import source_file
 from quantdbops.registry import AGGREGATES, TABLES, Column, RegionRule, Table
@@ -71,7 +78,7 @@ class Validator:
         plan = TablePlan(table)
         params: list[object] = []
         where = plan.where(self.flt, params)
-        joins = (f'LEFT JOIN main.tickers t ON t.ticker = s."{table.ticker_column}"' if table.ticker_column else "")
+        joins = plan.source_ticker_join()
         region = plan.slice_region_expr()
         source = dict(self.s.execute(
             f"SELECT coalesce({region}, '{UNKNOWN_REGION}'), count(*) FROM main.\"{table.source}\" s {joins} "
@@ -231,7 +238,7 @@ class Validator:
         marks = ",".join("?" * len(wanted))
         cur = self.s.execute(f'SELECT rowid, * FROM main."{table.source}" WHERE rowid IN ({marks})', wanted)
         names = [d[0] for d in cur.description][1:]
-        tickers = dict(self.s.execute("SELECT ticker, region FROM main.tickers")) if table.ticker_column else {}
+        tickers = dict(self.s.execute(f"SELECT ticker, region FROM {SOURCE_TICKERS}")) if table.ticker_column else {}
         compared, diffs = 0, []
         for raw in cur.fetchall():
             if raw[0] in rejected or compared >= SAMPLE_ROWS:

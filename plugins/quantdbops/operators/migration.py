@@ -14,7 +14,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from quantdbops import CONN_POSTGRES, CONN_SQLITE, REGIONS
 from quantdbops.errors import ActionableFailure, bad_params
-from quantdbops.registry import LoadMode, dependency_order, migratable_tables, table
+from quantdbops.registry import dependency_order, migratable_tables, table
 from quantdbops.report import format_table
 
 
@@ -128,8 +128,7 @@ class MigrateTableOperator(BaseOperator):
             pg.commit()
             try:
                 result = load_table(sconn, pg, t, request.slice_filter(), run_id=context["run_id"], mode=mode,
-                                    dry_run=request.dry_run, progress=self.log.info,
-                                    prune=request.prune_tickers and t.load_mode is LoadMode.MERGE)
+                                    dry_run=request.dry_run, progress=self.log.info)
             except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
                 # Deterministic: the same rows would be refused again, so no retry. The transaction rolled
                 # back, the target is as it was before this task.
@@ -146,8 +145,6 @@ class MigrateTableOperator(BaseOperator):
                      f"{result.seconds:.2f}s, {result.rows_per_sec:,.0f} rows/s"))
         self.log.info("%s %s from %s:\n%s", "Dry run of" if request.dry_run else "Loaded", t.name, path,
                       format_table(["region", "source rows", "loaded", "rejected", "rejects by reason"], rows))
-        if result.pruned is not None:
-            self._log_pruned(t.name, result.pruned)
         if result.unknown_columns:
             self.log.warning("%s: source columns not in the registry (not migrated): %s", t.name,
                              ", ".join(result.unknown_columns))
@@ -163,16 +160,44 @@ class MigrateTableOperator(BaseOperator):
                            "use the table's data until validate has compared it with the source")
         return result.as_dict()
 
-    def _log_pruned(self, name: str, pruned: Any) -> None:
+
+class PruneTickersOperator(BaseOperator):
+    """With ``prune_tickers``: after the loads, delete target tickers the source no longer has, where nothing
+    references them; list those kept."""
+
+    ui_color = "#fce8e6"
+    what_to_do = ("nothing was deleted unless the log says so (one transaction): check that the database answers, "
+                  "then clear this task")
+
+    def __init__(self, *, postgres_conn_id: str = CONN_POSTGRES, sqlite_conn_id: str = CONN_SQLITE,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.postgres_conn_id = postgres_conn_id
+        self.sqlite_conn_id = sqlite_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from quantdbops.io.pg import connect
+        from quantdbops.migration.prune import prune_tickers
+
+        request = _request(context)
+        if not request.prune_tickers:
+            raise AirflowSkipException("prune_tickers is off: tickers are only added and updated")
+        if "tickers" not in request.tables:
+            raise AirflowSkipException("tickers was not selected: nothing to prune")
+        sconn, path = _open_source(request, self.sqlite_conn_id)
+        with connect(self.postgres_conn_id, autocommit=True) as pg:
+            pruned = prune_tickers(sconn, pg, list(request.regions), dry_run=request.dry_run)
         verb = "would delete" if pruned.dry_run else "deleted"
-        self.log.info("%s: prune_tickers %s %d tickers the source does not have (or quarantined)%s", name, verb,
-                      len(pruned.deleted), ": " + ", ".join(f"{t} {r}" for t, r in pruned.deleted[:20])
-                      + (" ..." if len(pruned.deleted) > 20 else "") if pruned.deleted else "")
+        self.log.info("prune_tickers %s %d target tickers of %s that %s does not have (or quarantines)%s", verb,
+                      len(pruned.deleted), ",".join(request.regions), path,
+                      ": " + ", ".join(f"{t} {r}" for t, r in pruned.deleted[:30])
+                      + (" ..." if len(pruned.deleted) > 30 else "") if pruned.deleted else "")
         if pruned.kept:
-            self.log.warning("%s: %d tickers the source does not have were KEPT because other rows reference them "
-                             "(delete those rows first, or keep the tickers):\n%s", name, len(pruned.kept),
-                             format_table(["ticker", "region", "referenced by"],
-                                          [(t, r, ", ".join(v)) for (t, r), v in sorted(pruned.kept.items())[:50]]))
+            self.log.warning("%d tickers the source does not have were KEPT because other rows reference them; "
+                             "validate will report them. Delete those rows first if the tickers are really gone:\n%s",
+                             len(pruned.kept), format_table(["ticker", "region", "referenced by"], [
+                                 (t, r, ", ".join(v)) for (t, r), v in sorted(pruned.kept.items())[:50]]))
+        return pruned.as_dict()
 
 
 class ValidateMigrationOperator(BaseOperator):
