@@ -444,9 +444,9 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
     buckets: defaultdict[bytes, int] = defaultdict(int)
     pending: list[bytes] = []
     size = 0
-    for query, batch in _batches(sconn, plan, flt, "temp.dup_rows" if dups else None, rowid_range):
-        if to_utf8 is not None:  # a UTF-16 file: its bucket and text part as UTF-8, as a UTF-8 file gives them
-            batch = [(r[0], r[1], to_utf8(r[2]), to_utf8(r[3]), *r[4:]) for r in batch]
+    for query, read in _batches(sconn, plan, flt, "temp.dup_rows" if dups else None, rowid_range):
+        # a UTF-16 file: its bucket and text part as UTF-8, as a UTF-8 file gives them
+        batch = read if to_utf8 is None else [(r[0], r[1], to_utf8(r[2]), to_utf8(r[3]), *r[4:]) for r in read]
         texts = list(map(text_of, batch))
         stamps = [list(map(get, map(at, batch))) for get, at in zip(calendars[query.safe], stamp_of, strict=True)]
         numbers = list(map(numbers_of, batch))

@@ -44,16 +44,20 @@ def _open_source(request: Any, sqlite_conn_id: str) -> tuple[Any, str]:
         raise ActionableFailure(str(exc), what_to_do=SOURCE_WHAT_TO_DO) from exc
 
 
-class PrepareMigrationOperator(BaseOperator):
-    """Check params and source, apply the target schema (not in a dry run), detect and log the mode."""
-
-    ui_color = "#e8f0fe"
+class _SourceAndTarget(BaseOperator):
+    """A migration step that reads the source file and the target database."""
 
     def __init__(self, *, postgres_conn_id: str = CONN_POSTGRES, sqlite_conn_id: str = CONN_SQLITE,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.postgres_conn_id = postgres_conn_id
         self.sqlite_conn_id = sqlite_conn_id
+
+
+class PrepareMigrationOperator(_SourceAndTarget):
+    """Check params and source, apply the target schema (not in a dry run), detect and log the mode."""
+
+    ui_color = "#e8f0fe"
 
     def execute(self, context: Any) -> dict[str, Any]:
         from quantdbops.io.pg import connect, detect_mode
@@ -95,7 +99,7 @@ class PrepareMigrationOperator(BaseOperator):
                 "request": request.describe()}
 
 
-class MigrateTableOperator(BaseOperator):
+class MigrateTableOperator(_SourceAndTarget):
     """Load one target table from the source: stream, map, check, quarantine, checksum, in one transaction."""
 
     ui_color = "#e6f4ea"
@@ -103,14 +107,11 @@ class MigrateTableOperator(BaseOperator):
     what_to_do = ("the table's slices are replaced in one transaction, so the target is as it was: check that the "
                   "database answers, then clear this task (a re-run gives exact parity, no duplicates)")
 
-    def __init__(self, *, table_name: str, postgres_conn_id: str = CONN_POSTGRES,
-                 sqlite_conn_id: str = CONN_SQLITE, **kwargs: Any) -> None:
+    def __init__(self, *, table_name: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not table(table_name).migratable:  # bad config fails when the DAG is parsed
             raise ValueError(f"{table_name} has no source table")
         self.table_name = table_name
-        self.postgres_conn_id = postgres_conn_id
-        self.sqlite_conn_id = sqlite_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         import psycopg
@@ -161,19 +162,13 @@ class MigrateTableOperator(BaseOperator):
         return result.as_dict()
 
 
-class PruneTickersOperator(BaseOperator):
+class PruneTickersOperator(_SourceAndTarget):
     """With ``prune_tickers``: after the loads, delete target tickers the source no longer has, where nothing
     references them; list those kept."""
 
     ui_color = "#fce8e6"
     what_to_do = ("nothing was deleted unless the log says so (one transaction): check that the database answers, "
                   "then clear this task")
-
-    def __init__(self, *, postgres_conn_id: str = CONN_POSTGRES, sqlite_conn_id: str = CONN_SQLITE,
-                 **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.postgres_conn_id = postgres_conn_id
-        self.sqlite_conn_id = sqlite_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         from quantdbops.io.pg import connect
@@ -200,18 +195,15 @@ class PruneTickersOperator(BaseOperator):
         return pruned.as_dict()
 
 
-class ValidateMigrationOperator(BaseOperator):
+class ValidateMigrationOperator(_SourceAndTarget):
     """The seeds' eight checks plus the full-content checksum; any failure fails without retry."""
 
     ui_color = "#fef7e0"
 
-    def __init__(self, *, load_task_ids: Sequence[str], postgres_conn_id: str = CONN_POSTGRES,
-                 sqlite_conn_id: str = CONN_SQLITE, **kwargs: Any) -> None:
+    def __init__(self, *, load_task_ids: Sequence[str], **kwargs: Any) -> None:
         kwargs.setdefault("retries", 0)
         super().__init__(**kwargs)
         self.load_task_ids = list(load_task_ids)
-        self.postgres_conn_id = postgres_conn_id
-        self.sqlite_conn_id = sqlite_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         from quantdbops.io.pg import connect, detect_mode
