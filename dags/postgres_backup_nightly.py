@@ -5,15 +5,18 @@
 `QUANT_PG_BIN`) can dump this server, that the local disk holds at least the database's size, and that the
 bucket answers; it records the PostgreSQL and TimescaleDB versions. `dump` runs `pg_dump -Fc` (custom
 format, the one `postgres_restore` reads) in an exported snapshot, hashing SHA-256 while the bytes stream
-to `<local_dir>/quant_platform/quant_platform_YYYYmmddTHHMMSS.dump`, and counts every table's rows in that
-same snapshot. `upload` sends it (multipart above 64 MB) to
+to `<local_dir>/quant_platform/quant_platform_YYYYmmddTHHMMSS.dump`, and records in that same snapshot
+every relation with its kind: the rows of each table and hypertable, whether each materialized view is
+populated. `upload` sends it (multipart above 64 MB) to
 `s3://<bucket>/backups/quant_platform/YYYY/MM/DD/…dump`, **reads size and SHA-256 back**, then writes the
-manifest JSON beside it (checksum, size, versions, per-table row counts, durations). `verify` restores the
-dump into a scratch database (TimescaleDB: `timescaledb_pre_restore()` / `timescaledb_post_restore()`),
-compares per-table rows, index validity and hypertables with the manifest, drops the scratch database, marks
-the backup verified and only then moves `backups/quant_platform/latest.json` to it (with `verify: false`,
-`latest` moves right after the read-back). `retention` deletes bucket objects and local files older than
-`retention_days` (30) but never the newest `keep_verified` (7) verified backups nor the latest. `report`
+manifest JSON beside it (checksum, size, versions, relations and row counts, durations). `verify` restores
+the dump into a scratch database (TimescaleDB: `timescaledb_pre_restore()` / `timescaledb_post_restore()`),
+compares it with the manifest (tables and hypertables by exact rows; materialized views and continuous
+aggregates by presence and population only, since a restore refreshes them), index validity and
+hypertables, drops the scratch database, marks the backup verified and only then moves
+`backups/quant_platform/latest.json` to it (with `verify: false`, `latest` moves right after the
+read-back). `retention` deletes bucket objects and local files older than `retention_days` (30) but never
+the newest `keep_verified` (7) verified backups nor the latest. `report`
 ends the log with one table: size, duration, MB/s, checksum, key, verified. Every step is journaled in
 `ops.backups` (running → uploaded → verified, or failed with the reason; deleted by retention).
 
@@ -34,8 +37,11 @@ The bucket is the param, else the Airflow Variable `quant_backup_bucket`, else `
 - *upload*: S3 down or the connection dropped: retried with back-off, then failed. No manifest is written and
   `latest` is not moved, so nothing points at a partial object; the dump is **kept** on disk: when S3 is back,
   clear `upload` only.
-- *verify* (the important one): the backup does not restore to the same rows. `latest` still points at the
-  previous verified backup; ops.backups says failed with the differences. Investigate before the next night.
+- *verify* (the important one): a table or hypertable does not restore to the rows of the dump's snapshot,
+  a relation is missing, or a view populated at dump time is not after restore. The message names each
+  relation with its kind and says whether all others matched; the alert's "what to do" follows the evidence.
+  `latest` still points at the previous verified backup; ops.backups says failed with the differences.
+  Investigate before the next night. (A view stale at dump time never fails it.)
 - *retention*: deletion failed; nothing is lost, the next night retries.
 """
 

@@ -8,8 +8,10 @@ the manifest's: a corrupt or partial object is refused **before the target is to
 dumps the existing target (kept under `<local_dir>/safety/` and uploaded to
 `backups/<target>/safety/`). `restore` drops and recreates the target, runs `pg_restore` (TimescaleDB:
 `CREATE EXTENSION timescaledb` in the dump's version, `timescaledb_pre_restore()`, restore,
-`timescaledb_post_restore()`), then checks every table's row count against the manifest, that no index is
-invalid and that every hypertable of the dump is a hypertable again; the log prints the per-table table.
+`timescaledb_post_restore()`), then checks it against the manifest (every table and hypertable by exact row
+count; materialized views and continuous aggregates by presence, and a view populated at dump time must be
+populated again: their rows are recomputed by the restore), that no index is invalid and that every
+hypertable of the dump is a hypertable again; the log prints one line per relation.
 
 **Schedule.** Manual only; one run at a time.
 
@@ -30,8 +32,9 @@ Stop the writers (Airflow DAGs, the trading app) first; `restore` terminates rem
 - *fetch*: checksum mismatch: that object is corrupt; choose an older backup (the nightly keeps the newest
   verified ones). The target is untouched.
 - *safety_backup*: the existing target could not be dumped: the restore does not go ahead.
-- *restore* (no retries): `pg_restore` error or counts differ from the manifest. The target may be partial:
-  restore again, or restore the safety backup (its path is in the `safety_backup` log) with this DAG.
+- *restore* (no retries): `pg_restore` error, or a relation differs from the manifest (named with its
+  kind). The target may be partial: restore again, or restore the safety backup (its path is in the
+  `safety_backup` log) with this DAG.
 """
 
 from __future__ import annotations

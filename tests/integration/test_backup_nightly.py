@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from test_backup_support import (  # noqa: F401  (sample_file_fixture registers the fixture)
     conn_kwargs,
     fingerprints,
@@ -29,6 +30,7 @@ from test_backup_support import (  # noqa: F401  (sample_file_fixture registers 
 )
 
 from conftest import MODES
+from quantdbops.backup import manifest as mf
 from quantdbops.backup import nightly, recover, store
 from quantdbops.backup.naming import TZ, BackupName, latest_key
 from quantdbops.backup.settings import BackupSettings
@@ -332,14 +334,86 @@ def test_a_backup_that_does_not_restore_equal_is_not_verified_and_latest_stays(
     p = nightly.preflight(loaded, hook, settings, datetime(2025, 10, 18, 2, 0, tzinfo=TZ))
     d = nightly.dump(loaded, p, settings, run_id="second")
     u = nightly.upload(loaded, hook, d, settings)
-    from quantdbops.backup import manifest as mf
-
     m = mf.read(u["local_manifest"])  # the manifest claims one row more than the dump holds
     m["row_counts"]["public.tickers"] += 1
     mf.write(m, u["local_manifest"])
-    with pytest.raises(nightly.VerificationError, match=r"public\.tickers"):
+    with pytest.raises(nightly.VerificationError) as failed:
         nightly.verify(loaded, hook, u, settings)
+    cause, matched = str(failed.value).splitlines()
+    n = m["row_counts"]["public.tickers"]
+    assert cause == (f"verification restore differs from the manifest: public.tickers (base table): {n - 1:,} rows "
+                     f"after restore, {n:,} rows in the dump's snapshot")
+    assert matched.startswith(f"every other relation matched: {len(m['relations']) - 1} of {len(m['relations'])} (")
+    assert failed.value.advice.startswith("fewer rows")
     assert get_json(s3_endpoint, settings.bucket, latest_key(str(loaded["dbname"])))["s3_key"] == first["s3_key"]
     assert [r[0] for r in _journal(loaded)] == ["verified", "failed"]
+    assert "public.tickers (base table)" in _journal(loaded)[1][5]
     with psycopg.connect(**{k: v for k, v in loaded.items() if k != "dbname"}, dbname="postgres") as c:
         assert not c.execute("SELECT 1 FROM pg_database WHERE datname LIKE %s", ("%_verify_%",)).fetchone()
+
+
+def _count(kw: dict[str, object], relation: str) -> int:
+    with connect(kw, autocommit=True) as c:
+        return c.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*relation.split(".")))).fetchone()[0]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_views_stale_at_dump_time_verify_and_move_latest(mode: str, pg_dsn: str, sample_file: Path,
+                                                         airflow_connections: dict[str, str], settings: BackupSettings,
+                                                         s3_endpoint: str) -> None:
+    """The nightly case: views refreshed weekly are stale at dump time; the restore refreshes them."""
+    load_sample(sample_file, pg_dsn, refresh_views=False)
+    kw = conn_kwargs(pg_dsn)
+    view, unpopulated = "public.ohlcv_daily_summary", "public.ohlcv_monthly"
+    if mode == "postgresql":
+        assert _count(kw, view) == 0 < _count(kw, "public.ohlcv_data")  # populated on the empty database: stale
+        with connect(kw, autocommit=True) as c:
+            c.execute(sql.SQL("REFRESH MATERIALIZED VIEW {} WITH NO DATA").format(
+                sql.Identifier(*unpopulated.split("."))))
+
+    v = _backup(kw, settings)
+
+    manifest = get_json(s3_endpoint, settings.bucket, v["manifest_key"])
+    assert manifest["verified"] is True and manifest["manifest_version"] == 2
+    assert get_json(s3_endpoint, settings.bucket, v["latest_key"])["s3_key"] == v["s3_key"]
+    kinds = manifest["relations"]
+    assert kinds["public.tickers"] == {"kind": "base table"}
+    assert view not in manifest["row_counts"] and "public.tickers" in manifest["row_counts"]
+    if mode == "timescaledb":
+        assert kinds["public.ohlcv_data"] == {"kind": "hypertable"}
+        assert kinds[view] == {"kind": "continuous aggregate"}
+        return
+    assert kinds["public.ohlcv_data"] == {"kind": "base table"}  # the partitioned parent
+    assert kinds[view] == {"kind": "materialized view", "populated": True}
+    assert kinds[unpopulated] == {"kind": "materialized view", "populated": False}
+    # What used to fail verification is really there: a restore of this dump refreshes the stale view.
+    target = f"st_{uuid.uuid4().hex[:10]}"
+    try:
+        result = recover.restore(kw, settings, target, v["local_path"], manifest)
+        assert result["ok"], result["problems"]
+        assert _count({**kw, "dbname": target}, view) > 0
+        with connect({**kw, "dbname": target}, autocommit=True) as c:
+            assert c.execute("SELECT relispopulated FROM pg_class WHERE oid = %s::regclass",
+                             (unpopulated,)).fetchone()[0] is False
+    finally:
+        from quantdbops.backup.restore import drop_database
+
+        drop_database(kw, target)
+
+
+def test_a_view_populated_at_dump_time_must_be_populated_after_restore(
+        pg_dsn: str, sample_file: Path, airflow_connections: dict[str, str], settings: BackupSettings) -> None:
+    load_sample(sample_file, pg_dsn, refresh_views=False)
+    kw = conn_kwargs(pg_dsn)
+    with connect(kw, autocommit=True) as c:
+        c.execute("REFRESH MATERIALIZED VIEW public.ohlcv_monthly WITH NO DATA")
+    hook = store.make_hook()
+    u = nightly.upload(kw, hook, nightly.dump(kw, nightly.preflight(kw, hook, settings, WHEN), settings,
+                                              run_id="view"), settings)
+    m = mf.read(u["local_manifest"])  # the manifest claims the view was populated: the restore leaves it empty
+    m["relations"]["public.ohlcv_monthly"]["populated"] = True
+    mf.write(m, u["local_manifest"])
+    with pytest.raises(nightly.VerificationError, match=(
+            r"differs from the manifest: public\.ohlcv_monthly \(materialized view\): populated at dump time, "
+            r"not populated after restore\nevery other relation matched")):
+        nightly.verify(kw, hook, u, settings)

@@ -41,8 +41,10 @@ def conn_kwargs(dsn: str) -> dict[str, object]:
     return dict(p.split("=", 1) for p in dsn.split())
 
 
-def load_sample(source: Path, dsn: str) -> None:
-    """Apply the schema and load a few tables of the sample, as the migration's tasks do."""
+def load_sample(source: Path, dsn: str, *, refresh_views: bool = True) -> None:
+    """Apply the schema and load a few tables of the sample, as the migration's tasks do; then refresh the
+    materialized views, unless ``refresh_views`` is false: then they stay as the schema left them, populated
+    on the empty database and stale since the load (as between two weekly refreshes)."""
     from quantdbops.schema.apply import apply_schema
 
     with connect(dsn, autocommit=True) as c:
@@ -57,6 +59,8 @@ def load_sample(source: Path, dsn: str) -> None:
                     load_table(sconn, pg, t, SliceFilter(), run_id="backup-test", mode=mode, workers=1)
     finally:
         sconn.close()
+    if not refresh_views:
+        return
     with connect(dsn, autocommit=True) as c:  # materialized views / aggregates hold rows too
         for (name,) in c.execute("SELECT schemaname || '.' || matviewname FROM pg_matviews").fetchall():
             c.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(sql.Identifier(*name.split("."))))

@@ -83,18 +83,93 @@ def test_retention_refuses_nonsense_settings(age: int, keep: int) -> None:
         plan([], now=NOW, max_age_days=age, keep_verified=keep)
 
 
-def test_compare_lists_every_difference() -> None:
-    manifest = {"row_counts": {"public.a": 3, "public.b": 5, "public.c": 1}, "hypertables": ["public.a"]}
-    result = mf.compare(manifest, {"public.a": 3, "public.b": 4, "public.d": 0}, invalid=["public.idx_b"],
-                        restored_hypertables=[])
-    assert not result.ok
-    text = "\n".join(result.problems)
-    for needle in ("public.b: 4 rows", "public.c: missing", "public.d: present", "public.idx_b", "public.a was a "
-                   "hypertable"):
-        assert needle in text
-    assert len(result.problems) == 5
-    assert mf.compare(manifest, {"public.a": 3, "public.b": 5, "public.c": 1}, invalid=[],
-                      restored_hypertables=["public.a"]).ok
+def _manifest(**relations: mf.Relation) -> dict[str, object]:
+    """A version 2 manifest of ``relations`` (name ``public.<key>``) as ``mf.build`` writes it."""
+    return mf.build(name="n", dbname="d", s3_key="k", bucket="b", size_bytes=1, sha256="ab", pg_version="15.1",
+                    tsdb_version=None, pg_dump_major=15,
+                    relations={f"public.{k}": r for k, r in relations.items()},
+                    hypertable_names=[f"public.{k}" for k, r in relations.items() if r.kind == mf.HYPERTABLE],
+                    dump_seconds=1.0, taken_at=NOW.isoformat(), run_id="r")
+
+
+def _restored(**relations: mf.Relation) -> dict[str, mf.Relation]:
+    return {f"public.{k}": r for k, r in relations.items()}
+
+
+DUMPED = {"a": mf.Relation(mf.HYPERTABLE, rows=3), "b": mf.Relation(mf.TABLE, rows=5),
+          "c": mf.Relation(mf.TABLE, rows=1), "v": mf.Relation(mf.MATVIEW, populated=True),
+          "w": mf.Relation(mf.MATVIEW, populated=False), "g": mf.Relation(mf.CAGG)}
+
+
+def test_the_manifest_records_kinds_and_counts_only_tables() -> None:
+    m = _manifest(**DUMPED)
+    assert m["manifest_version"] == mf.MANIFEST_VERSION == 2
+    assert m["row_counts"] == {"public.a": 3, "public.b": 5, "public.c": 1}
+    assert m["relations"]["public.v"] == {"kind": "materialized view", "populated": True}
+    assert m["relations"]["public.g"] == {"kind": "continuous aggregate"}
+    assert m["relations"]["public.a"] == {"kind": "hypertable"} and m["total_rows"] == 9
+
+
+@pytest.mark.parametrize("views", [
+    pytest.param({"v": mf.Relation(mf.MATVIEW, populated=True), "w": mf.Relation(mf.MATVIEW, populated=False)},
+                 id="as-dumped"),
+    pytest.param({"v": mf.Relation(mf.MATVIEW, populated=True), "w": mf.Relation(mf.MATVIEW, populated=True)},
+                 id="unpopulated-view-refreshed-since"),
+])
+def test_views_are_compared_by_presence_and_population_never_by_rows(views: dict[str, mf.Relation]) -> None:
+    restored = _restored(**{k: r for k, r in DUMPED.items() if r.kind in mf.COUNTED}, g=mf.Relation(mf.CAGG),
+                         **views)
+    result = mf.compare(_manifest(**DUMPED), restored, invalid=[], restored_hypertables=["public.a"])
+    assert result.ok, result.problems
+    assert result.relations == 6 and result.rows == 9
+    assert result.how_compared() == ("2 base tables and 1 hypertable by row count, 2 materialized views by presence "
+                                     "and population state, 1 continuous aggregate by presence")
+
+
+def test_compare_names_every_difference_with_its_kind() -> None:
+    restored = _restored(a=mf.Relation(mf.TABLE, rows=3), b=mf.Relation(mf.TABLE, rows=4),
+                         v=mf.Relation(mf.MATVIEW, populated=False), w=mf.Relation(mf.MATVIEW, populated=False),
+                         d=mf.Relation(mf.TABLE, rows=0))
+    result = mf.compare(_manifest(**DUMPED), restored, invalid=["public.idx_b"], restored_hypertables=[])
+    assert result.problems == [
+        "public.a (hypertable): a base table after restore",
+        "public.b (base table): 4 rows after restore, 5 rows in the dump's snapshot",
+        "public.c (base table): missing after restore (the dump's snapshot had 1 row)",
+        "public.g (continuous aggregate): missing after restore",
+        "public.v (materialized view): populated at dump time, not populated after restore",
+        "public.d (base table): present after restore but not in the manifest",
+        "index public.idx_b is invalid after restore",
+    ]  # public.a's lost hypertable is said once, by its kind
+    first, second = result.summary().splitlines()
+    assert first == "; ".join(result.problems)
+    assert second.startswith("every other relation matched: 1 of 6 (2 base tables and 1 hypertable by row count")
+    assert {"fewer_rows", "missing", "unpopulated", "kind", "extra", "invalid_index"} == result.evidence
+    assert "more rows" not in result.advice() and "pg_restore --list" in result.advice()
+
+
+@pytest.mark.parametrize(("rows", "says"), [
+    pytest.param(6, "more rows after restore than in the dump's snapshot cannot come from this dump", id="more"),
+    pytest.param(4, "fewer rows (or a relation missing) after a restore without error", id="fewer"),
+])
+def test_the_advice_follows_the_direction_of_a_row_difference(rows: int, says: str) -> None:
+    restored = _restored(a=mf.Relation(mf.HYPERTABLE, rows=3), b=mf.Relation(mf.TABLE, rows=rows),
+                         c=mf.Relation(mf.TABLE, rows=1), v=mf.Relation(mf.MATVIEW, populated=True),
+                         w=mf.Relation(mf.MATVIEW, populated=False), g=mf.Relation(mf.CAGG))
+    result = mf.compare(_manifest(**DUMPED), restored)
+    assert result.problems == [f"public.b (base table): {rows} rows after restore, 5 rows in the dump's snapshot"]
+    assert result.summary().splitlines()[1].startswith("every other relation matched: 5 of 6")
+    assert result.advice().startswith(says)
+
+
+def test_a_version_1_manifest_compares_tables_by_rows_and_views_by_presence() -> None:
+    """Version 1 counted views too and recorded no kinds: the restored database's kind decides."""
+    v1 = {"manifest_version": 1, "row_counts": {"public.t": 10, "public.v": 0}, "hypertables": []}
+    restored = _restored(t=mf.Relation(mf.TABLE, rows=10), v=mf.Relation(mf.MATVIEW, populated=True))
+    assert mf.compare(v1, restored, invalid=[], restored_hypertables=None).ok  # the stale view's 0 rows: fine
+    short = mf.compare(v1, _restored(t=mf.Relation(mf.TABLE, rows=9)))
+    assert short.problems == ["public.t (base table): 9 rows after restore, 10 rows in the dump's snapshot",
+                              "public.v (kind not recorded): missing after restore"]
+    assert short.summary().splitlines()[1] == "none of the 2 relations of the manifest matched"
 
 
 def test_retries_back_off_then_fail_with_every_attempt_in_the_message() -> None:
@@ -143,8 +218,9 @@ def test_sha256_file_matches_hashlib(tmp_path: Path) -> None:
 
 def test_manifest_write_is_whole_and_reads_back(tmp_path: Path) -> None:
     m = mf.build(name="n", dbname="d", s3_key="k", bucket="b", size_bytes=10, sha256="ab", pg_version="15.1",
-                 tsdb_version=None, pg_dump_major=15, counts={"public.a": 2, "ops.b": 3}, hypertable_names=[],
-                 dump_seconds=2.0, taken_at=NOW.isoformat(), run_id="r")
+                 tsdb_version=None, pg_dump_major=15, hypertable_names=[], dump_seconds=2.0,
+                 relations={"public.a": mf.Relation(mf.TABLE, rows=2), "ops.b": mf.Relation(mf.TABLE, rows=3)},
+                 taken_at=NOW.isoformat(), run_id="r")
     path = mf.write(m, tmp_path / "n.manifest.json")
     assert mf.read(path) == m and m["total_rows"] == 5 and m["verified"] is False
     assert list(tmp_path.iterdir()) == [path]

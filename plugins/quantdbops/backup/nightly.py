@@ -36,7 +36,11 @@ class PreflightError(RuntimeError):
 
 
 class VerificationError(RuntimeError):
-    """The verification restore did not match the manifest."""
+    """The verification restore did not match the manifest; ``advice`` says what the differences point at."""
+
+    def __init__(self, message: str, advice: str = "") -> None:
+        super().__init__(message)
+        self.advice = advice
 
 
 def _existing_parent(path: Path) -> Path:
@@ -72,7 +76,8 @@ def preflight(conn_kwargs: dict[str, object], hook: Any, s: BackupSettings, when
 
 def dump(conn_kwargs: dict[str, object], p: dict[str, Any], s: BackupSettings, *, run_id: str,
          say: Say = log.info) -> dict[str, Any]:
-    """pg_dump in one exported snapshot; the manifest's row counts are counted in that same snapshot."""
+    """pg_dump in one exported snapshot; the manifest's relations (kinds, table rows, views' population) are
+    read in that same snapshot."""
     with connect(conn_kwargs, autocommit=True) as c:
         backup_id = journal.start(c, run_id=run_id, s3_key=p["s3_key"], local_path=p["local_path"],
                                   pg_version=p["pg_version"], tsdb_version=p["tsdb_version"])
@@ -84,15 +89,18 @@ def dump(conn_kwargs: dict[str, object], p: dict[str, Any], s: BackupSettings, *
             say("Dumping %s (snapshot %s) to %s", p["dbname"], snapshot, p["local_path"])
             result = run_pg_dump(conn_kwargs, p["local_path"], bin_dir=s.bin_dir, snapshot=snapshot)
             counts_start = time.perf_counter()
-            counts = mf.row_counts(snap)
+            relations = mf.inventory(snap)
             hyper = mf.hypertables(snap)
             snap.rollback()
-        say("Counted %d tables in the dump's snapshot in %.1fs", len(counts), time.perf_counter() - counts_start)
+        counted = {k: r.rows for k, r in relations.items() if r.kind in mf.COUNTED}
+        say("Counted the rows of %d tables in the dump's snapshot in %.1fs (%d views: not counted, their rows "
+            "are as old as their last refresh)", len(counted), time.perf_counter() - counts_start,
+            len(relations) - len(counted))
         if result.warnings:
             say("pg_dump said: %s", result.warnings)
         manifest = mf.build(name=p["name"], dbname=p["dbname"], s3_key=p["s3_key"], bucket=p["bucket"],
                             size_bytes=result.size_bytes, sha256=result.sha256, pg_version=p["pg_version"],
-                            tsdb_version=p["tsdb_version"], pg_dump_major=p["pg_dump_major"], counts=counts,
+                            tsdb_version=p["tsdb_version"], pg_dump_major=p["pg_dump_major"], relations=relations,
                             hypertable_names=hyper, dump_seconds=result.seconds, taken_at=p["taken_at"],
                             run_id=run_id)
         mf.write(manifest, p["local_manifest"])
@@ -104,7 +112,8 @@ def dump(conn_kwargs: dict[str, object], p: dict[str, Any], s: BackupSettings, *
         journal.set_status(c, backup_id, "running", size_bytes=result.size_bytes, sha256=result.sha256,
                            duration_s=result.seconds, manifest=manifest)
     return {**p, "backup_id": backup_id, "size_bytes": result.size_bytes, "sha256": result.sha256,
-            "dump_seconds": round(result.seconds, 3), "tables": len(counts), "rows": sum(counts.values())}
+            "dump_seconds": round(result.seconds, 3), "tables": len(counted), "views": len(relations) - len(counted),
+            "rows": manifest["total_rows"]}
 
 
 def upload(conn_kwargs: dict[str, object], hook: Any, d: dict[str, Any], s: BackupSettings, *,
@@ -160,17 +169,18 @@ def verify(conn_kwargs: dict[str, object], hook: Any, u: dict[str, Any], s: Back
     verification = {**result.as_dict(), "verified_at": datetime.now().astimezone().isoformat()}
     with connect(conn_kwargs, autocommit=True) as c:
         if not result.comparison.ok:
-            journal.set_status(c, u.get("backup_id"), "failed",
-                               error="verification restore differs: " + "; ".join(result.comparison.problems[:20]))
-            raise VerificationError("verification restore differs from the manifest: "
-                                    + "; ".join(result.comparison.problems[:20]))
+            summary = result.comparison.summary()
+            journal.set_status(c, u.get("backup_id"), "failed", error=f"verification restore differs: {summary}")
+            raise VerificationError(f"verification restore differs from the manifest: {summary}",
+                                    result.comparison.advice())
         manifest.update(verified=True, verification=verification)
         mf.write(manifest, u["local_manifest"])
         store.put_json(hook, s.bucket, u["manifest_key"], manifest, s.retry)
         move_latest(hook, s, u, manifest)
         journal.set_status(c, u.get("backup_id"), "verified", manifest=manifest)
     return {**u, "verified": True, "verify_seconds": verification["seconds"], "scratch_db": scratch,
-            "verify_tables": result.comparison.tables, "verify_rows": result.comparison.rows, "latest_moved": True}
+            "verify_relations": result.comparison.relations, "verify_compared": result.comparison.how_compared(),
+            "verify_rows": result.comparison.rows, "latest_moved": True}
 
 
 def gather(hook: Any, s: BackupSettings, dbname: str) -> tuple[dict[str, Candidate], dict[str, dict[str, Any]]]:

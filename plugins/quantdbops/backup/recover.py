@@ -122,4 +122,5 @@ def restore(conn_kwargs: dict[str, object], s: BackupSettings, target: str, dump
     drop_database(conn_kwargs, target)
     result = restore_and_check(conn_kwargs, target, dump_path, manifest, bin_dir=s.bin_dir, jobs=s.restore_jobs,
                                say=say)
-    return {**result.as_dict(), "counts": result.counts}
+    return {**result.as_dict(), "lines": result.comparison.lines, "summary": result.comparison.summary(),
+            "advice": result.comparison.advice()}

@@ -52,11 +52,10 @@ class RestoreResult:
     seconds: float
     timescaledb: bool
     comparison: mf.Comparison
-    counts: dict[str, int]
 
     def as_dict(self) -> dict[str, Any]:
         return {"database": self.dbname, "seconds": round(self.seconds, 3), "timescaledb": self.timescaledb,
-                "tables": self.comparison.tables, "rows": self.comparison.rows, "ok": self.comparison.ok,
+                "relations": self.comparison.relations, "rows": self.comparison.rows, "ok": self.comparison.ok,
                 "problems": self.comparison.problems}
 
 
@@ -80,14 +79,14 @@ def restore_into(conn_kwargs: dict[str, object], dbname: str, dump_path: str | P
         say("TimescaleDB: timescaledb_post_restore() done")
 
 
-def check_restored(conn_kwargs: dict[str, object], dbname: str, manifest: dict[str, Any]) -> tuple[
-        mf.Comparison, dict[str, int]]:
-    """Row counts per table vs the manifest, index validity, and (TimescaleDB) the hypertables."""
+def check_restored(conn_kwargs: dict[str, object], dbname: str, manifest: dict[str, Any]) -> mf.Comparison:
+    """Every relation vs the manifest (tables by rows, views by presence and population), index validity,
+    and (TimescaleDB) the hypertables."""
     with connect(_with_db(conn_kwargs, dbname), autocommit=True) as c:
-        counts = mf.row_counts(c)
+        restored = mf.inventory(c)
         invalid = mf.invalid_indexes(c)
         hyper = mf.hypertables(c) if manifest.get("tsdb_version") else None
-    return mf.compare(manifest, counts, invalid=invalid, restored_hypertables=hyper), counts
+    return mf.compare(manifest, restored, invalid=invalid, restored_hypertables=hyper)
 
 
 def restore_and_check(conn_kwargs: dict[str, object], dbname: str, dump_path: str | Path,
@@ -96,5 +95,5 @@ def restore_and_check(conn_kwargs: dict[str, object], dbname: str, dump_path: st
     """Create ``dbname`` (it must not exist), restore into it, check it against the manifest."""
     create_database(conn_kwargs, dbname)
     seconds = restore_into(conn_kwargs, dbname, dump_path, manifest, bin_dir=bin_dir, jobs=jobs, say=say)
-    comparison, counts = check_restored(conn_kwargs, dbname, manifest)
-    return RestoreResult(dbname, seconds, bool(manifest.get("tsdb_version")), comparison, counts)
+    comparison = check_restored(conn_kwargs, dbname, manifest)
+    return RestoreResult(dbname, seconds, bool(manifest.get("tsdb_version")), comparison)

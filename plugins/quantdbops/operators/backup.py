@@ -133,7 +133,7 @@ class BackupPreflightOperator(_BackupBase):
 
 
 class DumpDatabaseOperator(_BackupBase):
-    """pg_dump -Fc in one snapshot, SHA-256 while streaming, manifest with that snapshot's row counts."""
+    """pg_dump -Fc in one snapshot, SHA-256 while streaming, manifest with that snapshot's relations and rows."""
 
     ui_color = "#e6f4ea"
 
@@ -149,10 +149,10 @@ class DumpDatabaseOperator(_BackupBase):
             raise AirflowSkipException("dry run: no dump taken")
         d = dump(self.conn_kwargs(), self.upstream(context, self.preflight_task_id), s, run_id=context["run_id"],
                  say=self.log.info)
-        self.log.info("Dump of %s: %s in %.1fs (%.1f MB/s), sha256 %s, %d tables, %s rows, kept at %s",
+        self.log.info("Dump of %s: %s in %.1fs (%.1f MB/s), sha256 %s, %d tables (%s rows), %d views, kept at %s",
                       d["dbname"], _mb(d["size_bytes"]), d["dump_seconds"],
                       d["size_bytes"] / 1e6 / max(d["dump_seconds"], 1e-9), d["sha256"], d["tables"],
-                      f"{d['rows']:,}", d["local_path"])
+                      f"{d['rows']:,}", d["views"], d["local_path"])
         return d
 
 
@@ -188,7 +188,8 @@ class UploadBackupOperator(_BackupBase):
 
 
 class VerifyBackupOperator(_BackupBase):
-    """Restore into a scratch database, compare per-table rows with the manifest, drop it, mark verified."""
+    """Restore into a scratch database, compare it with the manifest (tables by rows, views by presence and
+    population), drop it, mark verified."""
 
     ui_color = "#fef7e0"
 
@@ -210,13 +211,13 @@ class VerifyBackupOperator(_BackupBase):
             v = verify(self.conn_kwargs(), self.hook(s), u, s, say=self.log.info)
         except VerificationError as exc:
             raise ActionableFailure(
-                f"{exc}. The backup is in S3 but marked failed in ops.backups and 'latest' still points at the "
-                "previous verified backup", what_to_do="investigate before tonight's run (a schema change during "
-                "the dump? disk full on the restore?); the previous verified backup is still the one to restore"
-            ) from exc
-        self.log.info("Verification restore into %s: %d tables, %s rows, equal to the manifest, in %.1fs; scratch "
-                      "database dropped; latest now points at %s", v["scratch_db"], v["verify_tables"],
-                      f"{v['verify_rows']:,}", v["verify_seconds"], v["s3_key"])
+                f"{exc}\nThe backup is in S3 but marked failed in ops.backups; 'latest' still points at the "
+                "previous verified backup", what_to_do=f"{exc.advice}. Meanwhile the previous verified backup is "
+                "the one to restore") from exc
+        self.log.info("Verification restore into %s equal to the manifest: %d relations (%s), %s table rows, in "
+                      "%.1fs; scratch database dropped; latest now points at %s", v["scratch_db"],
+                      v["verify_relations"], v["verify_compared"], f"{v['verify_rows']:,}", v["verify_seconds"],
+                      v["s3_key"])
         return v
 
 
@@ -361,7 +362,8 @@ class SafetyBackupOperator(_BackupBase):
 
 
 class RestoreDatabaseOperator(_BackupBase):
-    """Replace the target with the dump, then check rows per table, indexes and hypertables."""
+    """Replace the target with the dump, then check it: tables by rows, views by presence and population,
+    indexes and hypertables."""
 
     ui_color = "#fef7e0"
 
@@ -380,15 +382,13 @@ class RestoreDatabaseOperator(_BackupBase):
         f = self.upstream(context, self.fetch_task_id)
         m = r["manifest"]
         result = restore(self.conn_kwargs(), s, r["target"], f["local_path"], m, say=self.log.info)
-        counts = result.pop("counts")
+        lines, summary, advice = result.pop("lines"), result.pop("summary"), result.pop("advice")
         self.log.info("Restored %s into %s in %.1fs (%.1f MB/s):\n%s", r["dump"], r["target"], result["seconds"],
-                      m["size_bytes"] / 1e6 / max(result["seconds"], 1e-9), format_table(
-                          ["table", "manifest rows", "restored rows", ""],
-                          [(t, n, counts.get(t, -1), "" if counts.get(t) == n else "DIFFERS")
-                           for t, n in sorted(m["row_counts"].items())]))
+                      m["size_bytes"] / 1e6 / max(result["seconds"], 1e-9),
+                      format_table(["relation", "kind", "manifest", "restored", ""], lines))
         if not result["ok"]:
             raise ActionableFailure(
-                f"{r['target']} was restored but differs from the manifest: {'; '.join(result['problems'][:20])}",
-                what_to_do="do not point applications at it; the safety backup (if any) is named in the "
+                f"{r['target']} was restored but differs from the manifest: {summary}",
+                what_to_do=f"do not point applications at it; {advice}. The safety backup (if any) is named in the "
                            "safety_backup task's log: restore that one to go back")
         return result
