@@ -91,7 +91,9 @@ def test_end_to_end_on_the_defects_sample(
     dr = load_dag().test(run_conf={"dry_run": False})
     states = task_states(dr)
     assert dr.state == "success", states
-    assert {s for s, _ in states.values()} == {"success"}, states
+    # every task succeeded but prune_tickers, which only runs when asked for
+    assert {s for t, (s, _) in states.items() if t != "prune_tickers"} == {"success"}, states
+    assert states["prune_tickers"][0] == "skipped"
 
     recorded_mode = pg_conn.execute("SELECT mode FROM ops.schema_version ORDER BY id DESC LIMIT 1").fetchone()[0]
     assert recorded_mode == mode
@@ -203,3 +205,49 @@ def test_a_rerun_with_prune_tickers_ends_green_after_the_platform_removed_a_tick
     assert pruned.state == "success", states
     assert _xcoms(pruned, {"prune_tickers"})["prune_tickers"]["deleted"] == [[gone, "KR"]]
     assert pg_conn.execute("SELECT count(*) FROM tickers WHERE ticker = %s", (gone,)).fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("mode", MODES[:1])
+def test_a_source_in_the_bucket_is_fetched_checked_and_recorded(
+    mode: str, airflow_db: Path, airflow_connections: dict[str, str], pg_conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    """source_path s3://...: each task reads a copy fetched once per run and worker, its SHA-256 checked; a
+    wrong digest or a missing object fails prepare at once, before anything is written."""
+    import hashlib
+    import re
+    import tempfile
+
+    import boto3
+
+    from quantdbops.migration.fetch import CACHE_DIR_NAME
+
+    local = tmp_path / "uploaded.db"
+    generate(local, **CLEAN_SAMPLE)
+    sha = hashlib.sha256(local.read_bytes()).hexdigest()
+    s3 = boto3.client("s3", endpoint_url=airflow_connections["s3_endpoint"], region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket="sources")
+    s3.upload_file(str(local), "sources", "spock/2026-12/spock_local.db")
+    uri = "s3://sources/spock/2026-12/spock_local.db"
+    Path(airflow_connections["sqlite_path"]).unlink(missing_ok=True)  # the connection's file is not there
+
+    wrong = load_dag().test(run_conf={"dry_run": False, "source_path": uri, "source_sha256": "0" * 64})
+    assert wrong.state == "failed" and task_states(wrong)["prepare"] == ("failed", 1)
+    missing = load_dag().test(run_conf={"dry_run": False, "source_path": "s3://sources/spock/nope.db"})
+    assert missing.state == "failed" and task_states(missing)["prepare"] == ("failed", 1)
+    assert _relations(pg_conn) == []  # nothing was written by either
+
+    run_conf = {"dry_run": False, "source_path": uri, "source_sha256": sha, "tables": ["tickers", "ohlcv_data"]}
+    dr = load_dag().test(run_conf=run_conf)
+    assert dr.state == "success", task_states(dr)
+    assert target_counts(pg_conn, OHLCV_DATA) == source_counts(local, OHLCV_DATA)
+    assert pg_conn.execute("SELECT source, sha256, size_bytes, dry_run FROM ops.migration_sources "
+                           "WHERE run_id = %s", (dr.run_id,)).fetchone() == (uri, sha, local.stat().st_size, False)
+    run_dir = Path(tempfile.gettempdir()) / CACHE_DIR_NAME / re.sub(r"[^A-Za-z0-9_.-]", "_", dr.run_id)
+    assert len([p for p in run_dir.iterdir() if p.suffix == ".db"]) == 1  # one copy for every task of the run
+
+    # The next run reads another file: prepare names the previous run and its file.
+    other = load_dag().test(run_conf={"dry_run": False, "tables": ["tickers", "ohlcv_data"]} | {
+        "source_path": str(local)})
+    assert other.state == "success"
+    assert _xcoms(other, {"prepare"})["prepare"]["previous_run"] == dr.run_id

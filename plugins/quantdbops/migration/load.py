@@ -30,6 +30,7 @@ from quantdbops.io.pg import DbMode
 from quantdbops.migration.checksum import ROW_FORMAT
 from quantdbops.migration.plan import ALL_REGIONS, COPY_OPTIONS, UNKNOWN_REGION, SliceFilter, TablePlan
 from quantdbops.migration.produce import ProducerResult, read_source, worker
+from quantdbops.migration.provenance import record_merged_keys
 from quantdbops.migration.source import raw_rows, source_file, source_key_is_unique
 from quantdbops.registry import LoadMode, Table
 from quantdbops.schema import partitions, render
@@ -421,6 +422,7 @@ def load_table(
                     say(f"{table.name}: rebuilt {len(deferred)} secondary indexes in {time.monotonic() - t0:.1f}s")
                 if table.load_mode is LoadMode.MERGE and not dry_run:
                     _merge(cur, table, plan.query(flt).columns)
+                    record_merged_keys(pg, table, sql.Identifier("_stage"), run_id)
             _write_ops(pg, sconn, table, flt, run_id, regions, result, dry_run=dry_run)
     stats = {r: SliceStats(n, loaded, rej) for r, (n, loaded, rej) in result.stats.items()}
     out = TableLoadResult(table=table.name, run_id=run_id, dry_run=dry_run or pg is None, regions=stats,

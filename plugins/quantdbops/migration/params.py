@@ -7,6 +7,7 @@ Identifiers never come from user text: tables and regions are picked from the re
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -39,9 +40,15 @@ def migration_params() -> dict[str, Any]:
         "dry_run": Param(True, type="boolean", title="Dry run",
                          description="Read, map, check and count everything; write nothing. "
                                      "Untick to migrate."),
-        "source_path": Param(None, type=["null", "string"], pattern="^/.+", title="Source file override",
-                             description="Absolute path of a Spock SQLite file on the workers; empty = the "
-                                         "spock_sqlite connection's file."),
+        "source_path": Param(None, type=["null", "string"], pattern="^(/|s3://[^/]+/).+",
+                             title="Source file override",
+                             description="Absolute path of a Spock SQLite file on the workers, or s3://bucket/key "
+                                         "of one (fetched by each worker that needs it, through the quant_s3 "
+                                         "connection); empty = the spock_sqlite connection's file."),
+        "source_sha256": Param(None, type=["null", "string"], pattern="^[0-9a-fA-F]{64}$",
+                               title="Source SHA-256",
+                               description="Optional: the SHA-256 the source file must have (checked when an "
+                                           "s3:// source is fetched, and recorded for every run)."),
         "prune_tickers": Param(False, type="boolean", title="Prune tickers",
                                description="With tickers selected: delete target tickers of the selected regions "
                                            "that the source does not have (or quarantines), where no other table "
@@ -61,6 +68,7 @@ class MigrationRequest:
     dry_run: bool
     source_path: str | None
     prune_tickers: bool = False
+    source_sha256: str | None = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> MigrationRequest:
@@ -74,12 +82,15 @@ class MigrationRequest:
         if not isinstance(dry_run, bool):
             raise ParamError(f"dry_run must be true or false, got {dry_run!r}")
         path = params.get("source_path") or None
-        if path is not None and not str(path).startswith("/"):
-            raise ParamError(f"source_path must be an absolute path, got {path!r}")
+        if path is not None and not str(path).startswith(("/", "s3://")):
+            raise ParamError(f"source_path must be an absolute path or an s3:// URI, got {path!r}")
+        sha = params.get("source_sha256") or None
+        if sha is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", str(sha)):
+            raise ParamError(f"source_sha256 must be 64 hexadecimal digits, got {sha!r}")
         prune = params.get("prune_tickers", False)
         if not isinstance(prune, bool):
             raise ParamError(f"prune_tickers must be true or false, got {prune!r}")
-        return cls(regions, tables, start, end, dry_run, path, prune)
+        return cls(regions, tables, start, end, dry_run, path, prune, sha.lower() if sha else None)
 
     def slice_filter(self) -> SliceFilter:
         regions = None if set(self.regions) == set(REGIONS) else self.regions

@@ -33,13 +33,28 @@ SOURCE_WHAT_TO_DO = ("nothing was written. Point the spock_sqlite connection (or
                      "tables it lacks; then trigger again")
 
 
-def _open_source(request: Any, sqlite_conn_id: str) -> tuple[Any, str]:
+def _open_source(request: Any, sqlite_conn_id: str, context: Any, log: Any = None) -> tuple[Any, str]:
+    """The source opened read-only, and its name; an s3:// source is fetched first (once per run and worker)."""
     from quantdbops.io.sqlite import sqlite_path
     from quantdbops.migration.source import SourceError, open_source
 
-    path = request.source_path or sqlite_path(sqlite_conn_id)
+    name = request.source_path or sqlite_path(sqlite_conn_id)
     try:
-        return open_source(path), path
+        path = name
+        if name.startswith("s3://"):
+            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+            from quantdbops import CONN_S3
+            from quantdbops.migration.fetch import fetch_source
+
+            fetched = fetch_source(name, run_id=context["run_id"], hook=S3Hook(aws_conn_id=CONN_S3),
+                                   expected_sha256=request.source_sha256)
+            if log is not None:
+                log.info("Source %s %s: %.1f MB, sha256 %s, in %.1fs, at %s", name,
+                         "fetched" if fetched.downloaded else "already fetched on this worker for this run",
+                         fetched.size_bytes / 1e6, fetched.sha256, fetched.seconds, fetched.path)
+            path = str(fetched.path)
+        return open_source(path), name
     except SourceError as exc:
         raise ActionableFailure(str(exc), what_to_do=SOURCE_WHAT_TO_DO) from exc
 
@@ -61,19 +76,23 @@ class PrepareMigrationOperator(_SourceAndTarget):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from quantdbops.io.pg import connect, detect_mode
-        from quantdbops.migration.source import SourceError, inspect_source, require_complete
+        from quantdbops.migration.provenance import describe_file, previous_run, record_source, target_of
+        from quantdbops.migration.source import SourceError, inspect_source, require_complete, source_file
         from quantdbops.schema.apply import apply_schema
 
         request = _request(context)
         self.log.info("Migration requested: %s", request.describe())
-        sconn, path = _open_source(request, self.sqlite_conn_id)
+        sconn, name = _open_source(request, self.sqlite_conn_id, context, self.log)
+        local = source_file(sconn)
         selected = [table(n) for n in request.tables]
-        report = inspect_source(sconn, path, selected)
+        report = inspect_source(sconn, local, selected)
+        report.path = name
         try:
             require_complete(report)
         except SourceError as exc:
             raise ActionableFailure(str(exc), what_to_do=SOURCE_WHAT_TO_DO) from exc
-        self.log.info("Source %s (%.1f MB):\n%s", path, report.size_bytes / 1e6, format_table(
+        source = describe_file(name, local)
+        self.log.info("Source %s:\n%s", source.describe(), format_table(
             ["source table", "rows", "target"],
             [(n, c, next((t.name for t in migratable_tables() if t.source == n), "NOT MIGRATED"))
              for n, c in sorted(report.tables.items())]))
@@ -83,6 +102,7 @@ class PrepareMigrationOperator(_SourceAndTarget):
             self.log.warning("Source %s has columns the registry does not know (not migrated): %s",
                              src, ", ".join(cols))
         with connect(self.postgres_conn_id, autocommit=True) as pg:
+            target = target_of(pg)
             if request.dry_run:
                 mode = detect_mode(pg)
                 exists = pg.execute("SELECT to_regclass('ops.schema_version') IS NOT NULL").fetchone()[0]
@@ -93,10 +113,23 @@ class PrepareMigrationOperator(_SourceAndTarget):
                 result = apply_schema(pg)
                 mode = result.mode
                 schema = {**result.as_dict(), "applied": True}
-        self.log.info("Target database mode: %s", mode.describe())
-        return {"source_path": path, "source_tables": report.tables, "not_migrated": report.not_migrated,
-                "extra_columns": report.extra_columns, "mode": mode.name, "schema": schema,
-                "request": request.describe()}
+            previous = previous_run(pg, context["run_id"])
+            recorded = record_source(pg, context["run_id"], source, dry_run=request.dry_run, mode=mode.name)
+        self.log.info("Target: %s, %s; dry_run: %s", target, mode.describe(), "yes" if request.dry_run else "no")
+        if previous is None:
+            self.log.info("No earlier migration wrote this database.")
+        elif previous.sha256 == source.sha256:
+            self.log.info("Previous migration of this database: %s: the same file as this run.", previous.describe())
+        else:
+            self.log.warning("Previous migration of this database: %s. This run reads ANOTHER file: rows of merged "
+                             "tables (tickers) that only the earlier file had stay in the target unless this run "
+                             "sets prune_tickers.", previous.describe())
+        if not recorded:
+            self.log.info("The source is not recorded in ops.migration_sources: the schema does not exist yet.")
+        return {"source_path": name, "source": source.as_dict(), "target": target,
+                "previous_run": previous.run_id if previous else None, "source_tables": report.tables,
+                "not_migrated": report.not_migrated, "extra_columns": report.extra_columns, "mode": mode.name,
+                "schema": schema, "request": request.describe()}
 
 
 class MigrateTableOperator(_SourceAndTarget):
@@ -122,7 +155,7 @@ class MigrateTableOperator(_SourceAndTarget):
         request = _request(context)
         if self.table_name not in request.tables:
             raise AirflowSkipException(f"{self.table_name} was not selected in the params")
-        sconn, path = _open_source(request, self.sqlite_conn_id)
+        sconn, path = _open_source(request, self.sqlite_conn_id, context, self.log)
         t = table(self.table_name)
         with connect(self.postgres_conn_id) as pg:
             mode = detect_mode(pg)
@@ -179,7 +212,7 @@ class PruneTickersOperator(_SourceAndTarget):
             raise AirflowSkipException("prune_tickers is off: tickers are only added and updated")
         if "tickers" not in request.tables:
             raise AirflowSkipException("tickers was not selected: nothing to prune")
-        sconn, path = _open_source(request, self.sqlite_conn_id)
+        sconn, path = _open_source(request, self.sqlite_conn_id, context, self.log)
         with connect(self.postgres_conn_id, autocommit=True) as pg:
             pruned = prune_tickers(sconn, pg, list(request.regions), dry_run=request.dry_run)
         verb = "would delete" if pruned.dry_run else "deleted"
@@ -222,7 +255,7 @@ class ValidateMigrationOperator(_SourceAndTarget):
                     "this is a bug in the loader, not in the data (nothing was written): keep this log and "
                     "report it"))
             return {"dry_run": True, "tables": len(loads)}
-        sconn, _ = _open_source(request, self.sqlite_conn_id)
+        sconn, _ = _open_source(request, self.sqlite_conn_id, context, self.log)
         tables = [table(n) for n in dependency_order(request.tables)]
         with connect(self.postgres_conn_id, autocommit=True) as pg:
             mode = detect_mode(pg)
