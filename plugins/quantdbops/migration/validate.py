@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from quantdbops.io.pg import DbMode
-from quantdbops.migration import checksum
+from quantdbops.migration import checksum, provenance
 from quantdbops.migration.load import find_duplicates, known_tickers, slice_regions
 from quantdbops.migration.plan import (
     ALL_REGIONS,
@@ -30,7 +30,7 @@ from quantdbops.migration.plan import (
 )
 from quantdbops.migration.produce import read_source
 from quantdbops.migration.source import source_file
-from quantdbops.registry import AGGREGATES, TABLES, Column, RegionRule, Table
+from quantdbops.registry import AGGREGATES, TABLES, Column, LoadMode, RegionRule, Table
 
 SAMPLE_ROWS = 25
 DRILL_DAYS = 3
@@ -56,12 +56,13 @@ class Validator:
     """Runs the checks of one migration run on the tables it loaded."""
 
     def __init__(self, sconn: sqlite3.Connection, pg: psycopg.Connection, tables: list[Table],
-                 flt: SliceFilter, mode: DbMode) -> None:
+                 flt: SliceFilter, mode: DbMode, run_id: str | None = None) -> None:
         self.s = sconn
         self.pg = pg
         self.tables = tables
         self.flt = flt
         self.mode = mode
+        self.run_id = run_id
 
     # --- helpers -------------------------------------------------------------------------------
     def _slice_params(self, table: Table) -> dict[str, object]:
@@ -98,10 +99,27 @@ class Validator:
                 continue
             src, tgt, rej = source.get(reg, 0), target.get(reg, 0), rejected.get(reg, 0)
             ok = src == tgt + rej
+            details: dict = {"source": src, "target": tgt, "rejected": rej}
+            if not ok:
+                details.update(self._count_evidence(table, reg, {**p, **self._text_range(table)}))
             out.append(CheckResult("row_counts", "pass" if ok else "fail", table.name, reg,
                                    expected=f"source {_fmt(src)}", actual=f"loaded {_fmt(tgt)} + rejected {_fmt(rej)}",
-                                   details={"source": src, "target": tgt, "rejected": rej}))
+                                   details=details))
         return out
+
+    def _count_evidence(self, table: Table, region: str, p: dict[str, object]) -> dict[str, object]:
+        """Which runs wrote the slice's rejects and its checksums (the rows the load sent): a reject of a run
+        that did not load the slice is a stray one."""
+        rejects = [{"run_id": r[0], "rows": r[1], "first": r[2].astimezone(UTC).isoformat(timespec="seconds"),
+                    "last": r[3].astimezone(UTC).isoformat(timespec="seconds")} for r in self.pg.execute(
+            "SELECT run_id, count(*), min(rejected_at), max(rejected_at) FROM ops.migration_rejects "
+            "WHERE table_name = %(table)s AND region = %(region)s AND (time_value >= %(start_s)s OR %(start_s)s IS "
+            "NULL) AND (time_value < %(end_s)s OR %(end_s)s IS NULL) GROUP BY 1 ORDER BY 3", {**p, "region": region})]
+        loaded = [r[0] for r in self.pg.execute(
+            "SELECT DISTINCT run_id FROM ops.migration_checksums WHERE table_name = %(table)s AND region = %(region)s "
+            "AND (day >= %(start)s OR %(start)s IS NULL) AND (day <= %(end)s OR %(end)s IS NULL)",
+            {**p, "region": region})]
+        return {"rejects_by_run": rejects, "loaded_by_runs": sorted(loaded)}
 
     def _text_range(self, table: Table) -> dict[str, object]:
         if table.time_column is None:
@@ -318,13 +336,36 @@ class Validator:
             return [CheckResult("content_checksum", "pass", table.name, None,
                                 expected=f"{months} region-months equal",
                                 actual=f"{sum(n for n, _ in tgt.values()):,} rows, all equal")]
-        details = {"months": [d.__dict__ for d in diffs[:20]], "rows": self.drill_down(table, diffs)}
+        details: dict = {"months": [d.__dict__ for d in diffs[:20]], "rows": self.drill_down(table, diffs)}
+        if table.load_mode is LoadMode.MERGE:
+            details.update(self._leftover_evidence(table, details["rows"]))
+        undated = table.time_column is None
+        what = "regions" if undated else "region-months"
         return [CheckResult("content_checksum", "fail", table.name, None,
-                            expected=f"{months} region-months equal",
-                            actual=f"{len(diffs)} region-months differ: "
-                            + ", ".join(f"{d.region} {d.bucket[:7]} (source {d.source_rows:,} / target "
-                                        f"{d.target_rows:,} rows)" for d in diffs[:5]),
+                            expected=f"{months} {what} equal",
+                            actual=f"{len(diffs)} {what} differ: "
+                            + ", ".join(f"{d.region}{'' if undated else ' ' + d.bucket[:7]} (source {d.source_rows:,} "
+                                        f"/ target {d.target_rows:,} rows)" for d in diffs[:5]),
                             details=details)]
+
+    def _leftover_evidence(self, table: Table, rows: list[dict]) -> dict[str, object]:
+        """For rows of a merged table the source lacks: the run (and its file) that last wrote each, and this
+        run's file."""
+        extra = [r for r in rows if r.get("problem", "").startswith("in target, not in source")]
+        keys = [tuple(str(r["key"][k]) for k in table.key) for r in extra]
+        wrote = provenance.writers(self.pg, table, keys)
+        known = provenance.runs(self.pg, sorted({*wrote.values(), *([self.run_id] if self.run_id else [])}))
+        current = known.get(self.run_id) if self.run_id else None
+        leftovers = []
+        for key in keys:
+            writer = known.get(wrote.get(key, ""))
+            leftovers.append({"key": dict(zip(table.key, key, strict=True)), "run_id": wrote.get(key),
+                              "source": writer.source if writer else None,
+                              "sha256": writer.sha256 if writer else None,
+                              "written_at": writer.recorded_at.astimezone(UTC).isoformat(timespec="seconds")
+                              if writer else None})
+        return {"leftovers": leftovers,
+                "current_source": {"source": current.source, "sha256": current.sha256} if current else None}
 
     def drill_down(self, table: Table, month_diffs: list[checksum.BucketDiff]) -> list[dict]:
         """Days that differ inside the differing months, then the rows that differ on those days."""
@@ -378,7 +419,9 @@ class Validator:
             s, t = source.get(key), target.get(key)
             if s == t:
                 continue
-            entry = {"region": region, "day": day, "key": dict(zip(table.key, key, strict=True))}
+            entry = {"region": region, "key": dict(zip(table.key, key, strict=True))}
+            if has_day:
+                entry["day"] = day
             if t is None:
                 entry["problem"] = "in source, missing in target"
             elif s is None:

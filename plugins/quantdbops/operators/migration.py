@@ -259,7 +259,7 @@ class ValidateMigrationOperator(_SourceAndTarget):
         tables = [table(n) for n in dependency_order(request.tables)]
         with connect(self.postgres_conn_id, autocommit=True) as pg:
             mode = detect_mode(pg)
-            results = Validator(sconn, pg, tables, request.slice_filter(), mode).run()
+            results = Validator(sconn, pg, tables, request.slice_filter(), mode, run_id=context["run_id"]).run()
             record_results(pg, context["run_id"], results)
         self.log.info("Validation of run %s (%s):\n%s", context["run_id"], mode.describe(), format_table(
             ["check", "table", "region", "status", "expected", "actual"],
@@ -268,8 +268,8 @@ class ValidateMigrationOperator(_SourceAndTarget):
         summary = {"checks": len(results), "failed": len(failed)}
         if failed:
             # The message is the last thing in the log: what differs down to the row, then what to do.
-            raise ActionableFailure(verdict.describe(failed, len(results)),
-                                    what_to_do=verdict.what_to_do(failed, context["run_id"]))
+            raise ActionableFailure(verdict.describe(failed, len(results), results, context["run_id"]),
+                                    what_to_do=verdict.what_to_do(failed, context["run_id"], results))
         return summary
 
 
