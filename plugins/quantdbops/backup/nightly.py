@@ -64,7 +64,7 @@ def preflight(conn_kwargs: dict[str, object], hook: Any, s: BackupSettings, when
     if free < needed:
         raise PreflightError(f"{s.local_dir}: {free / 1e9:.2f} GB free, the dump may need {needed / 1e9:.2f} GB "
                              f"(database size {size / 1e9:.2f} GB): free disk or point local_dir elsewhere")
-    store.check_bucket(hook, s.bucket)
+    store.check_bucket(hook, s.bucket, s.retry)
     name = BackupName.at(dbname, when)
     return {"dbname": dbname, "name": name.stem, "taken_at": name.taken_at.isoformat(),
             "s3_key": name.dump_key(s.prefix), "manifest_key": name.manifest_key(s.prefix),
@@ -186,14 +186,14 @@ def verify(conn_kwargs: dict[str, object], hook: Any, u: dict[str, Any], s: Back
 def gather(hook: Any, s: BackupSettings, dbname: str) -> tuple[dict[str, Candidate], dict[str, dict[str, Any]]]:
     """Every backup of ``dbname`` in the bucket and the local directory, with its verified flag."""
     where: dict[str, dict[str, Any]] = {}
-    found = store.list_backups(hook, s.bucket, f"{s.prefix}/{dbname}/")
+    found = store.list_backups(hook, s.bucket, f"{s.prefix}/{dbname}/", s.retry)
     verified: dict[str, bool] = {}
     taken: dict[str, datetime] = {}
     for stem, item in found.items():
         where.setdefault(stem, {})["s3"] = [k for k in (item.dump_key, item.manifest_key) if k]
         where[stem]["s3_dump"] = item.dump_key
         taken[stem] = item.name.taken_at
-        m = store.get_json(hook, s.bucket, item.manifest_key) if item.manifest_key else None
+        m = store.get_json(hook, s.bucket, item.manifest_key, s.retry) if item.manifest_key else None
         verified[stem] = verified.get(stem, False) or bool(m and m.get("verified"))
     local = Path(s.local_dir) / dbname
     for path in sorted(local.glob(f"{dbname}_*")) if local.is_dir() else []:
@@ -211,7 +211,7 @@ def retention(conn_kwargs: dict[str, object], hook: Any, s: BackupSettings, *, d
               current: str | None = None, say: Say = log.info) -> dict[str, Any]:
     """Delete expired backups in the bucket and on disk (not in a dry run); mark them deleted in ops.backups."""
     candidates, where = gather(hook, s, dbname)
-    latest = store.get_json(hook, s.bucket, latest_key(dbname, s.prefix))
+    latest = store.get_json(hook, s.bucket, latest_key(dbname, s.prefix), s.retry)
     pinned = [x for x in (current, (latest or {}).get("name")) if x]
     decision: RetentionPlan = plan(candidates.values(), now=now, max_age_days=s.retention_days,
                                    keep_verified=s.keep_verified, always_keep=pinned)
@@ -219,7 +219,8 @@ def retention(conn_kwargs: dict[str, object], hook: Any, s: BackupSettings, *, d
     local_files = [f for stem in decision.delete for f in where[stem].get("local", [])]
     if not s.dry_run:
         if s3_keys:
-            store.with_retries("retention delete", lambda: hook.delete_objects(s.bucket, s3_keys), s.retry)
+            store.with_retries("retention delete", lambda: hook.delete_objects(s.bucket, s3_keys), s.retry,
+                               bucket=s.bucket, hook=hook)
         for f in local_files:
             Path(f).unlink(missing_ok=True)
         with connect(conn_kwargs, autocommit=True) as c:
