@@ -1,7 +1,7 @@
 """What a retry can and cannot fix, against real endpoints: moto's S3 server, a loopback port nobody listens on,
-and a tiny HTTP server that answers every request with one S3 error.
+a tiny HTTP server that answers every request with one S3 error, and the test's PostgreSQL cluster.
 
-Deterministic failures (no such bucket or key, access denied, refused credentials) must fail on the first
+Deterministic failures (no such bucket, access denied, no such database or role) must fail on the first
 request with ``ActionableFailure`` (an ``AirflowFailException``: Airflow does not retry it either);
 transient ones (refused connection, throttling, 5xx) must be tried again as configured, then fail normally.
 Attempts are counted where they happen: every HTTP request botocore sends (its ``before-send`` event), or
@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 from test_backup_support import conn_kwargs, new_bucket, set_s3_endpoint
@@ -28,9 +29,11 @@ from quantdbops.backup.naming import TZ
 from quantdbops.backup.settings import BackupSettings
 from quantdbops.backup.store import BackupStoreError, RetryPolicy
 from quantdbops.errors import ActionableFailure
+from quantdbops.io.pg import connect
 
 FAST_RETRY = RetryPolicy(attempts=3, first_delay_s=0.05, max_delay_s=0.2)
 WHEN = datetime(2025, 10, 17, 2, 0, tzinfo=TZ)
+PASSWORD = "never-in-a-message-7f3a"
 
 
 def counted_hook(**kwargs: Any) -> tuple[Any, list[str]]:
@@ -175,3 +178,40 @@ def test_throttling_and_server_errors_are_retried(answering: OneAnswerS3) -> Non
     assert answering.requests == ["PUT"] * 3
     assert str(failed.value).count("attempt ") == 3
 
+
+# --- PostgreSQL --------------------------------------------------------------------------------------------
+def test_a_database_that_does_not_exist_fails_at_once(pg_dsn: str) -> None:
+    kw = {**conn_kwargs(pg_dsn), "dbname": "quant_platfrom", "password": PASSWORD}
+    with pytest.raises(ActionableFailure) as failed:
+        connect(kw)
+    text = f"{failed.value}"
+    assert failed.value.message.startswith(f"cannot connect to PostgreSQL at {kw['host']}:{kw['port']} (database "
+                                           "quant_platfrom, user postgres): database \"quant_platfrom\" does not "
+                                           "exist; not retried: a database does not appear by itself")
+    assert "create the database" in failed.value.what_to_do
+    assert PASSWORD not in text and "password=" not in text
+
+
+def test_a_role_that_does_not_exist_fails_at_once(pg_dsn: str) -> None:
+    dsn = f"{pg_dsn.replace('user=postgres', 'user=nobody_here')} password={PASSWORD}"
+    with pytest.raises(ActionableFailure, match=r'user nobody_here\): role "nobody_here" does not exist; not '
+                                                r"retried") as failed:
+        connect(dsn)
+    assert PASSWORD not in str(failed.value) and "CREATE ROLE" in failed.value.what_to_do
+
+
+def test_a_closed_port_is_transient_and_propagates_as_it_is(pg_dsn: str) -> None:
+    kw = {**conn_kwargs(pg_dsn), "port": closed_port(), "connect_timeout": 2, "password": PASSWORD}
+    with pytest.raises(psycopg.OperationalError) as failed:
+        connect(kw)
+    assert not isinstance(failed.value, AirflowFailException)
+    note = "\n".join(getattr(failed.value, "__notes__", []))
+    assert note.startswith(f"transient (nothing accepts connections at 127.0.0.1:{kw['port']};")
+    assert note.endswith("Airflow's task retries follow") and PASSWORD not in note
+
+
+def test_preflight_fails_at_once_on_a_misspelled_database(s3: str, pg_dsn: str, tmp_path: Path) -> None:
+    bucket = new_bucket(s3, f"bk-{uuid.uuid4().hex[:10]}")
+    s = BackupSettings(bucket=bucket, local_dir=tmp_path, retry=FAST_RETRY)
+    with pytest.raises(ActionableFailure, match=r'database "quant_platfrom" does not exist; not retried'):
+        nightly.preflight({**conn_kwargs(pg_dsn), "dbname": "quant_platfrom"}, store.make_hook(), s, WHEN)

@@ -50,12 +50,17 @@ def _existing_parent(path: Path) -> Path:
 
 
 def preflight(conn_kwargs: dict[str, object], hook: Any, s: BackupSettings, when: datetime) -> dict[str, Any]:
-    """Database answers, the client fits the server, disk holds the dump, the bucket answers."""
+    """Database answers, the client fits the server, disk holds the dump, the bucket answers.
+
+    A database or bucket that cannot answer as configured (no such database, role or bucket, refused
+    credentials) raises ``ActionableFailure`` at once; one that does not answer now, ``PreflightError`` or
+    ``BackupStoreError`` for Airflow's retries."""
     try:
         with connect(conn_kwargs, autocommit=True) as c:
             row = c.execute(read_sql("backup/select_preflight.sql")).fetchone()
     except psycopg.OperationalError as exc:
-        raise PreflightError(f"the database does not answer: {exc}") from exc
+        raise PreflightError(f"the database does not answer ({' '.join(str(exc).split())}): a transient failure, "
+                             "the task fails normally and Airflow's task retries follow") from exc
     dbname, size, server_version, tsdb_version, has_journal = row
     pg_version = str(server_version).split()[0]
     client = check_client_compatible(pg_version, s.bin_dir)
