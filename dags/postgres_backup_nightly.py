@@ -31,12 +31,15 @@ ends the log with one table: size, duration, MB/s, checksum, key, verified. Ever
 The bucket is the param, else the Airflow Variable `quant_backup_bucket`, else `quant-db-backups`.
 
 **When it fails.**
-- *preflight*: database or bucket unreachable (retries by itself), not enough disk (free space or set
-  `local_dir`), `pg_dump` older than the server (install its client, set `QUANT_PG_BIN`). Nothing written.
+- *preflight*: a database, role or bucket that does not exist, or refused credentials: fails at once (no
+  retries; the message names it and what to fix). Database or bucket unreachable or throttled: retries by
+  itself. Not enough disk (free space or set `local_dir`), `pg_dump` older than the server (install its
+  client, set `QUANT_PG_BIN`). Nothing written.
 - *dump*: read the `pg_dump` error in the log; a half-written dump is never left looking finished.
-- *upload*: S3 down or the connection dropped: retried with back-off, then failed. No manifest is written and
-  `latest` is not moved, so nothing points at a partial object; the dump is **kept** on disk: when S3 is back,
-  clear `upload` only.
+- *upload*: S3 down, throttling or the connection dropped: retried with back-off, then failed (Airflow
+  retries it). No such bucket, access denied or refused credentials: fails at once with what to fix. Either
+  way no manifest is written and `latest` is not moved, so nothing points at a partial object; the dump is
+  **kept** on disk: once S3 answers, clear `upload` only.
 - *verify* (the important one): a table or hypertable does not restore to the rows of the dump's snapshot,
   a relation is missing, or a view populated at dump time is not after restore. The message names each
   relation with its kind and says whether all others matched; the alert's "what to do" follows the evidence.

@@ -30,7 +30,7 @@ Stop the writers (Airflow DAGs, the trading app) first; `restore` terminates rem
 - *resolve*: no `latest`, no manifest beside the key (an upload that never completed), or the target exists
   without `confirm_target`. Nothing was touched.
 - *fetch*: checksum mismatch: that object is corrupt; choose an older backup (the nightly keeps the newest
-  verified ones). The target is untouched.
+  verified ones). No such object, access denied: fails at once, naming the key. The target is untouched.
 - *safety_backup*: the existing target could not be dumped: the restore does not go ahead.
 - *restore* (no retries): `pg_restore` error, or a relation differs from the manifest (named with its
   kind). The target may be partial: restore again, or restore the safety backup (its path is in the

@@ -28,18 +28,23 @@ def backoff_delays(attempts: int, first_delay_s: float, max_delay_s: float = mat
 
 
 def call_with_retries(fn: Callable[[], T], *, attempts: int, first_delay_s: float,
-                      retry_on: tuple[type[BaseException], ...], max_delay_s: float = math.inf,
+                      retry_on: tuple[type[BaseException], ...] | Callable[[BaseException], bool],
+                      max_delay_s: float = math.inf,
                       on_retry: Callable[[int, BaseException, float], None] | None = None,
                       sleep: Callable[[float], None] | None = None) -> tuple[T, int]:
-    """``(fn(), attempts used)``. A ``retry_on`` failure waits and tries again (``on_retry(attempt, error,
-    wait)`` first), with no wait after the last attempt, which raises ``Exhausted``; anything else propagates
-    at once."""
+    """``(fn(), attempts used)``. A ``retry_on`` failure (an instance of one of its types, or an exception
+    the predicate ``retry_on`` says is transient) waits and tries again (``on_retry(attempt, error, wait)``
+    first), with no wait after the last attempt, which raises ``Exhausted``; anything else propagates at
+    once."""
+    transient = (lambda exc: isinstance(exc, retry_on)) if isinstance(retry_on, tuple) else retry_on
     waits = backoff_delays(attempts, first_delay_s, max_delay_s)
     errors: list[BaseException] = []
     for n in range(1, attempts + 1):
         try:
             return fn(), n
-        except retry_on as exc:
+        except Exception as exc:
+            if not transient(exc):
+                raise
             errors.append(exc)
             if n == attempts:
                 raise Exhausted(errors) from exc

@@ -141,3 +141,23 @@ def test_restore_dag_refuses_a_corrupted_object_and_leaves_the_target_alone(setu
     assert states["resolve"] == "success" and states["fetch"] == "failed"
     assert states["restore"] != "success" and states["safety_backup"] != "success"
     assert fingerprints(kw) == before
+
+
+def test_a_misspelled_database_fails_the_backup_on_its_first_try(airflow_db: Path, airflow_connections: dict[str, str],
+                                                                s3_endpoint: str, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """No retry can create a database: preflight fails at once (before: 3 tries over ~9 minutes)."""
+    import json
+
+    kw = conn_kwargs(airflow_connections["pg_dsn"])
+    monkeypatch.setenv("AIRFLOW_CONN_QUANT_POSTGRES", json.dumps({
+        "conn_type": "postgres", "host": kw["host"], "port": int(kw["port"]), "login": kw["user"],
+        "schema": "quant_platfrom"}))
+    bucket = new_bucket(s3_endpoint, f"dag-{uuid.uuid4().hex[:10]}")
+    dr = load_dag("postgres_backup_nightly").test(run_conf={"bucket": bucket, "local_dir": str(tmp_path / "b")})
+    tis = {ti.task_id: ti for ti in dr.get_task_instances()}
+    assert dr.state == "failed"
+    assert (tis["preflight"].state, tis["preflight"].try_number) == ("failed", 1)
+    assert tis["preflight"].max_tries > 0  # it had retries left: none were used
+    assert {tis[t].state for t in ("dump", "upload", "verify")} == {"upstream_failed"}
+    assert keys(s3_endpoint, bucket) == []

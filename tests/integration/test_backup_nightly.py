@@ -35,6 +35,7 @@ from quantdbops.backup import nightly, recover, store
 from quantdbops.backup.naming import TZ, BackupName, latest_key
 from quantdbops.backup.settings import BackupSettings
 from quantdbops.backup.store import BackupStoreError, RetryPolicy
+from quantdbops.errors import ActionableFailure
 from quantdbops.io.pg import connect
 
 FAST_RETRY = RetryPolicy(attempts=3, first_delay_s=0.05, max_delay_s=0.2)
@@ -267,7 +268,7 @@ def test_preflight_refuses_a_missing_bucket_and_too_little_disk(loaded: dict[str
     from dataclasses import replace
 
     hook = store.make_hook()
-    with pytest.raises(BackupStoreError, match="not usable"):
+    with pytest.raises(ActionableFailure, match="does not exist"):
         nightly.preflight(loaded, hook, replace(settings, bucket=f"missing-{uuid.uuid4().hex[:8]}"), WHEN)
     with pytest.raises(nightly.PreflightError, match="free"):
         nightly.preflight(loaded, hook, replace(settings, disk_headroom=1e9), WHEN)

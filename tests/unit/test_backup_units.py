@@ -15,7 +15,8 @@ from quantdbops.backup import manifest as mf
 from quantdbops.backup.dump import pg_env, sha256_file
 from quantdbops.backup.naming import TZ, BackupName, check_db_name, latest_key, manifest_key_for
 from quantdbops.backup.retention import Candidate, plan
-from quantdbops.backup.store import BackupStoreError, RetryPolicy, with_retries
+from quantdbops.backup.store import BackupStoreError, RetryPolicy, s3_error, with_retries
+from quantdbops.errors import ActionableFailure
 
 NOW = datetime(2025, 10, 17, 2, 0, tzinfo=TZ)
 
@@ -196,6 +197,66 @@ def test_retries_return_once_it_works() -> None:
         return "ok"
 
     assert with_retries("x", second_time, RetryPolicy(3, 0.0), say=lambda *a: None) == "ok"
+
+
+def _client_error(code: str, status: int) -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+                       "PutObject")
+
+
+@pytest.mark.parametrize(("code", "status", "verdict"), [
+    *[pytest.param(c, n, "deterministic", id=c) for c, n in [
+        ("NoSuchBucket", 404), ("404", 404), ("NoSuchKey", 404), ("AccessDenied", 403), ("403", 403),
+        ("InvalidAccessKeyId", 403), ("SignatureDoesNotMatch", 403), ("InvalidBucketName", 400),
+        ("AllAccessDisabled", 403), ("AccountProblem", 403), ("ExpiredToken", 400), ("InvalidToken", 400),
+        ("SomeNewDenial", 403)]],
+    *[pytest.param(c, n, "transient", id=c) for c, n in [
+        ("SlowDown", 503), ("Throttling", 400), ("ThrottlingException", 400), ("RequestLimitExceeded", 400),
+        ("429", 429), ("InternalError", 500), ("ServiceUnavailable", 503), ("500", 500), ("502", 502),
+        ("503", 503), ("504", 504), ("RequestTimeTooSkewed", 403), ("SomethingNew", 400)]],
+])
+def test_s3_error_codes_are_classified(code: str, status: int, verdict: str) -> None:
+    assert s3_error(_client_error(code, status)) == (verdict, code)
+
+
+def test_s3_errors_without_a_code_are_classified_by_their_type() -> None:
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import (
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ParamValidationError,
+        ReadTimeoutError,
+    )
+
+    for exc in (EndpointConnectionError(endpoint_url="http://x"), ConnectTimeoutError(endpoint_url="http://x"),
+                ReadTimeoutError(endpoint_url="http://x"), ConnectionResetError("reset")):
+        assert s3_error(exc) == ("transient", type(exc).__name__)
+    for exc in (NoCredentialsError(), ParamValidationError(report="Invalid bucket name")):
+        assert s3_error(exc) == ("deterministic", type(exc).__name__)
+    try:  # boto3 wraps the ClientError of an upload, as its upload_file does
+        try:
+            raise _client_error("NoSuchBucket", 404)
+        except Exception as inner:
+            raise S3UploadFailedError(f"Failed to upload x to b/k: {inner}") from None
+    except S3UploadFailedError as wrapped:
+        assert s3_error(wrapped) == ("deterministic", "NoSuchBucket")
+    assert s3_error(ValueError("a bug")) is None
+
+
+def test_a_deterministic_s3_error_is_not_retried() -> None:
+    calls = []
+
+    def denied() -> None:
+        calls.append(1)
+        raise _client_error("AccessDenied", 403)
+
+    with pytest.raises(ActionableFailure, match=r"write of k: the credentials of connection quant_s3 may not do "
+                                                r"this in 'b' \(AccessDenied; .*\); not retried") as failed:
+        with_retries("write of k", denied, RetryPolicy(3, 0.0), bucket="b", key="k")
+    assert len(calls) == 1 and "s3:PutObject" in failed.value.what_to_do
 
 
 def test_the_password_goes_in_the_environment_not_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:

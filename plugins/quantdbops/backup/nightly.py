@@ -50,12 +50,17 @@ def _existing_parent(path: Path) -> Path:
 
 
 def preflight(conn_kwargs: dict[str, object], hook: Any, s: BackupSettings, when: datetime) -> dict[str, Any]:
-    """Database answers, the client fits the server, disk holds the dump, the bucket answers."""
+    """Database answers, the client fits the server, disk holds the dump, the bucket answers.
+
+    A database or bucket that cannot answer as configured (no such database, role or bucket, refused
+    credentials) raises ``ActionableFailure`` at once; one that does not answer now, ``PreflightError`` or
+    ``BackupStoreError`` for Airflow's retries."""
     try:
         with connect(conn_kwargs, autocommit=True) as c:
             row = c.execute(read_sql("backup/select_preflight.sql")).fetchone()
     except psycopg.OperationalError as exc:
-        raise PreflightError(f"the database does not answer: {exc}") from exc
+        raise PreflightError(f"the database does not answer ({' '.join(str(exc).split())}): a transient failure, "
+                             "the task fails normally and Airflow's task retries follow") from exc
     dbname, size, server_version, tsdb_version, has_journal = row
     pg_version = str(server_version).split()[0]
     client = check_client_compatible(pg_version, s.bin_dir)
@@ -64,7 +69,7 @@ def preflight(conn_kwargs: dict[str, object], hook: Any, s: BackupSettings, when
     if free < needed:
         raise PreflightError(f"{s.local_dir}: {free / 1e9:.2f} GB free, the dump may need {needed / 1e9:.2f} GB "
                              f"(database size {size / 1e9:.2f} GB): free disk or point local_dir elsewhere")
-    store.check_bucket(hook, s.bucket)
+    store.check_bucket(hook, s.bucket, s.retry)
     name = BackupName.at(dbname, when)
     return {"dbname": dbname, "name": name.stem, "taken_at": name.taken_at.isoformat(),
             "s3_key": name.dump_key(s.prefix), "manifest_key": name.manifest_key(s.prefix),
@@ -186,14 +191,14 @@ def verify(conn_kwargs: dict[str, object], hook: Any, u: dict[str, Any], s: Back
 def gather(hook: Any, s: BackupSettings, dbname: str) -> tuple[dict[str, Candidate], dict[str, dict[str, Any]]]:
     """Every backup of ``dbname`` in the bucket and the local directory, with its verified flag."""
     where: dict[str, dict[str, Any]] = {}
-    found = store.list_backups(hook, s.bucket, f"{s.prefix}/{dbname}/")
+    found = store.list_backups(hook, s.bucket, f"{s.prefix}/{dbname}/", s.retry)
     verified: dict[str, bool] = {}
     taken: dict[str, datetime] = {}
     for stem, item in found.items():
         where.setdefault(stem, {})["s3"] = [k for k in (item.dump_key, item.manifest_key) if k]
         where[stem]["s3_dump"] = item.dump_key
         taken[stem] = item.name.taken_at
-        m = store.get_json(hook, s.bucket, item.manifest_key) if item.manifest_key else None
+        m = store.get_json(hook, s.bucket, item.manifest_key, s.retry) if item.manifest_key else None
         verified[stem] = verified.get(stem, False) or bool(m and m.get("verified"))
     local = Path(s.local_dir) / dbname
     for path in sorted(local.glob(f"{dbname}_*")) if local.is_dir() else []:
@@ -211,7 +216,7 @@ def retention(conn_kwargs: dict[str, object], hook: Any, s: BackupSettings, *, d
               current: str | None = None, say: Say = log.info) -> dict[str, Any]:
     """Delete expired backups in the bucket and on disk (not in a dry run); mark them deleted in ops.backups."""
     candidates, where = gather(hook, s, dbname)
-    latest = store.get_json(hook, s.bucket, latest_key(dbname, s.prefix))
+    latest = store.get_json(hook, s.bucket, latest_key(dbname, s.prefix), s.retry)
     pinned = [x for x in (current, (latest or {}).get("name")) if x]
     decision: RetentionPlan = plan(candidates.values(), now=now, max_age_days=s.retention_days,
                                    keep_verified=s.keep_verified, always_keep=pinned)
@@ -219,7 +224,8 @@ def retention(conn_kwargs: dict[str, object], hook: Any, s: BackupSettings, *, d
     local_files = [f for stem in decision.delete for f in where[stem].get("local", [])]
     if not s.dry_run:
         if s3_keys:
-            store.with_retries("retention delete", lambda: hook.delete_objects(s.bucket, s3_keys), s.retry)
+            store.with_retries("retention delete", lambda: hook.delete_objects(s.bucket, s3_keys), s.retry,
+                               bucket=s.bucket, hook=hook)
         for f in local_files:
             Path(f).unlink(missing_ok=True)
         with connect(conn_kwargs, autocommit=True) as c:

@@ -37,7 +37,7 @@ def resolve(hook: Any, s: BackupSettings, backup: str, source_db: str) -> dict[s
     """``latest``, a dump key in the bucket (``s3://bucket/key`` or ``key``) or an absolute local path."""
     backup = (backup or "").strip()
     if backup == "latest":
-        pointer = store.get_json(hook, s.bucket, latest_key(source_db, s.prefix))
+        pointer = store.get_json(hook, s.bucket, latest_key(source_db, s.prefix), s.retry)
         if not pointer:
             raise RestoreRefused(f"no latest marker at s3://{s.bucket}/{latest_key(source_db, s.prefix)}: name a "
                                  "backup key instead")
@@ -55,7 +55,7 @@ def resolve(hook: Any, s: BackupSettings, backup: str, source_db: str) -> dict[s
         bucket, _, backup = backup.removeprefix("s3://").partition("/")
     if not backup.endswith(DUMP_SUFFIX) or BackupName.parse(backup) is None:
         raise RestoreRefused(f"{backup!r} is not a backup dump key (…/<db>_YYYYmmddTHHMMSS{DUMP_SUFFIX})")
-    manifest = store.get_json(hook, bucket, manifest_key_for(backup))
+    manifest = store.get_json(hook, bucket, manifest_key_for(backup), s.retry)
     if manifest is None:
         raise RestoreRefused(f"s3://{bucket}/{manifest_key_for(backup)} is missing: an upload without a manifest "
                              "was never confirmed; choose another backup")

@@ -4,6 +4,11 @@ Order matters and is the whole point: (1) the dump is uploaded (multipart above 
 (2) its size and SHA-256 are read back from the bucket; only then (3) the manifest is written beside it and
 (4) the "latest" marker moves to it. A failed or partial upload therefore never has a manifest and is never
 "latest"; the local dump stays for the retry.
+
+Every call goes through ``with_retries``, which asks ``s3_error`` whether another attempt can help: what a
+retry cannot fix (no such bucket, access denied, bad credentials) fails at once with ``ActionableFailure``,
+which Airflow does not retry either; what may pass (timeouts, refused connections, throttling, 5xx) is tried
+again with back-off, then fails normally so Airflow's task retries follow.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from quantdbops import CONN_S3
-from quantdbops.backup.naming import DUMP_SUFFIX, LATEST_NAME, MANIFEST_SUFFIX, BackupName
+from quantdbops.backup.naming import BUCKET_VARIABLE, DUMP_SUFFIX, LATEST_NAME, MANIFEST_SUFFIX, BackupName
+from quantdbops.errors import ActionableFailure
 from quantdbops.retry import Exhausted, backoff_delays, call_with_retries
 
 log = logging.getLogger(__name__)
@@ -42,51 +48,151 @@ class RetryPolicy:
 
 
 def make_hook(aws_conn_id: str = CONN_S3, *, transfer: dict[str, Any] | None = None,
-              connect_timeout: float = 10, read_timeout: float = 60) -> Any:
-    """An ``S3Hook`` with multipart transfer settings and bounded botocore timeouts and retries."""
+              connect_timeout: float = 10, read_timeout: float = 60, sdk_retries: int = 2) -> Any:
+    """An ``S3Hook`` with multipart transfer settings and bounded botocore timeouts and retries (``sdk_retries``
+    more requests per call for what botocore itself retries: throttling, 5xx, dropped connections)."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from botocore.config import Config
 
     config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
-                    retries={"max_attempts": 2, "mode": "standard"})
+                    retries={"max_attempts": sdk_retries, "mode": "standard"})
     return S3Hook(aws_conn_id=aws_conn_id, transfer_config_args={**DEFAULT_TRANSFER, **(transfer or {})},
                   config=config)
 
 
-def _transient() -> tuple[type[BaseException], ...]:
-    from boto3.exceptions import S3UploadFailedError
-    from botocore.exceptions import BotoCoreError, ClientError
+DETERMINISTIC = "deterministic"
+TRANSIENT = "transient"
+_MISSING_BUCKET = frozenset({"NoSuchBucket"})
+_MISSING = frozenset({"NoSuchKey", "404", "NotFound"})  # a HEAD's 404 does not say whether bucket or key
+_ACCESS = frozenset({"AccessDenied", "403", "Forbidden", "AllAccessDisabled", "AccountProblem"})
+_CREDENTIALS = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
+                          "NoCredentialsError", "PartialCredentialsError"})
+_BAD_NAME = frozenset({"InvalidBucketName", "ParamValidationError"})
+_NO_RETRY = _MISSING_BUCKET | _MISSING | _ACCESS | _CREDENTIALS | _BAD_NAME
+_RETRY = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests",
+                    "429", "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed",
+                    "500", "502", "503", "504"})
 
-    return (BotoCoreError, ClientError, S3UploadFailedError, OSError)
+
+def s3_error(exc: BaseException) -> tuple[str, str] | None:
+    """``(DETERMINISTIC or TRANSIENT, code)`` of an error an S3 call raised; None when it is no error of S3 or
+    of the network (a bug, a local file): it then propagates untouched.
+
+    Deterministic, a retry cannot help (fail at once; Airflow does not retry either): NoSuchBucket;
+    NoSuchKey, 404 / NotFound (a HEAD: the bucket's, else the key's or its bucket's); AccessDenied, 403,
+    Forbidden, AllAccessDisabled, AccountProblem; InvalidAccessKeyId, SignatureDoesNotMatch, ExpiredToken,
+    InvalidToken and botocore's NoCredentialsError / PartialCredentialsError; InvalidBucketName and
+    botocore's ParamValidationError (a bucket name or key refused before anything is sent).
+
+    Transient, may pass (retried here with back-off, then the task fails and Airflow's retries follow):
+    botocore's ConnectTimeoutError, ReadTimeoutError, EndpointConnectionError (connection refused),
+    ConnectionClosedError and its other errors; OSError (reset, broken pipe); SlowDown, Throttling,
+    ThrottlingException, RequestLimitExceeded, TooManyRequests, 429; InternalError, ServiceUnavailable,
+    RequestTimeout, RequestTimeTooSkewed (botocore corrects the clock), 500, 502, 503, 504. Another code
+    goes by its HTTP status (403 and 404 deterministic) and is otherwise retried, as every error was before
+    this classification. boto3's ``S3UploadFailedError`` is judged by the ``ClientError`` it wraps.
+    """
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        NoCredentialsError,
+        ParamValidationError,
+        PartialCredentialsError,
+    )
+
+    if isinstance(exc, S3UploadFailedError) and isinstance(exc.__context__, ClientError):
+        exc = exc.__context__
+    if isinstance(exc, ClientError):
+        status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+        code = str(exc.response.get("Error", {}).get("Code") or status or "?")
+        if code in _NO_RETRY or (code not in _RETRY and status in ("403", "404")):
+            return DETERMINISTIC, code
+        return TRANSIENT, code
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError, ParamValidationError)):
+        return DETERMINISTIC, type(exc).__name__
+    if isinstance(exc, (BotoCoreError, S3UploadFailedError, OSError)):
+        return TRANSIENT, type(exc).__name__
+    return None
+
+
+def _transient(exc: BaseException) -> bool:
+    verdict = s3_error(exc)
+    return verdict is not None and verdict[0] == TRANSIENT
+
+
+def not_retried(exc: BaseException, what: str, *, bucket: str | None, key: str | None = None,
+                conn_id: str = CONN_S3) -> ActionableFailure | None:
+    """The failure to raise for a deterministic S3 error, naming the bucket / key, the code and what to do;
+    None for any other error."""
+    verdict = s3_error(exc)
+    if verdict is None or verdict[0] != DETERMINISTIC:
+        return None
+    code = verdict[1]
+    b = repr(bucket) if bucket else "the bucket"
+    conn = f"connection {conn_id}"
+    if code in _MISSING_BUCKET or (code in _MISSING and key is None):
+        meaning = f"bucket {b} does not exist at the endpoint of {conn}"
+        why = "a bucket does not appear by itself"
+        todo = (f"create bucket {b}, or fix the bucket param (else the Airflow Variable {BUCKET_VARIABLE}) or the "
+                f"endpoint_url of {conn}; then clear this task")
+    elif code in _MISSING:
+        meaning = f"there is no object s3://{bucket}/{key}" + ("" if code == "NoSuchKey" else ", or no such bucket")
+        why = "an object does not appear by itself"
+        todo = ("check the bucket and the key (a backup param naming a mistyped backup, or one retention deleted "
+                "after retention_days); then trigger again or clear this task")
+    elif code in _ACCESS:
+        meaning = f"the credentials of {conn} may not do this in {b}"
+        why = "permissions do not change by themselves"
+        todo = (f"grant them s3:ListBucket on {b} and s3:GetObject, s3:PutObject, s3:DeleteObject on its objects "
+                f"(IAM or bucket policy), or give {conn} credentials that have them; then clear this task")
+    elif code in _CREDENTIALS:
+        meaning = f"the store rejects the credentials of {conn}"
+        why = "the same credentials are rejected again"
+        todo = f"fix the access key id and secret of {conn} (or renew its session token); then clear this task"
+    else:
+        meaning = f"the bucket name {b} or the key is not valid"
+        why = "the same name is refused again"
+        todo = (f"fix the bucket param or the Airflow Variable {BUCKET_VARIABLE} (3-63 lowercase letters, "
+                "digits, dots and hyphens); then trigger again")
+    said = " ".join(str(exc).split())  # one line: the first line of the failure is the alert's
+    return ActionableFailure(f"{what}: {meaning} ({code}; {type(exc).__name__}: {said}); not retried: {why}",
+                             what_to_do=todo)
 
 
 def with_retries(what: str, fn: Callable[[], Any], policy: RetryPolicy,
-                 say: Callable[..., None] = log.warning) -> Any:
-    """Run ``fn``; on a transient S3 error wait and try again; after the last attempt raise with the story."""
+                 say: Callable[..., None] = log.warning, *, bucket: str | None = None, key: str | None = None,
+                 hook: Any = None) -> Any:
+    """Run ``fn``; on a transient S3 error wait and try again; after the last attempt raise
+    ``BackupStoreError`` with the story. A deterministic error raises ``ActionableFailure`` at once."""
     def retrying(attempt: int, exc: BaseException, wait: float) -> None:
-        say("%s failed (attempt %d of %d: %s); retrying in %.1fs", what, attempt, policy.attempts, exc, wait)
+        code = (s3_error(exc) or ("", type(exc).__name__))[1]
+        say("%s failed (attempt %d of %d, transient %s: %s); retrying in %.1fs", what, attempt, policy.attempts,
+            code, exc, wait)
 
     try:
         return call_with_retries(fn, attempts=policy.attempts, first_delay_s=policy.first_delay_s,
-                                 max_delay_s=policy.max_delay_s, retry_on=_transient(), on_retry=retrying)[0]
+                                 max_delay_s=policy.max_delay_s, retry_on=_transient, on_retry=retrying)[0]
     except Exhausted as exc:
         story = "; ".join(f"attempt {n}: {type(e).__name__}: {e}" for n, e in enumerate(exc.errors, 1))
-        raise BackupStoreError(f"{what} failed after {policy.attempts} attempts: {story}") from None
+        raise BackupStoreError(f"{what} failed after {policy.attempts} attempts: {story}. These errors are "
+                               "transient (network, throttling, server errors): the task fails normally and "
+                               "Airflow's task retries follow") from None
+    except Exception as exc:
+        failure = not_retried(exc, what, bucket=bucket, key=key,
+                              conn_id=getattr(hook, "aws_conn_id", None) or CONN_S3)
+        if failure is None:
+            raise
+        raise failure from exc
 
 
-def check_bucket(hook: Any, bucket: str) -> None:
-    """The bucket answers ``HeadBucket`` (exists, reachable, credentials good), else a clear error."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        hook.get_conn().head_bucket(Bucket=bucket)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "?")
-        raise BackupStoreError(f"bucket {bucket!r} is not usable ({code}): create it or fix the quant_s3 "
-                               "connection's credentials") from exc
-    except BotoCoreError as exc:
-        raise BackupStoreError(f"the S3 endpoint of connection quant_s3 does not answer ({exc}): check its "
-                               "endpoint_url / network") from exc
+def check_bucket(hook: Any, bucket: str, policy: RetryPolicy = RetryPolicy(),
+                 say: Callable[..., None] = log.warning) -> None:
+    """The bucket answers ``HeadBucket`` (exists, reachable, credentials good). A missing bucket or refused
+    credentials raise ``ActionableFailure`` at once; an endpoint that does not answer, after the retries,
+    ``BackupStoreError``."""
+    with_retries(f"bucket check of {bucket!r}", lambda: hook.get_conn().head_bucket(Bucket=bucket), policy, say,
+                 bucket=bucket, hook=hook)
 
 
 def object_sha256(hook: Any, bucket: str, key: str) -> tuple[int, str]:
@@ -105,14 +211,15 @@ def upload_dump(hook: Any, bucket: str, local_path: str, key: str, *, size_bytes
     """Upload and read back; raise ``BackupStoreError`` unless the bucket holds exactly the local bytes."""
     start = time.perf_counter()
     with_retries(f"upload of {key}", lambda: hook.load_file(local_path, key, bucket_name=bucket, replace=True),
-                 policy, say)
+                 policy, say, bucket=bucket, key=key, hook=hook)
     upload_s = time.perf_counter() - start
-    head = with_retries(f"read-back of {key}", lambda: hook.head_object(key, bucket_name=bucket), policy, say)
+    head = with_retries(f"read-back of {key}", lambda: hook.head_object(key, bucket_name=bucket), policy, say,
+                        bucket=bucket, key=key, hook=hook)
     if head is None or int(head["ContentLength"]) != size_bytes:
         got = None if head is None else head["ContentLength"]
         raise BackupStoreError(f"read-back of s3://{bucket}/{key}: size {got} != local {size_bytes}")
-    remote_size, remote_sha = with_retries(f"checksum read-back of {key}",
-                                           lambda: object_sha256(hook, bucket, key), policy, say)
+    remote_size, remote_sha = with_retries(f"checksum read-back of {key}", lambda: object_sha256(hook, bucket, key),
+                                           policy, say, bucket=bucket, key=key, hook=hook)
     if remote_sha != sha256 or remote_size != size_bytes:
         raise BackupStoreError(f"read-back of s3://{bucket}/{key}: sha256 {remote_sha} != local {sha256}")
     return {"upload_seconds": round(upload_s, 3), "readback_seconds": round(time.perf_counter() - start - upload_s, 3),
@@ -123,14 +230,16 @@ def put_json(hook: Any, bucket: str, key: str, payload: dict[str, Any], policy: 
              say: Callable[..., None] = log.warning) -> None:
     data = json.dumps(payload, indent=2, sort_keys=True, default=str).encode()
     with_retries(f"write of {key}", lambda: hook.load_bytes(data, key, bucket_name=bucket, replace=True),
-                 policy, say)
+                 policy, say, bucket=bucket, key=key, hook=hook)
 
 
-def get_json(hook: Any, bucket: str, key: str) -> dict[str, Any] | None:
+def get_json(hook: Any, bucket: str, key: str, policy: RetryPolicy = RetryPolicy()) -> dict[str, Any] | None:
     """The JSON object at ``key``, None if there is none."""
-    if hook.head_object(key, bucket_name=bucket) is None:
+    if with_retries(f"look-up of {key}", lambda: hook.head_object(key, bucket_name=bucket), policy, bucket=bucket,
+                    key=key, hook=hook) is None:
         return None
-    return json.loads(hook.read_key(key, bucket_name=bucket))
+    return json.loads(with_retries(f"read of {key}", lambda: hook.read_key(key, bucket_name=bucket), policy,
+                                   bucket=bucket, key=key, hook=hook))
 
 
 def latest_pointer(name: BackupName, manifest: dict[str, Any], dump_key: str, manifest_key: str) -> dict[str, Any]:
@@ -147,10 +256,12 @@ class StoredBackup:
     manifest_key: str | None = None
 
 
-def list_backups(hook: Any, bucket: str, prefix: str) -> dict[str, StoredBackup]:
+def list_backups(hook: Any, bucket: str, prefix: str, policy: RetryPolicy = RetryPolicy()) -> dict[str, StoredBackup]:
     """Every backup under ``prefix`` (``backups/<db>/``) by name; objects without a backup name are ignored."""
     out: dict[str, StoredBackup] = {}
-    for key in hook.list_keys(bucket_name=bucket, prefix=prefix) or []:
+    keys = with_retries(f"listing of {prefix}", lambda: hook.list_keys(bucket_name=bucket, prefix=prefix), policy,
+                        bucket=bucket, hook=hook)
+    for key in keys or []:
         if key.endswith(LATEST_NAME):
             continue
         name = BackupName.parse(key)
@@ -168,4 +279,4 @@ def download(hook: Any, bucket: str, key: str, local_path: str, policy: RetryPol
              say: Callable[..., None] = log.warning) -> None:
     """Download to ``local_path`` (multipart, through the hook's client and transfer config)."""
     with_retries(f"download of {key}", lambda: hook.get_conn().download_file(
-        bucket, key, local_path, Config=hook.transfer_config), policy, say)
+        bucket, key, local_path, Config=hook.transfer_config), policy, say, bucket=bucket, key=key, hook=hook)

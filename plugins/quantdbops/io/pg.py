@@ -36,16 +36,32 @@ def connection_kwargs(conn_id: str = CONN_POSTGRES) -> dict[str, object]:
 
 def connect(target: str | dict[str, object] = CONN_POSTGRES, *, autocommit: bool = False,
             application_name: str = "quant-db-ops") -> psycopg.Connection:
-    """Open a connection: ``target`` is an Airflow conn id, a DSN containing '=' or '://', or kwargs."""
+    """Open a connection: ``target`` is an Airflow conn id, a DSN containing '=' or '://', or kwargs.
+
+    A failure a retry cannot fix (no such database or role, password or pg_hba.conf refusal, TLS mismatch)
+    raises ``ActionableFailure`` at once (``quantdbops.io.failures``); any other ``OperationalError``
+    propagates as it is, with a note that it is transient, so Airflow's task retries apply.
+    """
     if isinstance(target, dict):
         kwargs = dict(target)
     elif "=" in target or "://" in target:
         kwargs = {"conninfo": target}
     else:
         kwargs = connection_kwargs(target)
-    return psycopg.connect(
-        **kwargs, autocommit=autocommit, options=SESSION_OPTIONS, application_name=application_name
-    )
+    try:
+        return psycopg.connect(
+            **kwargs, autocommit=autocommit, options=SESSION_OPTIONS, application_name=application_name
+        )
+    except psycopg.Error as exc:  # OperationalError mostly; InvalidCatalogName (3D000) is a ProgrammingError
+        from quantdbops.io import failures
+
+        where = failures.safe_target(kwargs)
+        failure = failures.not_retried(exc, where)
+        if failure is not None:
+            raise failure from exc
+        if isinstance(exc, psycopg.OperationalError):
+            exc.add_note(failures.transient_note(exc, where))
+        raise
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,9 @@
 
 Each builds ``BackupSettings`` from the run's params, opens its connections and hook inside ``execute``,
 logs what it did for the on-call, and returns metadata only (keys, sizes, checksums, counts) to XCom.
-Deterministic failures (checksum mismatch, missing confirmation, a restore that differs from its manifest)
-raise ``ActionableFailure`` with the next step; transient ones (database or bucket unreachable) propagate so
-retries help.
+Deterministic failures (checksum mismatch, missing confirmation, a restore that differs from its manifest, no
+such database, role or bucket, refused credentials) raise ``ActionableFailure`` with the next step; transient
+ones (database or bucket unreachable, throttled) propagate so retries help.
 """
 
 from __future__ import annotations
@@ -181,6 +181,10 @@ class UploadBackupOperator(_BackupBase):
                                    f"at {d['local_path']}: {hint}.")
             err.what_to_do = hint  # a retry may help: not an ActionableFailure, but the alert gets the next step
             raise err from exc
+        except ActionableFailure as exc:  # the bucket refused for good (no bucket, no access): no retry
+            raise ActionableFailure(f"{exc.message}. No manifest was written and 'latest' was not moved; the dump "
+                                    f"is kept at {d['local_path']}",
+                                    what_to_do=f"{exc.what_to_do} (upload only: the dump is kept)") from exc
         self.log.info("Uploaded and read back s3://%s/%s: %s in %.1fs, sha256 matches; manifest %s%s",
                       s.bucket, u["s3_key"], _mb(u["size_bytes"]), u["upload_seconds"], u["manifest_key"],
                       "; latest moved" if u["latest_moved"] else "; latest moves after verification")
