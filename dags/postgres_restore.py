@@ -3,15 +3,16 @@
 
 **What it does.** `resolve` finds the backup (`latest`, a dated key in the bucket, or a local `.dump` path)
 and its manifest, and checks the target: a new database is simply created; an **existing** one is replaced
-only if `confirm_target` repeats its name. `fetch` downloads the dump and proves its size and SHA-256 equal
-the manifest's: a corrupt or partial object is refused **before the target is touched**. `safety_backup`
-dumps the existing target (kept under `<local_dir>/safety/` and uploaded to
-`backups/<target>/safety/`). `restore` drops and recreates the target, runs `pg_restore` (TimescaleDB:
-`CREATE EXTENSION timescaledb` in the dump's version, `timescaledb_pre_restore()`, restore,
-`timescaledb_post_restore()`), then checks it against the manifest (every table and hypertable by exact row
-count; materialized views and continuous aggregates by presence, and a view populated at dump time must be
-populated again: their rows are recomputed by the restore), that no index is invalid and that every
-hypertable of the dump is a hypertable again; the log prints one line per relation.
+only if `confirm_target` repeats its name. `fetch` reads the object through once and proves its size and
+SHA-256 equal the manifest's (nothing is kept): a corrupt or partial object is refused **before the target is
+touched**. `safety_backup` streams a dump of the existing target into the bucket (`backups/<target>/safety/`,
+encrypted like the nightly). `restore` fetches the dump again into its own temp dir, proves it again, drops and
+recreates the target, runs `pg_restore` (TimescaleDB: `CREATE EXTENSION timescaledb` in the dump's version,
+`timescaledb_pre_restore()`, restore, `timescaledb_post_restore()`), then checks it against the manifest
+(every table and hypertable by exact row count; materialized views and continuous aggregates by presence,
+and a view populated at dump time must be populated again: their rows are recomputed by the restore), that
+no index is invalid and that every hypertable of the dump is a hypertable again; the log prints one line per
+relation. No step needs a file another step left on a worker.
 
 **Schedule.** Manual only; one run at a time.
 
@@ -31,9 +32,10 @@ Stop the writers (Airflow DAGs, the trading app) first; `restore` terminates rem
   without `confirm_target`. Nothing was touched.
 - *fetch*: checksum mismatch: that object is corrupt; choose an older backup (the nightly keeps the newest
   verified ones). No such object, access denied: fails at once, naming the key. The target is untouched.
+  (`restore` proves the object again itself before it touches the target.)
 - *safety_backup*: the existing target could not be dumped: the restore does not go ahead.
 - *restore* (no retries): `pg_restore` error, or a relation differs from the manifest (named with its
-  kind). The target may be partial: restore again, or restore the safety backup (its path is in the
+  kind). The target may be partial: restore again, or restore the safety backup (its key is in the
   `safety_backup` log) with this DAG.
 """
 

@@ -84,14 +84,17 @@ def test_nightly_backup_then_restore_into_a_fresh_database(setup: dict[str, Any]
         safety = _xcom(rr, "safety_backup")
         assert safety["s3_key"].startswith(f"backups/{target}/safety/")
         assert safety["s3_key"] in keys(setup["endpoint"], bucket)
-        # The safety dump holds the damaged state: restore it and look.
+        # The safety dump (in the bucket only: no worker kept a copy) holds the damaged state: restore it, look.
+        assert safety["local_copy"] is None
         from quantdbops.backup.dump import run_pg_restore
         from quantdbops.backup.restore import create_database
 
         check = f"safety_{uuid.uuid4().hex[:8]}"
         create_database(kw, check)
+        dump = Path(setup["local_dir"]).parent / "safety.dump"
+        dump.write_bytes(s3_client(setup["endpoint"]).get_object(Bucket=bucket, Key=safety["s3_key"])["Body"].read())
         try:
-            run_pg_restore(kw, check, safety["local_path"])
+            run_pg_restore(kw, check, dump)
             assert fingerprints({**kw, "dbname": check}) == damaged
         finally:
             drop_database(kw, check)
@@ -108,7 +111,7 @@ def test_dry_run_writes_nothing(setup: dict[str, Any]) -> None:
     dr = load_dag("postgres_backup_nightly").test(run_conf={"local_dir": setup["local_dir"], "dry_run": True})
     states = task_states(dr)
     assert dr.state == "success", states
-    assert {states[t] for t in ("dump", "upload", "verify")} == {"skipped"}
+    assert {states[t] for t in ("dump", "verify")} == {"skipped"}
     assert {states[t] for t in ("preflight", "retention", "report")} == {"success"}
     assert keys(setup["endpoint"], bucket, prefix=f"backups/{kw['dbname']}/") == []
     assert _xcom(dr, "preflight")["bucket"] == DEFAULT_BUCKET
@@ -127,7 +130,7 @@ def test_restore_dag_refuses_a_corrupted_object_and_leaves_the_target_alone(setu
 
     hook = store.make_hook()
     p = nightly.preflight(kw, hook, s, datetime.now().astimezone())
-    u = nightly.upload(kw, hook, nightly.dump(kw, p, s, run_id="seed"), s)
+    u = nightly.dump(kw, hook, p, s, run_id="seed")
     client = s3_client(setup["endpoint"])
     client.put_object(Bucket=bucket, Key=u["s3_key"], Body=b"\x00" * u["size_bytes"])
 
@@ -159,5 +162,5 @@ def test_a_misspelled_database_fails_the_backup_on_its_first_try(airflow_db: Pat
     assert dr.state == "failed"
     assert (tis["preflight"].state, tis["preflight"].try_number) == ("failed", 1)
     assert tis["preflight"].max_tries > 0  # it had retries left: none were used
-    assert {tis[t].state for t in ("dump", "upload", "verify")} == {"upstream_failed"}
+    assert {tis[t].state for t in ("dump", "verify")} == {"upstream_failed"}
     assert keys(s3_endpoint, bucket) == []

@@ -2,11 +2,13 @@
 
 The steps are called exactly as the DAG's operators call them (``quantdbops.backup.nightly``), with the
 quant_s3 connection read through Airflow from ``AIRFLOW_CONN_QUANT_S3``. Faults are real: a closed loopback
-port for "S3 unreachable", a TCP proxy that cuts the connection mid-request for "failing mid-upload".
+port for "S3 unreachable", a TCP proxy that cuts the connection mid-request for "failing mid-upload". The
+dump streams into the bucket: no step leaves a file on the worker's disk, which the tests check.
 """
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import threading
 import uuid
@@ -30,8 +32,7 @@ from test_backup_support import (  # noqa: F401  (sample_file_fixture registers 
 )
 
 from conftest import MODES
-from quantdbops.backup import manifest as mf
-from quantdbops.backup import nightly, recover, store
+from quantdbops.backup import nightly, recover, store, stream
 from quantdbops.backup.naming import TZ, BackupName, latest_key
 from quantdbops.backup.settings import BackupSettings
 from quantdbops.backup.store import BackupStoreError, RetryPolicy
@@ -52,15 +53,28 @@ def loaded(pg_dsn: str, sample_file: Path, airflow_connections: dict[str, str]) 
 @pytest.fixture
 def settings(s3_endpoint: str, tmp_path: Path) -> BackupSettings:
     bucket = new_bucket(s3_endpoint, f"bk-{uuid.uuid4().hex[:10]}")
-    return BackupSettings(bucket=bucket, local_dir=tmp_path / "backups", retry=FAST_RETRY)
+    work = tmp_path / "work"
+    work.mkdir()
+    return BackupSettings(bucket=bucket, local_dir=tmp_path / "backups", retry=FAST_RETRY, work_dir=work)
 
 
 def _backup(kw: dict[str, object], s: BackupSettings, when: datetime = WHEN, *, verify: bool = True) -> dict[str, Any]:
+    from dataclasses import replace
+
+    s = replace(s, verify=verify)
     hook = store.make_hook(s.aws_conn_id)
     p = nightly.preflight(kw, hook, s, when)
-    d = nightly.dump(kw, p, s, run_id=f"test-{when:%H%M%S}")
-    u = nightly.upload(kw, hook, d, s)
-    return nightly.verify(kw, hook, u, s) if verify else u
+    d = nightly.dump(kw, hook, p, s, run_id=f"test-{when:%H%M%S}")
+    return nightly.verify(kw, hook, d, s) if verify else d
+
+
+def _files(*dirs: Path) -> list[Path]:
+    """Every file left under the worker's directories."""
+    return sorted(p for d in dirs if d.exists() for p in d.rglob("*") if p.is_file())
+
+
+def _put_manifest(s: BackupSettings, key: str, manifest: dict[str, Any]) -> None:
+    store.put_json(store.make_hook(), s.bucket, key, manifest, FAST_RETRY)
 
 
 def _journal(kw: dict[str, object]) -> list[tuple]:
@@ -85,13 +99,18 @@ def test_round_trip_restores_every_table_equal(mode: str, loaded: dict[str, obje
     assert (mode == "timescaledb") == bool(manifest["hypertables"])
     assert get_json(s3_endpoint, bucket, v["latest_key"])["s3_key"] == v["s3_key"]
     assert _journal(loaded) == [("verified", v["s3_key"], v["sha256"], v["size_bytes"], True, None)]
+    # Encrypted at rest, as the manifest records; nothing of the dump on the worker's disk.
+    for key in (v["s3_key"], v["manifest_key"], v["latest_key"]):
+        assert s3_client(s3_endpoint).head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "AES256"
+    assert manifest["encryption"]["algorithm"] == "AES256"
+    assert _files(settings.local_dir, Path(settings.work_dir)) == []
 
     target = f"rt_{uuid.uuid4().hex[:10]}"
     hook = store.make_hook()
     resolved = recover.resolve(hook, settings, "latest", str(loaded["dbname"]))
-    fetched = recover.fetch(hook, settings, resolved)
+    assert recover.check(hook, settings, resolved)["sha256"] == v["sha256"]
     try:
-        result = recover.restore(loaded, settings, target, fetched["local_path"], resolved["manifest"])
+        result = recover.restore(loaded, hook, settings, target, resolved)
         assert result["ok"], result["problems"]
         after = fingerprints({**loaded, "dbname": target}, skip=("ops.backups",))
         assert after == before
@@ -109,34 +128,34 @@ def test_round_trip_restores_every_table_equal(mode: str, loaded: dict[str, obje
         drop_database(loaded, target)
 
 
-def test_s3_unreachable_fails_after_retries_and_keeps_the_dump(loaded: dict[str, object], settings: BackupSettings,
+def test_s3_unreachable_fails_after_retries_and_leaves_nothing(loaded: dict[str, object], settings: BackupSettings,
                                                                s3_endpoint: str,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     hook = store.make_hook()
     p = nightly.preflight(loaded, hook, settings, WHEN)
-    d = nightly.dump(loaded, p, settings, run_id="unreachable")
     with socket.socket() as s:  # a loopback port nobody listens on
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
     set_s3_endpoint(monkeypatch, f"http://127.0.0.1:{closed}")
     warnings: list[str] = []
     with pytest.raises(BackupStoreError, match=r"failed after 3 attempts"):
-        nightly.upload(loaded, store.make_hook(connect_timeout=1), d, settings,
-                       say=lambda msg, *a: warnings.append(msg % a))
-    assert len(warnings) == 2  # two back-offs between three attempts
+        nightly.dump(loaded, store.make_hook(connect_timeout=1), p, settings, run_id="unreachable",
+                     say=lambda msg, *a: warnings.append(msg % a))
+    assert len([w for w in warnings if "retrying" in w]) == 2  # two back-offs between three attempts
     assert keys(s3_endpoint, settings.bucket) == []
-    assert Path(d["local_path"]).is_file()
+    assert _files(settings.local_dir, Path(settings.work_dir)) == []  # and nothing on disk to be left behind
     status, _, _, _, verified, error = _journal(loaded)[0]
-    assert (status, verified) == ("failed", False) and "local dump kept" in error
+    assert (status, verified) == ("failed", False) and error.startswith("dump:")
 
-    # S3 is back: the retry re-uses the kept dump and completes.
+    # S3 is back: the retried task dumps again and completes.
     set_s3_endpoint(monkeypatch, s3_endpoint)
-    u = nightly.upload(loaded, store.make_hook(), d, settings)
-    assert keys(s3_endpoint, settings.bucket) == sorted([u["s3_key"], u["manifest_key"]])  # latest: after verify
+    d = nightly.dump(loaded, store.make_hook(), p, settings, run_id="unreachable")
+    assert keys(s3_endpoint, settings.bucket) == sorted([d["s3_key"], d["manifest_key"]])  # latest: after verify
 
 
 class CuttingProxy:
-    """A loopback TCP proxy to moto that cuts the first ``cuts`` connections after ``limit`` request bytes."""
+    """A loopback TCP proxy to moto that cuts the first ``cuts`` connections that carry more than ``limit``
+    request bytes (a small request passes; a part of the dump does not)."""
 
     def __init__(self, upstream: str, limit: int, cuts: int) -> None:
         host, port = upstream.removeprefix("http://").split(":")
@@ -153,17 +172,16 @@ class CuttingProxy:
                 client, _ = self.server.accept()
             except OSError:
                 return
-            cut = self.cuts_left > 0
-            self.cuts_left -= 1
             up = socket.create_connection(self.upstream)
-            threading.Thread(target=self._pipe, args=(client, up, self.limit if cut else None), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, up, self.limit), daemon=True).start()
             threading.Thread(target=self._pipe, args=(up, client, None), daemon=True).start()
 
     def _pipe(self, src: socket.socket, dst: socket.socket, limit: int | None) -> None:
         sent = 0
         try:
             while data := src.recv(65536):
-                if limit is not None and sent + len(data) > limit:
+                if limit is not None and sent + len(data) > limit and self.cuts_left > 0:
+                    self.cuts_left -= 1
                     dst.sendall(data[: limit - sent])
                     self.cut += 1
                     break
@@ -182,56 +200,106 @@ class CuttingProxy:
         self.server.close()
 
 
-def test_a_connection_cut_mid_upload_leaves_no_manifest_and_no_latest(
+def _multipart_uploads(endpoint: str, bucket: str) -> list[str]:
+    return [u["Key"] for u in s3_client(endpoint).list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+
+
+def test_a_connection_cut_mid_upload_leaves_no_object_no_manifest_and_no_latest(
         loaded: dict[str, object], settings: BackupSettings, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    s = replace(settings, part_size=5 * store.MB)
     hook = store.make_hook()
-    p = nightly.preflight(loaded, hook, settings, WHEN)
-    d = nightly.dump(loaded, p, settings, run_id="cut")
-    proxy = CuttingProxy(s3_endpoint, limit=d["size_bytes"] // 3, cuts=1000)  # every connection dies
+    p = nightly.preflight(loaded, hook, s, WHEN)
+    # every connection dies once it carried 4 kB: the upload is created, each attempt at a part is cut
+    proxy = CuttingProxy(s3_endpoint, limit=4096, cuts=1000)
     set_s3_endpoint(monkeypatch, proxy.url)
     try:
-        with pytest.raises(BackupStoreError, match=r"upload of .* failed after 3 attempts"):
-            nightly.upload(loaded, store.make_hook(read_timeout=5), d, settings)
+        with pytest.raises(BackupStoreError, match=r"part 1 of .* failed after 3 attempts"):
+            nightly.dump(loaded, store.make_hook(read_timeout=5), p, s, run_id="cut")
     finally:
         proxy.close()
     assert proxy.cut >= 3  # every attempt really was cut mid-body
-    assert keys(s3_endpoint, settings.bucket) == []  # no partial dump, no manifest, no latest
-    assert Path(d["local_path"]).is_file() and _journal(loaded)[0][0] == "failed"
+    assert keys(s3_endpoint, s.bucket) == []  # no partial dump, no manifest, no latest
+    assert _multipart_uploads(s3_endpoint, s.bucket) == []  # the upload was aborted, not left open
+    assert _journal(loaded)[0][0] == "failed"
 
 
 def test_one_cut_connection_is_retried_and_the_upload_completes(
         loaded: dict[str, object], settings: BackupSettings, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     hook = store.make_hook()
     p = nightly.preflight(loaded, hook, settings, WHEN)
-    d = nightly.dump(loaded, p, settings, run_id="cut-once")
-    proxy = CuttingProxy(s3_endpoint, limit=d["size_bytes"] // 2, cuts=1)
+    proxy = CuttingProxy(s3_endpoint, limit=4096, cuts=1)  # the first connection dies in a part
     set_s3_endpoint(monkeypatch, proxy.url)
     try:
-        u = nightly.upload(loaded, store.make_hook(read_timeout=5), d, settings)
+        d = nightly.dump(loaded, store.make_hook(read_timeout=5), p, settings, run_id="cut-once")
     finally:
         proxy.close()
     assert proxy.cut == 1
-    body = s3_client(s3_endpoint).get_object(Bucket=settings.bucket, Key=u["s3_key"])["Body"].read()
-    assert body == Path(d["local_path"]).read_bytes()
-    assert get_json(s3_endpoint, settings.bucket, u["manifest_key"])["sha256"] == d["sha256"]
+    body = s3_client(s3_endpoint).get_object(Bucket=settings.bucket, Key=d["s3_key"])["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == d["sha256"] and len(body) == d["size_bytes"]
+    assert get_json(s3_endpoint, settings.bucket, d["manifest_key"])["sha256"] == d["sha256"]
+    set_s3_endpoint(monkeypatch, s3_endpoint)
+    nightly.verify(loaded, store.make_hook(), d, settings)  # and it restores equal to its manifest
 
 
-def test_a_large_dump_goes_multipart_and_is_read_back(airflow_connections: dict[str, str], settings: BackupSettings,
-                                                     s3_endpoint: str, tmp_path: Path) -> None:
-    """Above the threshold the hook's transfer config splits the upload (S3's minimum part is 5 MB)."""
-    import hashlib
+def test_a_stream_goes_multipart_with_bounded_parts_and_is_read_back(
+        airflow_connections: dict[str, str], settings: BackupSettings, s3_endpoint: str) -> None:
+    """11 MB through 5 MB parts: 3 parts, the object's bytes and SHA-256 those of the stream, encrypted."""
+    import io
     import os
 
     data = os.urandom(11 * store.MB)
-    path = tmp_path / "big.dump"
-    path.write_bytes(data)
-    hook = store.make_hook(transfer={"multipart_threshold": 5 * store.MB, "multipart_chunksize": 5 * store.MB})
-    info = store.upload_dump(hook, settings.bucket, str(path), "backups/x/big.dump", size_bytes=len(data),
-                             sha256=hashlib.sha256(data).hexdigest(), policy=FAST_RETRY)
-    assert info["etag"].strip('"').endswith("-3")  # 5 + 5 + 1 MB parts
-    with pytest.raises(BackupStoreError, match="sha256"):  # and the read-back really compares content
-        store.upload_dump(hook, settings.bucket, str(path), "backups/x/big.dump", size_bytes=len(data),
-                          sha256="0" * 64, policy=FAST_RETRY)
+    source = io.BytesIO(data)
+    sent, _ = stream.upload_stream(store.make_hook(), settings.bucket, "backups/x/big.dump", source.read,
+                                   encryption=stream.Encryption("AES256"), part_size=5 * store.MB, policy=FAST_RETRY)
+    assert (sent.parts, sent.size_bytes, sent.sha256) == (3, len(data), hashlib.sha256(data).hexdigest())
+    assert sent.etag.strip('"').endswith("-3")  # 5 + 5 + 1 MB parts
+    body = s3_client(s3_endpoint).get_object(Bucket=settings.bucket, Key="backups/x/big.dump")["Body"].read()
+    assert body == data
+    with pytest.raises(stream.ObjectMismatch, match="sha256"):  # and the read-back really compares content
+        stream.download(store.make_hook(), settings.bucket, "backups/x/big.dump", None, expect_size=len(data),
+                        expect_sha256="0" * 64, policy=FAST_RETRY)
+
+
+def test_a_writer_that_fails_leaves_no_object(airflow_connections: dict[str, str], settings: BackupSettings,
+                                              s3_endpoint: str) -> None:
+    """pg_dump's exit status is read before the upload completes: a failed dump never becomes an object."""
+    import io
+
+    def failed() -> None:
+        raise RuntimeError("pg_dump exited with 1: connection to server lost")
+
+    with pytest.raises(RuntimeError, match="connection to server lost"):
+        stream.upload_stream(store.make_hook(), settings.bucket, "backups/x/half.dump", io.BytesIO(b"x" * 1000).read,
+                             encryption=stream.Encryption(), finish=failed, policy=FAST_RETRY)
+    assert keys(s3_endpoint, settings.bucket) == [] and _multipart_uploads(s3_endpoint, settings.bucket) == []
+
+
+@pytest.mark.parametrize("encryption", [
+    pytest.param(stream.Encryption("aws:kms", "arn:aws:kms:us-east-1:123456789012:key/quant-backups"), id="kms"),
+    pytest.param(stream.Encryption(None), id="bucket-default"),
+])
+def test_encryption_is_asked_for_and_recorded(loaded: dict[str, object], settings: BackupSettings,
+                                              s3_endpoint: str, encryption: stream.Encryption) -> None:
+    from dataclasses import replace
+
+    d = _backup(loaded, replace(settings, encryption=encryption), verify=False)
+    head = s3_client(s3_endpoint).head_object(Bucket=settings.bucket, Key=d["s3_key"])
+    manifest = get_json(s3_endpoint, settings.bucket, d["manifest_key"])
+    assert head.get("ServerSideEncryption") == encryption.algorithm == manifest["encryption"]["algorithm"]
+    if encryption.kms_key_id:
+        assert head["SSEKMSKeyId"].endswith("key/quant-backups")
+
+
+def test_a_local_copy_is_kept_only_when_asked_and_equals_the_object(
+        loaded: dict[str, object], settings: BackupSettings, s3_endpoint: str) -> None:
+    from dataclasses import replace
+
+    d = _backup(loaded, replace(settings, keep_local_copy=True), verify=False)
+    body = s3_client(s3_endpoint).get_object(Bucket=settings.bucket, Key=d["s3_key"])["Body"].read()
+    assert _files(settings.local_dir) == [Path(d["local_copy"])]
+    assert Path(d["local_copy"]).read_bytes() == body
 
 
 def test_a_corrupted_object_is_refused_before_the_target_is_touched(
@@ -249,9 +317,11 @@ def test_a_corrupted_object_is_refused_before_the_target_is_touched(
     resolved = recover.resolve(hook, settings, v["s3_key"], target)
     assert recover.check_target(loaded, target, target) is True
     with pytest.raises(recover.RestoreRefused, match="checksum mismatch"):
-        recover.fetch(hook, settings, resolved)
+        recover.check(hook, settings, resolved)
+    with pytest.raises(recover.RestoreRefused, match="checksum mismatch"):  # the restore proves it again itself
+        recover.restore(loaded, hook, settings, target, resolved)
     assert fingerprints(loaded) == before
-    assert not (Path(settings.local_dir) / "restore" / Path(v["s3_key"]).name).exists()
+    assert _files(Path(settings.work_dir)) == []
 
 
 def test_an_existing_target_needs_its_name_repeated(loaded: dict[str, object]) -> None:
@@ -270,7 +340,7 @@ def test_preflight_refuses_a_missing_bucket_and_too_little_disk(loaded: dict[str
     hook = store.make_hook()
     with pytest.raises(ActionableFailure, match="does not exist"):
         nightly.preflight(loaded, hook, replace(settings, bucket=f"missing-{uuid.uuid4().hex[:8]}"), WHEN)
-    with pytest.raises(nightly.PreflightError, match="free"):
+    with pytest.raises(nightly.DiskShortage, match="free on this worker"):
         nightly.preflight(loaded, hook, replace(settings, disk_headroom=1e9), WHEN)
 
 
@@ -333,13 +403,12 @@ def test_a_backup_that_does_not_restore_equal_is_not_verified_and_latest_stays(
     first = _backup(loaded, settings)
     hook = store.make_hook()
     p = nightly.preflight(loaded, hook, settings, datetime(2025, 10, 18, 2, 0, tzinfo=TZ))
-    d = nightly.dump(loaded, p, settings, run_id="second")
-    u = nightly.upload(loaded, hook, d, settings)
-    m = mf.read(u["local_manifest"])  # the manifest claims one row more than the dump holds
+    d = nightly.dump(loaded, hook, p, settings, run_id="second")
+    m = get_json(s3_endpoint, settings.bucket, d["manifest_key"])  # the manifest claims one row more
     m["row_counts"]["public.tickers"] += 1
-    mf.write(m, u["local_manifest"])
+    _put_manifest(settings, d["manifest_key"], m)
     with pytest.raises(nightly.VerificationError) as failed:
-        nightly.verify(loaded, hook, u, settings)
+        nightly.verify(loaded, hook, d, settings)
     cause, matched = str(failed.value).splitlines()
     n = m["row_counts"]["public.tickers"]
     assert cause == (f"verification restore differs from the manifest: public.tickers (base table): {n - 1:,} rows "
@@ -390,7 +459,8 @@ def test_views_stale_at_dump_time_verify_and_move_latest(mode: str, pg_dsn: str,
     # What used to fail verification is really there: a restore of this dump refreshes the stale view.
     target = f"st_{uuid.uuid4().hex[:10]}"
     try:
-        result = recover.restore(kw, settings, target, v["local_path"], manifest)
+        hook = store.make_hook()
+        result = recover.restore(kw, hook, settings, target, recover.resolve(hook, settings, v["s3_key"], "x"))
         assert result["ok"], result["problems"]
         assert _count({**kw, "dbname": target}, view) > 0
         with connect({**kw, "dbname": target}, autocommit=True) as c:
@@ -403,18 +473,18 @@ def test_views_stale_at_dump_time_verify_and_move_latest(mode: str, pg_dsn: str,
 
 
 def test_a_view_populated_at_dump_time_must_be_populated_after_restore(
-        pg_dsn: str, sample_file: Path, airflow_connections: dict[str, str], settings: BackupSettings) -> None:
+        pg_dsn: str, sample_file: Path, airflow_connections: dict[str, str], settings: BackupSettings,
+        s3_endpoint: str) -> None:
     load_sample(sample_file, pg_dsn, refresh_views=False)
     kw = conn_kwargs(pg_dsn)
     with connect(kw, autocommit=True) as c:
         c.execute("REFRESH MATERIALIZED VIEW public.ohlcv_monthly WITH NO DATA")
     hook = store.make_hook()
-    u = nightly.upload(kw, hook, nightly.dump(kw, nightly.preflight(kw, hook, settings, WHEN), settings,
-                                              run_id="view"), settings)
-    m = mf.read(u["local_manifest"])  # the manifest claims the view was populated: the restore leaves it empty
+    d = nightly.dump(kw, hook, nightly.preflight(kw, hook, settings, WHEN), settings, run_id="view")
+    m = get_json(s3_endpoint, settings.bucket, d["manifest_key"])  # claims the view was populated
     m["relations"]["public.ohlcv_monthly"]["populated"] = True
-    mf.write(m, u["local_manifest"])
+    _put_manifest(settings, d["manifest_key"], m)
     with pytest.raises(nightly.VerificationError, match=(
             r"differs from the manifest: public\.ohlcv_monthly \(materialized view\): populated at dump time, "
             r"not populated after restore\nevery other relation matched")):
-        nightly.verify(kw, hook, u, settings)
+        nightly.verify(kw, hook, d, settings)

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from quantdbops.backup import manifest as mf
-from quantdbops.backup.dump import pg_env, sha256_file
+from quantdbops.backup.dump import client_target, sha256_file
 from quantdbops.backup.naming import TZ, BackupName, check_db_name, latest_key, manifest_key_for
 from quantdbops.backup.retention import Candidate, plan
 from quantdbops.backup.store import BackupStoreError, RetryPolicy, s3_error, with_retries
@@ -260,14 +260,20 @@ def test_a_deterministic_s3_error_is_not_retried() -> None:
 
 
 def test_the_password_goes_in_the_environment_not_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from psycopg.conninfo import conninfo_to_dict
+
     monkeypatch.setenv("PGPASSWORD", "stale")
     monkeypatch.setenv("PGSERVICE", "someone-elses")
-    env = pg_env({"host": "db", "port": 5432, "dbname": "quant_platform", "user": "u", "password": "s3cret!"})
-    assert (env["PGHOST"], env["PGPORT"], env["PGDATABASE"], env["PGUSER"], env["PGPASSWORD"]) == (
-        "db", "5432", "quant_platform", "u", "s3cret!")
-    assert "PGSERVICE" not in env  # nothing of the worker's own libpq settings leaks in
-    assert pg_env({"host": "db"}, dbname="other")["PGDATABASE"] == "other"
-    assert "PGPASSWORD" not in pg_env({"host": "db", "password": ""})
+    args = {"host": "db", "port": 5432, "dbname": "quant_platform", "user": "u", "password": "s3cret!",
+            "sslmode": "verify-full", "sslrootcert": "/etc/ca.crt", "sslcert": "/etc/c.crt", "sslkey": "/etc/c.key",
+            "keepalives": 1, "keepalives_idle": 30, "options": "-c statement_timeout=0"}
+    target, env = client_target(args)
+    assert "s3cret!" not in target and env["PGPASSWORD"] == "s3cret!"
+    # every other libpq argument reaches the program, the ones without an environment variable too
+    assert conninfo_to_dict(target) == {k: str(v) for k, v in args.items() if k != "password"}
+    assert not any(k.startswith("PG") and k not in ("PGPASSWORD", "PGAPPNAME") for k in env)  # no PGSERVICE leak
+    assert conninfo_to_dict(client_target({"host": "db"}, dbname="other")[0])["dbname"] == "other"
+    assert "PGPASSWORD" not in client_target({"host": "db", "password": ""})[1]
 
 
 def test_sha256_file_matches_hashlib(tmp_path: Path) -> None:

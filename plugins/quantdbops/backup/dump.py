@@ -1,8 +1,10 @@
 """``pg_dump`` / ``pg_restore`` processes: the right client version, credentials only in the environment.
 
-The dump is custom format (``-Fc``), the one format both the nightly and the restore DAG use. Its bytes go
-from ``pg_dump``'s stdout through SHA-256 into ``<name>.dump.partial``, renamed only when ``pg_dump``
-succeeded: the checksum costs no second read and a half-written dump never looks finished.
+The dump is custom format (``-Fc``), the one format both the nightly and the restore DAG use. ``DumpProcess``
+hands ``pg_dump``'s stdout to whoever reads it (the nightly streams it into the bucket: ``backup.stream``);
+``run_pg_dump`` writes it to a file, hashing on the way (a local copy, the benchmark's baseline). The client
+programs get the connection's every libpq argument as a connection string in ``--dbname`` and the password
+only as ``PGPASSWORD`` in their environment, never on a command line.
 """
 
 from __future__ import annotations
@@ -14,15 +16,15 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from psycopg.conninfo import make_conninfo
 
 DEFAULT_PG_BIN = "/usr/lib/postgresql/15/bin"
 PG_BIN_ENV = "QUANT_PG_BIN"
 CHUNK = 1 << 20
-_LIBPQ_ENV = {"host": "PGHOST", "port": "PGPORT", "dbname": "PGDATABASE", "user": "PGUSER",
-              "password": "PGPASSWORD", "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT",
-              "connect_timeout": "PGCONNECT_TIMEOUT"}
 
 
 class PgToolError(RuntimeError):
@@ -50,16 +52,18 @@ def tool(name: str, bin_dir: str | Path | None = None) -> str:
     return str(exe)
 
 
-def pg_env(conn_kwargs: dict[str, object], dbname: str | None = None) -> dict[str, str]:
-    """The process environment for a client program: libpq variables, so no secret is on a command line."""
+def client_target(args: Mapping[str, object], dbname: str | None = None) -> tuple[str, dict[str, str]]:
+    """(``--dbname`` value, environment) of a client program for the libpq arguments ``args``: every argument
+    but the password in a connection string (TLS files, options, keepalives, ...), the password in
+    ``PGPASSWORD`` only; no ``PG*`` variable of the worker's own environment leaks in."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    for key, value in conn_kwargs.items():
-        if key in _LIBPQ_ENV and value not in (None, ""):
-            env[_LIBPQ_ENV[key]] = str(value)
+    if args.get("password") not in (None, ""):
+        env["PGPASSWORD"] = str(args["password"])
+    env["PGAPPNAME"] = "quant-db-ops-backup"
+    keep = {k: str(v) for k, v in args.items() if k not in ("password", "conninfo") and v not in (None, "")}
     if dbname:
-        env["PGDATABASE"] = dbname
-    env.setdefault("PGAPPNAME", "quant-db-ops-backup")
-    return env
+        keep["dbname"] = dbname
+    return make_conninfo(str(args.get("conninfo") or ""), **keep), env
 
 
 def client_major(bin_dir: str | Path | None = None) -> int:
@@ -95,42 +99,66 @@ class DumpResult:
         return self.size_bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
 
 
-def _stderr_tail(fh: object) -> str:
-    fh.seek(0)  # type: ignore[attr-defined]
-    return fh.read().decode("utf-8", "replace")[-4000:].strip()  # type: ignore[attr-defined]
+class DumpProcess:
+    """``pg_dump --format=custom`` of the database of ``args``, its stdout read by the caller (``read``), then
+    ``finish`` (exit status and stderr); ``kill`` when the reader gave up."""
+
+    def __init__(self, args: Mapping[str, object], *, bin_dir: str | Path | None = None,
+                 snapshot: str | None = None, compress: int | None = None) -> None:
+        target, env = client_target(args)
+        cmd = [tool("pg_dump", bin_dir), "--format=custom", "--no-password", f"--dbname={target}"]
+        if snapshot:
+            cmd.append(f"--snapshot={snapshot}")
+        if compress is not None:
+            cmd.append(f"--compress={int(compress)}")
+        self.started = time.perf_counter()
+        self._err = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._err, env=env)
+        assert self.proc.stdout is not None
+        self.read = self.proc.stdout.read
+
+    def finish(self) -> tuple[float, str]:
+        """(seconds, pg_dump's warnings); ``PgToolError`` when it failed."""
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+        rc = self.proc.wait()
+        self._err.seek(0)
+        stderr = self._err.read().decode("utf-8", "replace")[-4000:].strip()
+        self._err.close()
+        if rc != 0:
+            raise PgToolError(f"pg_dump exited with {rc}: {stderr or '(no message)'}")
+        return time.perf_counter() - self.started, stderr
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self._err.close()
 
 
-def run_pg_dump(conn_kwargs: dict[str, object], out_path: str | Path, *, bin_dir: str | Path | None = None,
+def run_pg_dump(args: Mapping[str, object], out_path: str | Path, *, bin_dir: str | Path | None = None,
                 snapshot: str | None = None, compress: int | None = None) -> DumpResult:
-    """Dump the database of ``conn_kwargs`` to ``out_path`` (custom format), hashing while it streams."""
+    """Dump the database of ``args`` to ``out_path`` (custom format), hashing while it streams; the file has
+    its name only once ``pg_dump`` succeeded."""
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
-    cmd = [tool("pg_dump", bin_dir), "--format=custom", "--no-password"]
-    if snapshot:
-        cmd.append(f"--snapshot={snapshot}")
-    if compress is not None:
-        cmd.append(f"--compress={int(compress)}")
     digest = hashlib.sha256()
     size = 0
-    start = time.perf_counter()
-    with tempfile.TemporaryFile() as err, open(partial, "wb") as fh:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=pg_env(conn_kwargs))
-        assert proc.stdout is not None
-        try:
-            while chunk := proc.stdout.read(CHUNK):
+    proc = DumpProcess(args, bin_dir=bin_dir, snapshot=snapshot, compress=compress)
+    try:
+        with open(partial, "wb") as fh:
+            while chunk := proc.read(CHUNK):
                 digest.update(chunk)
                 fh.write(chunk)
                 size += len(chunk)
-        finally:
-            proc.stdout.close()
-            rc = proc.wait()
-        stderr = _stderr_tail(err)
-    if rc != 0:
+        seconds, stderr = proc.finish()
+    except BaseException:
+        proc.kill()
         partial.unlink(missing_ok=True)
-        raise PgToolError(f"pg_dump exited with {rc}: {stderr or '(no message)'}")
+        raise
     os.replace(partial, out)
-    return DumpResult(str(out), size, digest.hexdigest(), time.perf_counter() - start, stderr)
+    return DumpResult(str(out), size, digest.hexdigest(), seconds, stderr)
 
 
 def sha256_file(path: str | Path) -> tuple[int, str]:
@@ -144,15 +172,16 @@ def sha256_file(path: str | Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def run_pg_restore(conn_kwargs: dict[str, object], dbname: str, dump_path: str | Path, *,
+def run_pg_restore(args: Mapping[str, object], dbname: str, dump_path: str | Path, *,
                    bin_dir: str | Path | None = None, jobs: int = 1) -> float:
     """Restore a custom-format dump into ``dbname``; stops at the first error. Returns seconds taken."""
-    cmd = [tool("pg_restore", bin_dir), "--no-password", "--exit-on-error", f"--dbname={dbname}"]
+    target, env = client_target(args, dbname)
+    cmd = [tool("pg_restore", bin_dir), "--no-password", "--exit-on-error", f"--dbname={target}"]
     if jobs > 1:
         cmd.append(f"--jobs={int(jobs)}")
     cmd.append(str(dump_path))
     start = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, env=pg_env(conn_kwargs, dbname), check=False)
+    res = subprocess.run(cmd, capture_output=True, env=env, check=False)
     if res.returncode != 0:
         tail = res.stderr.decode("utf-8", "replace")[-4000:].strip()
         raise PgToolError(f"pg_restore into {dbname} exited with {res.returncode}: {tail or '(no message)'}")

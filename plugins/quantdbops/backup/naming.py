@@ -45,6 +45,15 @@ def default_local_dir() -> Path:
     return Path("/tmp/quant-db-backups")
 
 
+WORK_DIR_ENV = "QUANT_BACKUP_WORK_DIR"
+
+
+def default_work_dir() -> Path | None:
+    """Where verify and restore keep a fetched dump while they restore it: ``$QUANT_BACKUP_WORK_DIR``, else
+    None (the worker's temp dir)."""
+    return Path(os.environ[WORK_DIR_ENV]) if os.environ.get(WORK_DIR_ENV) else None
+
+
 @dataclass(frozen=True)
 class BackupName:
     """One backup's identity: database and time taken (Asia/Seoul, second resolution)."""

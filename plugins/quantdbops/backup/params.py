@@ -9,7 +9,26 @@ from quantdbops.backup.naming import DB_NAME_RE
 _BUCKET = {"type": ["null", "string"], "pattern": "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", "title": "Bucket",
            "description": "Empty: the Airflow Variable quant_backup_bucket, else quant-db-backups."}
 _LOCAL_DIR = {"type": ["null", "string"], "pattern": "^/.+", "title": "Local backup directory",
-              "description": "Absolute path on the workers; empty: $QUANT_BACKUP_DIR, else $AIRFLOW_HOME/backups."}
+              "description": "Absolute path on the workers for kept local copies (keep_local_copy); empty: "
+                             "$QUANT_BACKUP_DIR, else $AIRFLOW_HOME/backups."}
+
+
+def _storage_params() -> dict[str, Any]:
+    """Encryption at rest and the optional local copy, shared by the backup and the restore's safety backup."""
+    from airflow.sdk import Param
+
+    return {
+        "server_side_encryption": Param(None, type=["null", "string"], enum=[None, "AES256", "aws:kms", "none"],
+                                        title="Server-side encryption",
+                                        description="Empty: the quant_s3 connection's extra server_side_encryption, "
+                                                    "else AES256. aws:kms uses kms_key_id (or the account's key)."),
+        "kms_key_id": Param(None, type=["null", "string"], title="KMS key id",
+                            description="With aws:kms: the key (id or ARN); empty: the connection's extra "
+                                        "sse_kms_key_id, else the account's default key."),
+        "keep_local_copy": Param(False, type="boolean", title="Keep a local copy",
+                                 description="Also write the dump under local_dir on the worker that takes it "
+                                             "(retention deletes old ones). Never needed by another task."),
+    }
 
 
 def backup_params() -> dict[str, Any]:
@@ -26,6 +45,7 @@ def backup_params() -> dict[str, Any]:
                                description="The newest N verified backups are never deleted, whatever their age."),
         "bucket": Param(None, **_BUCKET),
         "local_dir": Param(None, **_LOCAL_DIR),
+        **_storage_params(),
     }
 
 
@@ -47,4 +67,5 @@ def restore_params() -> dict[str, Any]:
                                  description="Whose 'latest' to use; empty: the quant_postgres connection's."),
         "bucket": Param(None, **_BUCKET),
         "local_dir": Param(None, **_LOCAL_DIR),
+        **_storage_params(),
     }

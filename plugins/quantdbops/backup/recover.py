@@ -1,19 +1,23 @@
 """The restore DAG's steps: find the backup, prove its bytes, save the target, restore, check.
 
-Nothing touches the target database before the downloaded dump's SHA-256 and size equal the manifest's.
+Nothing touches the target database before the dump's SHA-256 and size equal the manifest's: ``check`` reads
+the object through once (hashing, nothing kept), and ``restore`` fetches it again into its own temp dir,
+proves it again and only then replaces the target, so no step depends on a file another step left on a
+worker's disk. The safety backup of an existing target streams into the bucket like the nightly dump.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from quantdbops.backup import manifest as mf
 from quantdbops.backup import store
-from quantdbops.backup.dump import check_client_compatible, run_pg_dump, sha256_file
+from quantdbops.backup.dump import DumpProcess, check_client_compatible, sha256_file
 from quantdbops.backup.naming import (
     DUMP_SUFFIX,
     BackupName,
@@ -21,9 +25,12 @@ from quantdbops.backup.naming import (
     latest_key,
     manifest_key_for,
 )
+from quantdbops.backup.nightly import fetched, local_copy
 from quantdbops.backup.restore import database_exists, drop_database, restore_and_check
 from quantdbops.backup.settings import BackupSettings
-from quantdbops.io.pg import connect
+from quantdbops.backup.stream import ObjectMismatch, download, upload_stream
+from quantdbops.io.pg import PgTarget
+from quantdbops.io.pg import TargetLike as Target
 
 log = logging.getLogger(__name__)
 Say = Callable[..., None]
@@ -62,65 +69,86 @@ def resolve(hook: Any, s: BackupSettings, backup: str, source_db: str) -> dict[s
     return {"source": "s3", "bucket": bucket, "dump": backup, "manifest": manifest}
 
 
-def check_target(conn_kwargs: dict[str, object], target: str, confirm: str | None) -> bool:
-    """True if ``target`` exists, in which case ``confirm`` must repeat its name exactly."""
-    check_db_name(target)
-    exists = database_exists(conn_kwargs, target)
-    if exists and (confirm or "") != target:
-        raise RestoreRefused(f"database {target!r} exists and would be replaced: trigger again with "
-                             f"confirm_target = {target!r} (a safety backup of it is taken first)")
+def check_target(target: Target, name: str, confirm: str | None) -> bool:
+    """True if database ``name`` exists, in which case ``confirm`` must repeat its name exactly."""
+    check_db_name(name)
+    exists = database_exists(target, name)
+    if exists and (confirm or "") != name:
+        raise RestoreRefused(f"database {name!r} exists and would be replaced: trigger again with "
+                             f"confirm_target = {name!r} (a safety backup of it is taken first)")
     return exists
 
 
-def fetch(hook: Any, s: BackupSettings, resolved: dict[str, Any], *, say: Say = log.info) -> dict[str, Any]:
-    """Download (S3) and check size and SHA-256 against the manifest; refuse on any difference."""
+def _refuse_mismatch(resolved: dict[str, Any], exc: Exception) -> RestoreRefused:
+    return RestoreRefused(f"checksum mismatch for {resolved['dump']}: {exc}. The backup is corrupt; the target was "
+                          "not touched. Choose another backup.")
+
+
+def check(hook: Any, s: BackupSettings, resolved: dict[str, Any], *, say: Say = log.info) -> dict[str, Any]:
+    """Read the dump through once and compare size and SHA-256 with the manifest; keep nothing."""
     manifest = resolved["manifest"]
     if resolved["source"] == "local":
-        path = Path(resolved["dump"])
+        size, sha = sha256_file(resolved["dump"])
+        if (size, sha) != (manifest["size_bytes"], manifest["sha256"]):
+            raise _refuse_mismatch(resolved, ValueError(f"{size:,} bytes with sha256 {sha}, the manifest says "
+                                                        f"{manifest['size_bytes']:,} bytes with {manifest['sha256']}"))
+        seconds = 0.0
     else:
-        name = BackupName.parse(resolved["dump"])
-        assert name is not None
-        path = Path(s.local_dir) / "restore" / f"{name.stem}{DUMP_SUFFIX}"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        say("Downloading s3://%s/%s to %s", resolved["bucket"], resolved["dump"], path)
-        store.download(hook, resolved["bucket"], resolved["dump"], str(path), s.retry)
-    size, sha = sha256_file(path)
-    if (size, sha) != (manifest["size_bytes"], manifest["sha256"]):
-        if resolved["source"] == "s3":
-            path.unlink(missing_ok=True)
-        raise RestoreRefused(f"checksum mismatch for {resolved['dump']}: {size:,} bytes sha256 {sha}, manifest says "
-                             f"{manifest['size_bytes']:,} bytes sha256 {manifest['sha256']}. The backup is corrupt; "
-                             "the target was not touched. Choose another backup.")
+        try:
+            got = download(hook, resolved["bucket"], resolved["dump"], None, expect_size=manifest["size_bytes"],
+                           expect_sha256=manifest["sha256"], policy=s.retry, say=say)
+        except ObjectMismatch as exc:
+            raise _refuse_mismatch(resolved, exc) from exc
+        size, sha, seconds = got.size_bytes, got.sha256, got.seconds
     if not manifest.get("verified"):
         say("WARNING: this backup's manifest says it was never verified by a restore")
-    return {"local_path": str(path), "size_bytes": size, "sha256": sha}
+    return {"dump": resolved["dump"], "size_bytes": size, "sha256": sha, "seconds": seconds}
 
 
-def safety_backup(conn_kwargs: dict[str, object], hook: Any | None, s: BackupSettings, target: str, *,
-                  say: Say = log.info) -> dict[str, Any]:
-    """Dump the existing target before it is replaced, keep it on disk and (with a hook) in the bucket."""
-    with connect({**conn_kwargs, "dbname": target}, autocommit=True) as c:
+def safety_backup(target: Target, hook: Any, s: BackupSettings, name: str, *, say: Say = log.info) -> dict[str, Any]:
+    """Stream a dump of the existing database ``name`` into the bucket before it is replaced (and to a local
+    copy where ``keep_local_copy`` asks for one)."""
+    into = PgTarget.of(target).on(name)
+    with into.connect(autocommit=True) as c:
         server = str(c.execute("SHOW server_version").fetchone()[0]).split()[0]
     check_client_compatible(server, s.bin_dir)
-    name = BackupName.at(target, datetime.now())
-    path = Path(s.local_dir) / "safety" / f"{name.stem}{DUMP_SUFFIX}"
-    result = run_pg_dump({**conn_kwargs, "dbname": target}, path, bin_dir=s.bin_dir)
-    out = {"local_path": result.path, "size_bytes": result.size_bytes, "sha256": result.sha256, "s3_key": None}
-    if hook is not None:
-        key = f"{s.prefix}/{target}/safety/{name.stem}{DUMP_SUFFIX}"
-        store.upload_dump(hook, s.bucket, result.path, key, size_bytes=result.size_bytes, sha256=result.sha256,
-                          policy=s.retry)
-        out["s3_key"] = key
-    say("Safety backup of %s: %s (%s bytes, sha256 %s)", target, out["s3_key"] or path, result.size_bytes,
-        result.sha256)
-    return out
+    stamp = BackupName.at(name, datetime.now())
+    key = f"{s.prefix}/{name}/safety/{stamp.stem}{DUMP_SUFFIX}"
+    local = str(Path(s.local_dir) / "safety" / f"{stamp.stem}{DUMP_SUFFIX}") if s.keep_local_copy else None
+    proc = DumpProcess(into.args(), bin_dir=s.bin_dir)
+    try:
+        with local_copy(local) as tee:
+            sent, _ = upload_stream(hook, s.bucket, key, proc.read, encryption=s.encryption, policy=s.retry,
+                                    tee=tee, finish=proc.finish, say=say)
+    except BaseException:
+        proc.kill()
+        raise
+    say("Safety backup of %s: s3://%s/%s (%s bytes, sha256 %s)%s", name, s.bucket, key, f"{sent.size_bytes:,}",
+        sent.sha256, f", local copy {local}" if local else "")
+    return {"s3_key": key, "size_bytes": sent.size_bytes, "sha256": sent.sha256, "local_copy": local,
+            "encryption": sent.encryption}
 
 
-def restore(conn_kwargs: dict[str, object], s: BackupSettings, target: str, dump_path: str,
-            manifest: dict[str, Any], *, say: Say = log.info) -> dict[str, Any]:
-    """Replace ``target`` with the dump, then check it against the manifest."""
-    drop_database(conn_kwargs, target)
-    result = restore_and_check(conn_kwargs, target, dump_path, manifest, bin_dir=s.bin_dir, jobs=s.restore_jobs,
-                               say=say)
+@contextlib.contextmanager
+def _dump_file(hook: Any, s: BackupSettings, resolved: dict[str, Any], say: Say) -> Iterator[Path]:
+    if resolved["source"] == "local":
+        yield Path(resolved["dump"])
+        return
+    try:
+        with fetched(hook, resolved["bucket"], resolved["dump"], resolved["manifest"], s, say) as path:
+            yield path
+    except ObjectMismatch as exc:
+        raise _refuse_mismatch(resolved, exc) from exc
+
+
+def restore(target: Target, hook: Any, s: BackupSettings, name: str, resolved: dict[str, Any], *,
+            say: Say = log.info) -> dict[str, Any]:
+    """Fetch and prove the dump, then replace database ``name`` with it and check it against the manifest."""
+    manifest = resolved["manifest"]
+    with _dump_file(hook, s, resolved, say) as path:
+        if resolved["source"] == "local":  # a file on this worker: prove it here as well
+            check(hook, s, resolved, say=say)
+        drop_database(target, name)
+        result = restore_and_check(target, name, path, manifest, bin_dir=s.bin_dir, jobs=s.restore_jobs, say=say)
     return {**result.as_dict(), "lines": result.comparison.lines, "summary": result.comparison.summary(),
             "advice": result.comparison.advice()}

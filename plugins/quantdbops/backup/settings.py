@@ -9,6 +9,7 @@ from typing import Any
 from quantdbops import CONN_POSTGRES, CONN_S3
 from quantdbops.backup.naming import DEFAULT_BUCKET, DEFAULT_PREFIX, default_local_dir
 from quantdbops.backup.store import RetryPolicy
+from quantdbops.backup.stream import Encryption
 
 
 @dataclass(frozen=True)
@@ -26,15 +27,32 @@ class BackupSettings:
     postgres_conn_id: str = CONN_POSTGRES
     aws_conn_id: str = CONN_S3
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    transfer: dict[str, Any] = field(default_factory=dict)
     restore_jobs: int = 1
     disk_headroom: float = 1.0  # free disk must be >= database size x this
+    # Server-side encryption of every object a backup writes (dump, manifest, latest), checked on the object.
+    encryption: Encryption = field(default_factory=Encryption)
+    keep_local_copy: bool = False  # also write the dump under local_dir (never read by another task)
+    part_size: int = 0  # multipart part size in bytes; 0: from the database's size (16 MB at least)
+    work_dir: Path | None = None  # where verify and restore keep the fetched dump; None: the worker's temp dir
 
     def __post_init__(self) -> None:
         if self.retention_days < 1 or self.keep_verified < 1:
             raise ValueError("retention_days and keep_verified must be >= 1")
         if not self.bucket or "/" in self.bucket:
             raise ValueError(f"bad bucket name {self.bucket!r}")
+
+
+ENCRYPTION_EXTRA = "server_side_encryption"  # in the quant_s3 connection's extra: AES256, aws:kms or none
+KMS_KEY_EXTRA = "sse_kms_key_id"
+
+
+def resolve_encryption(param: str | None, kms_key_id: str | None, extra: dict[str, Any]) -> Encryption:
+    """The run's param, else the S3 connection's extra, else AES256 (S3-managed keys): encryption is on unless
+    someone says ``none``."""
+    chosen = param or extra.get(ENCRYPTION_EXTRA) or "AES256"
+    key = kms_key_id or extra.get(KMS_KEY_EXTRA) or None
+    algorithm = None if str(chosen).lower() == "none" else str(chosen)
+    return Encryption(algorithm, key if algorithm == "aws:kms" else None)
 
 
 def resolve_bucket(param: str | None) -> str:

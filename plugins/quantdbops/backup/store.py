@@ -1,9 +1,10 @@
-"""The backup bucket through the amazon provider's ``S3Hook``: upload, read back, manifest, "latest".
+"""The backup bucket through the amazon provider's ``S3Hook``: JSON objects (manifest, "latest"), listings, the
+retry rules of every call. The dump itself streams in through ``backup.stream``.
 
-Order matters and is the whole point: (1) the dump is uploaded (multipart above ``multipart_threshold``);
-(2) its size and SHA-256 are read back from the bucket; only then (3) the manifest is written beside it and
-(4) the "latest" marker moves to it. A failed or partial upload therefore never has a manifest and is never
-"latest"; the local dump stays for the retry.
+Order matters and is the whole point: (1) the dump's multipart upload completes (a failed one is aborted and
+leaves nothing); (2) its size, and before "latest" moves its SHA-256, are read back from the bucket; only then
+(3) the manifest is written beside it and (4) the "latest" marker moves to it. A failed or partial upload
+therefore never has a manifest and is never "latest".
 
 Every call goes through ``with_retries``, which asks ``s3_error`` whether another attempt can help: what a
 retry cannot fix (no such bucket, access denied, bad credentials) fails at once with ``ActionableFailure``,
@@ -13,10 +14,8 @@ again with back-off, then fails normally so Airflow's task retries follow.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +27,6 @@ from quantdbops.retry import Exhausted, backoff_delays, call_with_retries
 
 log = logging.getLogger(__name__)
 MB = 1024 * 1024
-DEFAULT_TRANSFER = {"multipart_threshold": 64 * MB, "multipart_chunksize": 64 * MB, "max_concurrency": 4}
 
 
 class BackupStoreError(RuntimeError):
@@ -47,17 +45,19 @@ class RetryPolicy:
         return backoff_delays(self.attempts, self.first_delay_s, self.max_delay_s)
 
 
-def make_hook(aws_conn_id: str = CONN_S3, *, transfer: dict[str, Any] | None = None,
-              connect_timeout: float = 10, read_timeout: float = 60, sdk_retries: int = 2) -> Any:
-    """An ``S3Hook`` with multipart transfer settings and bounded botocore timeouts and retries (``sdk_retries``
-    more requests per call for what botocore itself retries: throttling, 5xx, dropped connections)."""
+DEFAULT_RETRY = RetryPolicy()
+
+
+def make_hook(aws_conn_id: str = CONN_S3, *, connect_timeout: float = 10, read_timeout: float = 60,
+              sdk_retries: int = 2) -> Any:
+    """An ``S3Hook`` with bounded botocore timeouts and retries (``sdk_retries`` more requests per call for what
+    botocore itself retries: throttling, 5xx, dropped connections)."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from botocore.config import Config
 
     config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
                     retries={"max_attempts": sdk_retries, "mode": "standard"})
-    return S3Hook(aws_conn_id=aws_conn_id, transfer_config_args={**DEFAULT_TRANSFER, **(transfer or {})},
-                  config=config)
+    return S3Hook(aws_conn_id=aws_conn_id, config=config)
 
 
 DETERMINISTIC = "deterministic"
@@ -195,42 +195,14 @@ def check_bucket(hook: Any, bucket: str, policy: RetryPolicy = RetryPolicy(),
                  bucket=bucket, hook=hook)
 
 
-def object_sha256(hook: Any, bucket: str, key: str) -> tuple[int, str]:
-    """(size, SHA-256) of an object, streamed back from the bucket."""
-    body = hook.get_conn().get_object(Bucket=bucket, Key=key)["Body"]
-    digest = hashlib.sha256()
-    size = 0
-    for chunk in body.iter_chunks(chunk_size=MB):
-        digest.update(chunk)
-        size += len(chunk)
-    return size, digest.hexdigest()
-
-
-def upload_dump(hook: Any, bucket: str, local_path: str, key: str, *, size_bytes: int, sha256: str,
-                policy: RetryPolicy = RetryPolicy(), say: Callable[..., None] = log.warning) -> dict[str, Any]:
-    """Upload and read back; raise ``BackupStoreError`` unless the bucket holds exactly the local bytes."""
-    start = time.perf_counter()
-    with_retries(f"upload of {key}", lambda: hook.load_file(local_path, key, bucket_name=bucket, replace=True),
-                 policy, say, bucket=bucket, key=key, hook=hook)
-    upload_s = time.perf_counter() - start
-    head = with_retries(f"read-back of {key}", lambda: hook.head_object(key, bucket_name=bucket), policy, say,
-                        bucket=bucket, key=key, hook=hook)
-    if head is None or int(head["ContentLength"]) != size_bytes:
-        got = None if head is None else head["ContentLength"]
-        raise BackupStoreError(f"read-back of s3://{bucket}/{key}: size {got} != local {size_bytes}")
-    remote_size, remote_sha = with_retries(f"checksum read-back of {key}", lambda: object_sha256(hook, bucket, key),
-                                           policy, say, bucket=bucket, key=key, hook=hook)
-    if remote_sha != sha256 or remote_size != size_bytes:
-        raise BackupStoreError(f"read-back of s3://{bucket}/{key}: sha256 {remote_sha} != local {sha256}")
-    return {"upload_seconds": round(upload_s, 3), "readback_seconds": round(time.perf_counter() - start - upload_s, 3),
-            "etag": head.get("ETag")}
-
-
-def put_json(hook: Any, bucket: str, key: str, payload: dict[str, Any], policy: RetryPolicy = RetryPolicy(),
-             say: Callable[..., None] = log.warning) -> None:
+def put_json(hook: Any, bucket: str, key: str, payload: dict[str, Any], policy: RetryPolicy = DEFAULT_RETRY,
+             say: Callable[..., None] = log.warning, *, encryption: Any = None) -> None:
+    """Write a JSON object (``encryption``: a ``stream.Encryption`` asking S3 to encrypt it at rest)."""
     data = json.dumps(payload, indent=2, sort_keys=True, default=str).encode()
-    with_retries(f"write of {key}", lambda: hook.load_bytes(data, key, bucket_name=bucket, replace=True),
-                 policy, say, bucket=bucket, key=key, hook=hook)
+    extra = encryption.request_args() if encryption is not None else {}
+    with_retries(f"write of {key}", lambda: hook.get_conn().put_object(
+        Bucket=bucket, Key=key, Body=data, ContentType="application/json", **extra),
+        policy, say, bucket=bucket, key=key, hook=hook)
 
 
 def get_json(hook: Any, bucket: str, key: str, policy: RetryPolicy = RetryPolicy()) -> dict[str, Any] | None:
@@ -273,10 +245,3 @@ def list_backups(hook: Any, bucket: str, prefix: str, policy: RetryPolicy = Retr
         elif key.endswith(MANIFEST_SUFFIX):
             item.manifest_key = key
     return out
-
-
-def download(hook: Any, bucket: str, key: str, local_path: str, policy: RetryPolicy = RetryPolicy(),
-             say: Callable[..., None] = log.warning) -> None:
-    """Download to ``local_path`` (multipart, through the hook's client and transfer config)."""
-    with_retries(f"download of {key}", lambda: hook.get_conn().download_file(
-        bucket, key, local_path, Config=hook.transfer_config), policy, say, bucket=bucket, key=key, hook=hook)

@@ -23,21 +23,35 @@ from quantdbops.report import format_table
 
 
 def _settings(context: Any, *, aws_conn_id: str, postgres_conn_id: str, bin_dir: str | None,
-              retry: Any = None, transfer: dict[str, Any] | None = None) -> Any:
-    from quantdbops.backup.naming import default_local_dir
-    from quantdbops.backup.settings import BackupSettings, resolve_bucket
+              retry: Any = None, part_size: int = 0) -> Any:
+    from quantdbops.backup.naming import default_local_dir, default_work_dir
+    from quantdbops.backup.settings import BackupSettings, resolve_bucket, resolve_encryption
     from quantdbops.backup.store import RetryPolicy
 
     p = context["params"]
     try:
+        extra = _s3_extra(aws_conn_id)
         return BackupSettings(
             bucket=resolve_bucket(p.get("bucket")), local_dir=Path(p.get("local_dir") or default_local_dir()),
             bin_dir=bin_dir, retention_days=int(p.get("retention_days", 30)),
             keep_verified=int(p.get("keep_verified", 7)), verify=bool(p.get("verify", True)),
             dry_run=bool(p.get("dry_run", False)), postgres_conn_id=postgres_conn_id, aws_conn_id=aws_conn_id,
-            retry=retry or RetryPolicy(), transfer=transfer or {})
+            retry=retry or RetryPolicy(),
+            encryption=resolve_encryption(p.get("server_side_encryption"), p.get("kms_key_id"), extra),
+            keep_local_copy=bool(p.get("keep_local_copy", False)), part_size=part_size, work_dir=default_work_dir())
     except ValueError as exc:
         raise bad_params(exc, nothing="nothing was written") from exc
+
+
+def _s3_extra(aws_conn_id: str) -> dict[str, Any]:
+    """The S3 connection's extra (where its default server-side encryption may be set); {} without one."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return BaseHook.get_connection(aws_conn_id).extra_dejson
+    except AirflowNotFoundException:
+        return {}
 
 
 def _when(context: Any) -> datetime:
@@ -60,34 +74,35 @@ class _BackupBase(BaseOperator):
 
     def __init__(self, *, postgres_conn_id: str = CONN_POSTGRES, aws_conn_id: str = CONN_S3,
                  bin_dir: str | None = None, s3_attempts: int = 3, s3_first_delay_s: float = 5.0,
-                 multipart_chunk_mb: int = 64, **kwargs: Any) -> None:
+                 part_size_mb: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if s3_attempts < 1 or s3_first_delay_s < 0 or multipart_chunk_mb < 5:
-            raise ValueError("s3_attempts >= 1, s3_first_delay_s >= 0, multipart_chunk_mb >= 5 (S3's minimum)")
+        if s3_attempts < 1 or s3_first_delay_s < 0 or not (part_size_mb == 0 or 5 <= part_size_mb <= 5120):
+            raise ValueError("s3_attempts >= 1, s3_first_delay_s >= 0, part_size_mb 0 (from the database's size) "
+                             "or 5..5120 (S3's part sizes)")
         self.postgres_conn_id = postgres_conn_id
         self.aws_conn_id = aws_conn_id
         self.bin_dir = bin_dir
         self.s3_attempts = s3_attempts
         self.s3_first_delay_s = s3_first_delay_s
-        self.multipart_chunk_mb = multipart_chunk_mb
+        self.part_size_mb = part_size_mb
 
     def settings(self, context: Any) -> Any:
         from quantdbops.backup.store import MB, RetryPolicy
 
-        chunk = self.multipart_chunk_mb * MB
         return _settings(context, aws_conn_id=self.aws_conn_id, postgres_conn_id=self.postgres_conn_id,
                          bin_dir=self.bin_dir, retry=RetryPolicy(self.s3_attempts, self.s3_first_delay_s),
-                         transfer={"multipart_threshold": chunk, "multipart_chunksize": chunk})
+                         part_size=self.part_size_mb * MB)
 
-    def conn_kwargs(self) -> dict[str, object]:
-        from quantdbops.io.pg import connection_kwargs
+    def target(self) -> Any:
+        """The database, through the postgres provider's hook (every connection extra applies)."""
+        from quantdbops.io.pg import PgTarget
 
-        return connection_kwargs(self.postgres_conn_id)
+        return PgTarget(conn_id=self.postgres_conn_id)
 
     def hook(self, s: Any) -> Any:
         from quantdbops.backup.store import make_hook
 
-        return make_hook(s.aws_conn_id, transfer=s.transfer)
+        return make_hook(s.aws_conn_id)
 
     def upstream(self, context: Any, task_id: str) -> dict[str, Any]:
         value = context["ti"].xcom_pull(task_ids=task_id)
@@ -103,27 +118,31 @@ class BackupPreflightOperator(_BackupBase):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from quantdbops.backup.dump import PgToolError
-        from quantdbops.backup.nightly import PreflightError, preflight
+        from quantdbops.backup.nightly import DiskShortage, PreflightError, preflight
 
         s = self.settings(context)
         try:
-            plan = preflight(self.conn_kwargs(), self.hook(s), s, _when(context))
+            plan = preflight(self.target(), self.hook(s), s, _when(context))
         except PgToolError as exc:
             raise ActionableFailure(str(exc), what_to_do="install or point at the PostgreSQL client tools as the "
                                     "message says, on every worker; then clear this task") from exc
         except PreflightError as exc:
-            if "free" in str(exc):
+            if isinstance(exc, DiskShortage):
                 raise ActionableFailure(str(exc), what_to_do=(
-                    f"free space in {s.local_dir} or point the local_dir param (QUANT_BACKUP_DIR) at a bigger "
-                    "volume; then clear this task. Nothing was written")) from exc
+                    "free space on the worker (its temp dir holds the dump while verify restores it; local_dir a "
+                    "kept copy), or point QUANT_BACKUP_WORK_DIR / the local_dir param at a bigger volume; then "
+                    "clear this task. Nothing was written")) from exc
             raise
         self.log.info("Backup plan%s:\n%s", " (DRY RUN: nothing will be written)" if s.dry_run else "", format_table(
             ["item", "value"],
             [("database", f"{plan['dbname']} ({_mb(plan['db_size_bytes'])})"),
              ("versions", f"PostgreSQL {plan['pg_version']}, TimescaleDB {plan['tsdb_version'] or 'not installed'}, "
                           f"pg_dump {plan['pg_dump_major']}"),
-             ("local dump", plan["local_path"]), ("free disk", _mb(plan["free_bytes"])),
-             ("S3 key", f"s3://{s.bucket}/{plan['s3_key']}"), ("manifest", plan["manifest_key"]),
+             ("S3 key", f"s3://{s.bucket}/{plan['s3_key']} (streamed: no dump on this worker's disk)"),
+             ("manifest", plan["manifest_key"]),
+             ("encryption", s.encryption.algorithm or "none asked (the bucket's default)"),
+             ("free disk", ", ".join(f"{_mb(v)} in {k}" for k, v in plan["free_bytes"].items()) or "not needed"),
+             ("local copy", plan["local_copy"] or "no (keep_local_copy is off)"),
              ("verify restore", "yes" if s.verify else "no"),
              ("retention", f"older than {s.retention_days} days, keeping the newest {s.keep_verified} verified")]))
         if not plan["journal"]:
@@ -133,7 +152,8 @@ class BackupPreflightOperator(_BackupBase):
 
 
 class DumpDatabaseOperator(_BackupBase):
-    """pg_dump -Fc in one snapshot, SHA-256 while streaming, manifest with that snapshot's relations and rows."""
+    """pg_dump -Fc in one snapshot, streamed into the bucket (multipart, SHA-256 on the way, encrypted at rest),
+    then the manifest with that snapshot's relations and rows beside it."""
 
     ui_color = "#e6f4ea"
 
@@ -143,52 +163,29 @@ class DumpDatabaseOperator(_BackupBase):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from quantdbops.backup.nightly import dump
-
-        s = self.settings(context)
-        if s.dry_run:
-            raise AirflowSkipException("dry run: no dump taken")
-        d = dump(self.conn_kwargs(), self.upstream(context, self.preflight_task_id), s, run_id=context["run_id"],
-                 say=self.log.info)
-        self.log.info("Dump of %s: %s in %.1fs (%.1f MB/s), sha256 %s, %d tables (%s rows), %d views, kept at %s",
-                      d["dbname"], _mb(d["size_bytes"]), d["dump_seconds"],
-                      d["size_bytes"] / 1e6 / max(d["dump_seconds"], 1e-9), d["sha256"], d["tables"],
-                      f"{d['rows']:,}", d["views"], d["local_path"])
-        return d
-
-
-class UploadBackupOperator(_BackupBase):
-    """Upload with retries, read size and SHA-256 back, then the manifest (and "latest" when not verifying)."""
-
-    ui_color = "#fce8e6"
-
-    def __init__(self, *, dump_task_id: str = "dump", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.dump_task_id = dump_task_id
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        from quantdbops.backup.nightly import upload
         from quantdbops.backup.store import BackupStoreError
 
         s = self.settings(context)
         if s.dry_run:
-            raise AirflowSkipException("dry run: nothing uploaded")
-        d = self.upstream(context, self.dump_task_id)
+            raise AirflowSkipException("dry run: no dump taken")
+        plan = self.upstream(context, self.preflight_task_id)
         try:
-            u = upload(self.conn_kwargs(), self.hook(s), d, s, say=self.log.warning)
+            d = dump(self.target(), self.hook(s), plan, s, run_id=context["run_id"], say=self.log.info)
         except BackupStoreError as exc:
-            hint = "this task retries by itself; when S3 is back, clear this task (not the dump)"
-            err = BackupStoreError(f"{exc}. No manifest was written and 'latest' was not moved. The dump is kept "
-                                   f"at {d['local_path']}: {hint}.")
+            hint = ("this task retries by itself (the dump is taken again and streamed again); when S3 answers, "
+                    "clear this task")
+            err = BackupStoreError(f"{exc}. The multipart upload was aborted: no object, no manifest, 'latest' not "
+                                   "moved")
             err.what_to_do = hint  # a retry may help: not an ActionableFailure, but the alert gets the next step
             raise err from exc
-        except ActionableFailure as exc:  # the bucket refused for good (no bucket, no access): no retry
-            raise ActionableFailure(f"{exc.message}. No manifest was written and 'latest' was not moved; the dump "
-                                    f"is kept at {d['local_path']}",
-                                    what_to_do=f"{exc.what_to_do} (upload only: the dump is kept)") from exc
-        self.log.info("Uploaded and read back s3://%s/%s: %s in %.1fs, sha256 matches; manifest %s%s",
-                      s.bucket, u["s3_key"], _mb(u["size_bytes"]), u["upload_seconds"], u["manifest_key"],
-                      "; latest moved" if u["latest_moved"] else "; latest moves after verification")
-        return u
+        self.log.info("Dump of %s streamed to s3://%s/%s: %s in %.1fs (%.1f MB/s, %d parts), sha256 %s, "
+                      "encryption %s, %d tables (%s rows), %d views; manifest %s%s", d["dbname"], s.bucket,
+                      d["s3_key"], _mb(d["size_bytes"]), d["dump_seconds"],
+                      d["size_bytes"] / 1e6 / max(d["dump_seconds"], 1e-9), d["parts"], d["sha256"],
+                      d["encryption"].get("algorithm") or "the bucket's default", d["tables"], f"{d['rows']:,}",
+                      d["views"], d["manifest_key"],
+                      "; read back and latest moved" if d["latest_moved"] else "; latest moves after verification")
+        return d
 
 
 class VerifyBackupOperator(_BackupBase):
@@ -197,10 +194,10 @@ class VerifyBackupOperator(_BackupBase):
 
     ui_color = "#fef7e0"
 
-    def __init__(self, *, upload_task_id: str = "upload", **kwargs: Any) -> None:
+    def __init__(self, *, dump_task_id: str = "dump", **kwargs: Any) -> None:
         kwargs.setdefault("retries", 1)
         super().__init__(**kwargs)
-        self.upload_task_id = upload_task_id
+        self.dump_task_id = dump_task_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         from quantdbops.backup.nightly import VerificationError, verify
@@ -210,9 +207,9 @@ class VerifyBackupOperator(_BackupBase):
             raise AirflowSkipException("dry run: nothing to verify")
         if not s.verify:
             raise AirflowSkipException("verify is off for this run: the backup stays 'uploaded', not 'verified'")
-        u = self.upstream(context, self.upload_task_id)
+        d = self.upstream(context, self.dump_task_id)
         try:
-            v = verify(self.conn_kwargs(), self.hook(s), u, s, say=self.log.info)
+            v = verify(self.target(), self.hook(s), d, s, say=self.log.info)
         except VerificationError as exc:
             raise ActionableFailure(
                 f"{exc}\nThe backup is in S3 but marked failed in ops.backups; 'latest' still points at the "
@@ -240,7 +237,7 @@ class BackupRetentionOperator(_BackupBase):
 
         s = self.settings(context)
         plan = self.upstream(context, self.preflight_task_id)
-        r = retention(self.conn_kwargs(), self.hook(s), s, dbname=plan["dbname"], now=_when(context),
+        r = retention(self.target(), self.hook(s), s, dbname=plan["dbname"], now=_when(context),
                       current=None if s.dry_run else plan["name"])
         rows = [(stem, "DELETE" if not s.dry_run else "would delete", "older than "
                  f"{s.retention_days} days") for stem in r["deleted"]]
@@ -253,7 +250,7 @@ class BackupRetentionOperator(_BackupBase):
 class BackupReportOperator(_BackupBase):
     """The last lines of the run: size, duration, MB/s, checksum, key, verified."""
 
-    def __init__(self, *, task_ids: Sequence[str] = ("preflight", "dump", "upload", "verify", "retention"),
+    def __init__(self, *, task_ids: Sequence[str] = ("preflight", "dump", "verify", "retention"),
                  **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "none_failed")
         super().__init__(**kwargs)
@@ -262,21 +259,21 @@ class BackupReportOperator(_BackupBase):
     def execute(self, context: Any) -> dict[str, Any]:
         ti = context["ti"]
         got = {t: ti.xcom_pull(task_ids=t) or {} for t in self.task_ids}
-        plan, d, u, v, r = (got.get(t, {}) for t in self.task_ids)
+        plan, d, v, r = (got.get(t, {}) for t in self.task_ids)
         if plan.get("dry_run"):
             self.log.info("DRY RUN summary:\n%s", format_table(["item", "value"], [
                 ("would dump", f"{plan.get('dbname')} (~{_mb(plan.get('db_size_bytes'))})"),
                 ("to", f"s3://{plan.get('bucket')}/{plan.get('s3_key')}"),
                 ("retention would delete", ", ".join(r.get("deleted", [])) or "nothing")]))
             return {"dry_run": True}
-        seconds = float(d.get("dump_seconds", 0)) + float(u.get("upload_seconds", 0))
+        seconds = float(d.get("dump_seconds", 0))
         size = int(d.get("size_bytes", 0))
         summary = {"size_bytes": size, "seconds": round(seconds, 3),
                    "mb_per_s": round(size / 1e6 / seconds, 2) if seconds else None, "sha256": d.get("sha256"),
-                   "s3_key": u.get("s3_key"), "verified": bool(v.get("verified")),
-                   "deleted": len(r.get("deleted", []))}
+                   "s3_key": d.get("s3_key"), "verified": bool(v.get("verified")),
+                   "encryption": (d.get("encryption") or {}).get("algorithm"), "deleted": len(r.get("deleted", []))}
         self.log.info("Backup %s:\n%s", plan.get("name"), format_table(
-            ["size", "duration (dump+upload)", "MB/s", "sha256", "key", "verified"],
+            ["size", "duration (dump into the bucket)", "MB/s", "sha256", "key", "verified"],
             [(_mb(size), f"{seconds:.1f}s", f"{summary['mb_per_s'] or 0:.1f}", str(summary["sha256"])[:16] + "…",
               f"s3://{plan.get('bucket')}/{summary['s3_key']}", "yes" if summary["verified"] else "no")]))
         return summary
@@ -304,11 +301,11 @@ class ResolveRestoreOperator(_BackupBase):
 
         s = self.settings(context)
         backup, target, confirm = _restore_request(context)
-        kwargs = self.conn_kwargs()
-        source_db = context["params"].get("source_database") or str(kwargs.get("dbname"))
+        db = self.target()
+        source_db = context["params"].get("source_database") or db.dbname
         try:
             resolved = resolve(self.hook(s), s, backup, source_db)
-            exists = check_target(kwargs, target, confirm)
+            exists = check_target(db, target, confirm)
         except RestoreRefused as exc:
             raise ActionableFailure(str(exc), what_to_do="nothing was touched; trigger again with the params the "
                                     "message asks for") from exc
@@ -323,7 +320,8 @@ class ResolveRestoreOperator(_BackupBase):
 
 
 class FetchBackupOperator(_BackupBase):
-    """Download the dump and prove its size and SHA-256 against the manifest before anything is restored."""
+    """Read the dump through once and prove its size and SHA-256 against the manifest before anything is
+    touched (nothing is kept: the restore fetches and proves it again on whichever worker it runs)."""
 
     ui_color = "#fce8e6"
 
@@ -332,22 +330,23 @@ class FetchBackupOperator(_BackupBase):
         self.resolve_task_id = resolve_task_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from quantdbops.backup.recover import RestoreRefused, fetch
+        from quantdbops.backup.recover import RestoreRefused, check
 
         s = self.settings(context)
         r = self.upstream(context, self.resolve_task_id)
         try:
-            f = fetch(self.hook(s), s, r, say=self.log.info)
+            f = check(self.hook(s), s, r, say=self.log.info)
         except RestoreRefused as exc:
             raise ActionableFailure(str(exc), what_to_do=(
                 "nothing was restored and the target is untouched; the object in S3 does not match its manifest: "
                 "restore another backup (name it in the backup param) and find out what changed the bucket")) from exc
-        self.log.info("Checksum OK: %s (%s, sha256 %s)", f["local_path"], _mb(f["size_bytes"]), f["sha256"])
+        self.log.info("Checksum OK: %s (%s, sha256 %s, read in %.1fs)", f["dump"], _mb(f["size_bytes"]), f["sha256"],
+                      f["seconds"])
         return f
 
 
 class SafetyBackupOperator(_BackupBase):
-    """Dump the existing target (kept locally and uploaded) before it is replaced; skipped for a new target."""
+    """Dump the existing target into the bucket before it is replaced; skipped for a new target."""
 
     ui_color = "#e6f4ea"
 
@@ -362,30 +361,31 @@ class SafetyBackupOperator(_BackupBase):
         r = self.upstream(context, self.resolve_task_id)
         if not r["target_exists"]:
             raise AirflowSkipException(f"{r['target']} does not exist yet: nothing to save")
-        return safety_backup(self.conn_kwargs(), self.hook(s), s, r["target"], say=self.log.info)
+        return safety_backup(self.target(), self.hook(s), s, r["target"], say=self.log.info)
 
 
 class RestoreDatabaseOperator(_BackupBase):
-    """Replace the target with the dump, then check it: tables by rows, views by presence and population,
-    indexes and hypertables."""
+    """Fetch and prove the dump on this worker, replace the target with it, then check it: tables by rows, views
+    by presence and population, indexes and hypertables."""
 
     ui_color = "#fef7e0"
 
-    def __init__(self, *, resolve_task_id: str = "resolve", fetch_task_id: str = "fetch", **kwargs: Any) -> None:
+    def __init__(self, *, resolve_task_id: str = "resolve", **kwargs: Any) -> None:
         kwargs.setdefault("retries", 0)  # destructive: a person decides on a second attempt
         kwargs.setdefault("trigger_rule", "none_failed")
         super().__init__(**kwargs)
         self.resolve_task_id = resolve_task_id
-        self.fetch_task_id = fetch_task_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from quantdbops.backup.recover import restore
+        from quantdbops.backup.recover import RestoreRefused, restore
 
         s = self.settings(context)
         r = self.upstream(context, self.resolve_task_id)
-        f = self.upstream(context, self.fetch_task_id)
         m = r["manifest"]
-        result = restore(self.conn_kwargs(), s, r["target"], f["local_path"], m, say=self.log.info)
+        try:
+            result = restore(self.target(), self.hook(s), s, r["target"], r, say=self.log.info)
+        except RestoreRefused as exc:
+            raise ActionableFailure(str(exc), what_to_do="the target was not touched: restore another backup") from exc
         lines, summary, advice = result.pop("lines"), result.pop("summary"), result.pop("advice")
         self.log.info("Restored %s into %s in %.1fs (%.1f MB/s):\n%s", r["dump"], r["target"], result["seconds"],
                       m["size_bytes"] / 1e6 / max(result["seconds"], 1e-9),
