@@ -191,8 +191,8 @@ def test_nulls_in_required_columns_are_found(defects_db: Loaded, tx: psycopg.Con
 
 
 def test_ohlcv_business_rules_are_found(defects_db: Loaded, tx: psycopg.Connection) -> None:
-    for name in ("chk_ohlcv_high_low", "chk_ohlcv_high_open", "chk_ohlcv_high_close", "chk_ohlcv_low_open",
-                 "chk_ohlcv_low_close", "chk_ohlcv_volume"):
+    for name in ("chk_ohlcv_prices", "chk_ohlcv_high_low", "chk_ohlcv_high_open", "chk_ohlcv_high_close",
+                 "chk_ohlcv_low_open", "chk_ohlcv_low_close", "chk_ohlcv_volume"):
         tx.execute(f"ALTER TABLE public.ohlcv_data DROP CONSTRAINT {name}")
     bars = _bars(tx, "US", 3)
     edits = ("high = least(open, close) - 0.01", "low = 0", "volume = -1")
