@@ -5,7 +5,8 @@
     python scripts/generate_sample.py --out /tmp/big.db --tickers-per-region 400 --days 420   # ~1M bars
 
 Same arguments, same table contents (the end date defaults to a fixed day, never today). The manifest
-(default <out>.manifest.json) lists row counts and, with --defects, every planted row.
+(default <out>.manifest.json) lists row counts and, with --defects, every planted row and, for every rule the
+migration declares, the rows planted for it or why no source row can break it.
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     if manifest["planted"]:
         kinds = ", ".join(f"{kind} {n}" for kind, n in manifest["planted_counts"].items())
         print(f"planted: {kinds}")
+        rules = manifest["rules"]
+        own = sum(bool(r["rowids"]) and "why" not in r for r in rules)
+        through = sum(bool(r["rowids"]) and "why" in r for r in rules)
+        print(f"declared rules: {len(rules)}; {own} broken by planted rows, {through} through their cause, "
+              f"{len(rules) - own - through} by no row of the source's schema (the manifest's rules say why)")
     print(f"wrote {args.out} and {manifest_path}")
     return 0
 

@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from quantdbops import REGIONS
 from quantdbops.io.pg import DbMode, connect, detect_mode
 from quantdbops.migration.load import TableLoadResult, load_table
 from quantdbops.migration.plan import SliceFilter
@@ -55,17 +56,24 @@ def source_time_expr(t: Table) -> str | None:
     return f's."{t.column(t.time_column).source_column}"'
 
 
+def _named_region(expr: str) -> str:
+    """The Spock region ``expr`` names, in any case and with spaces around it; NULL when it names none."""
+    regions = ", ".join(f"'{r}'" for r in REGIONS)
+    return f"CASE WHEN upper(trim({expr})) IN ({regions}) THEN upper(trim({expr})) END"
+
+
 def source_region_expr(s: sqlite3.Connection, t: Table) -> str:
-    """The region of a source row: its own region column, else (NULL or absent) its ticker's region.
+    """The region slice of a source row: the region its own region column names, else its ticker's; NULL
+    (the loader's 'UNKNOWN') when neither names one.
 
     Market-wide tables have no Spock region; the loader keeps them in one slice ('ALL').
     """
     if not t.has_region:
         return "'ALL'"
     own = "region" in _source_columns(s, t.source or "")
-    via_ticker = f"(SELECT k.region FROM main.tickers k WHERE k.ticker = s.\"{t.ticker_column}\")" \
+    via_ticker = _named_region(f"(SELECT k.region FROM main.tickers k WHERE k.ticker = s.\"{t.ticker_column}\")") \
         if t.ticker_column else "NULL"
-    return f"coalesce(s.region, {via_ticker})" if own else via_ticker
+    return f"coalesce({_named_region('s.region')}, {via_ticker})" if own else via_ticker
 
 
 def source_counts(path: Path | str, t: Table, *, regions: Iterable[str] | None = None,
@@ -123,6 +131,17 @@ def fingerprints(conn: psycopg.Connection, names: Iterable[str] | None = None) -
 def ops_counts(conn: psycopg.Connection) -> dict[str, int]:
     return {n: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("ops", n))).fetchone()[0]
             for n in ("migration_rejects", "migration_checksums", "migration_runs", "validation_results")}
+
+
+def quarantine_labels(conn: psycopg.Connection, run_id: str | None = None) -> set[tuple[str, int, str]]:
+    """(table, source rowid, label) of every quarantined row; the label is 'reason:detail' as the registry
+    declares it: without the note an invalid_text detail carries, a duplicate key's detail as 'key'."""
+    rows = conn.execute("SELECT table_name, source_rowid, reason, detail FROM ops.migration_rejects "
+                        "WHERE run_id = %s OR %s::text IS NULL", (run_id, run_id)).fetchall()
+    labels = [(table, rowid, f"{reason}:{'key' if reason == 'duplicate_key' else detail.split(': ', 1)[0]}")
+              for table, rowid, reason, detail in rows]
+    assert len(labels) == len(set(labels)), "a source row quarantined twice"
+    return set(labels)
 
 
 def duplicate_keys(conn: psycopg.Connection, t: Table) -> int:
@@ -202,6 +221,6 @@ def task_states(dag_run: Any) -> dict[str, tuple[str | None, int]]:
 __all__ = [
     "CLEAN_SAMPLE", "DEFECTS_SAMPLE", "MIGRATABLE", "REPO", "content_columns", "duplicate_keys", "failures",
     "fingerprint", "fingerprints", "load", "load_dag", "make_sample", "ops_counts", "plant_tamper_trigger",
-    "source_counts",
+    "quarantine_labels", "source_counts",
     "source_region_expr", "source_time_expr", "table", "target_counts", "task_states", "validate",
 ]

@@ -14,7 +14,7 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
-from quantdbops.sample import activity, extras, reference
+from quantdbops.sample import activity, declared, extras, reference
 from quantdbops.sample import defects as planting
 from quantdbops.sample.ohlcv import write_ohlcv
 from quantdbops.sample.reference import Row
@@ -59,6 +59,8 @@ def generate(path: str | Path, *, tickers_per_region: int = 20, days: int = 260,
             "first_date": calendar[0].isoformat(), "last_date": calendar[-1].isoformat(),
             "defects": defects, "row_counts": _row_counts(conn), "row_counts_by_region": _region_counts(conn),
             "planted_counts": dict(Counter(str(entry["kind"]) for entry in planted)), "planted": planted,
+            # Every declared rule with the rows planted for it, or why no row breaks it on its own.
+            "rules": declared.coverage(planted) if defects else [],
         }
     except BaseException:
         conn.close()
