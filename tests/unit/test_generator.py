@@ -1,8 +1,9 @@
 """The sample generator: deterministic, contract-shaped, clean by default, defects as its manifest says (a row
-for every declared rule a source row can break)."""
+for every declared rule a source row can break), and every data shape keeping all of that."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -13,8 +14,9 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -26,6 +28,7 @@ from quantdbops.registry import declared_rules, migratable_tables, table  # noqa
 from quantdbops.sample import generate  # noqa: E402
 from quantdbops.sample.defects import KINDS, REASONS  # noqa: E402
 from quantdbops.sample.entries import stored_value  # noqa: E402
+from quantdbops.sample.shapes import INSERT_STAMPS, SHAPES, stamp_columns, utc_columns  # noqa: E402
 from quantdbops.sample.source_ddl import ALL_TABLES, CONTRACT_DDL, EXTRA_DDL  # noqa: E402
 from quantdbops.sample.universe import build_universe, region_of_code  # noqa: E402
 from quantdbops.sample.unplantable import NOT_NULL, all_unplantable  # noqa: E402
@@ -179,6 +182,20 @@ def test_same_seed_gives_same_contents(tmp_path: Path) -> None:
     a, b = tmp_path / "a.db", tmp_path / "b.db"
     assert generate(a, **SMALL, defects=True) == generate(b, **SMALL, defects=True)
     assert _dump(a) == _dump(b)
+
+
+def _rows_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    for name, rows in _dump(path).items():
+        digest.update(f"{name}:{rows!r}".encode())
+    return digest.hexdigest()[:16]
+
+
+def test_the_sample_shape_is_the_sample_it_always_was(tmp_path: Path) -> None:
+    """Every table's rows, hashed: the shapes were added without changing one value of the sample."""
+    path = tmp_path / "s.db"
+    generate(path, tickers_per_region=2, days=40)
+    assert _rows_digest(path) == "1f569d9800f46f5b"  # computed before the shapes existed
 
 
 def test_different_seed_gives_different_contents(tmp_path: Path) -> None:
@@ -555,10 +572,143 @@ def test_planted_extreme_returns_are_the_only_extreme_returns(dirty: tuple[Path,
     pytest.param({"tickers_per_region": 1, "defects": True}, id="too-few-tickers-for-defects"),
     pytest.param({"tickers_per_region": 0}, id="no-tickers"),
     pytest.param({"days": 59, "defects": True}, id="too-few-days-for-defects"),
+    pytest.param({"shape": "csv"}, id="unknown-shape"),
 ])
 def test_generate_refuses_sizes_it_cannot_honour(tmp_path: Path, kwargs: dict) -> None:
     with pytest.raises(ValueError):
         generate(tmp_path / "s.db", **kwargs)
+
+
+# -- shapes ---------------------------------------------------------------------------------------------
+SHAPED = {"tickers_per_region": 3, "days": 120}
+
+
+@pytest.fixture(scope="module")
+def shaped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict]]:
+    out = {}
+    for shape in SHAPES:
+        path = tmp_path_factory.mktemp(shape) / "spock.db"
+        out[shape] = path, generate(path, **SHAPED, shape=shape)
+    return out
+
+
+def _columns(path: Path, table_name: str, columns: list[str] | None = None) -> dict[str, list[object]]:
+    """A table's columns (all, or ``columns``), each a list of its values in rowid order."""
+    with _connect(path, rows=False) as conn:
+        names = columns or [r[1] for r in conn.execute(f'PRAGMA table_info("{table_name}")')]
+        rows = conn.execute(f"SELECT {', '.join(f'{chr(34)}{n}{chr(34)}' for n in names)} FROM \"{table_name}\" "
+                            "ORDER BY rowid").fetchall()
+    return {n: [r[i] for r in rows] for i, n in enumerate(names)}
+
+
+def _reals(path: Path) -> dict[tuple[str, str], list[object]]:
+    with _connect(path, rows=False) as conn:
+        pairs = [(t, r[1]) for t in ALL_TABLES for r in conn.execute(f"PRAGMA table_info({t})") if r[2] == "REAL"]
+    return {(t, c): _columns(path, t, [c])[c] for t, c in pairs}
+
+
+def _significant_digits(value: float) -> int:
+    mantissa = repr(abs(value)).split("e")[0].replace(".", "")
+    return len(mantissa.strip("0"))
+
+
+def _near(a: object, b: object) -> bool:
+    """The same value, or (numbers) one a price adjustment of at most 3% moves, rounding included."""
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return abs(a - b) <= 0.035 * abs(b) + 1
+    return a == b
+
+
+@pytest.mark.parametrize("shape", SHAPES[1:])
+def test_every_shape_holds_the_sample_s_rows(shaped: dict[str, tuple[Path, dict]], shape: str) -> None:
+    """The same rows and counts: only the spelling of the shape's own columns differs (in full precision the
+    prices are adjusted, so numbers computed from them move with them)."""
+    sample, sample_manifest = shaped["sample"]
+    path, manifest = shaped[shape]
+    assert manifest["row_counts"] == sample_manifest["row_counts"] and manifest["shape"] == shape
+    stamps = stamp_columns()
+    respelled = set()
+    for name in ALL_TABLES:
+        own = set(stamps.get(name, ())) & set(INSERT_STAMPS if shape == "sqlite-now" else stamps.get(name, ()))
+        before, after = _columns(sample, name), _columns(path, name)
+        if shape == "full-precision":
+            assert all(map(_near, itertools.chain(*after.values()), itertools.chain(*before.values()))), name
+            own = {c for c in after if before[c] != after[c]}
+        assert {c: v for c, v in after.items() if c not in own} == {c: v for c, v in before.items() if c not in own}
+        respelled |= {(name, c) for c in own if before[c] != after[c]}
+    assert ("ohlcv_data", "close" if shape == "full-precision" else "created_at") in respelled
+
+
+@pytest.mark.parametrize("shape", SHAPES[1:])
+def test_every_shape_plants_the_same_defects(tmp_path: Path, shape: str) -> None:
+    sample, shaped_ = ([(e["kind"], e["table"], e.get("rowid"), e.get("label"))
+                        for e in generate(tmp_path / f"{s}.db", **SMALL, defects=True, shape=s)["planted"]]
+                       for s in ("sample", shape))
+    assert shaped_ == sample
+
+
+def test_iso_micro_stamps_are_distinct_isoformat_with_microseconds(shaped: dict[str, tuple[Path, dict]]) -> None:
+    sample, path = shaped["sample"][0], shaped["iso-micro"][0]
+    seen: list[str] = []
+    for name, columns in stamp_columns().items():
+        before, after = _columns(sample, name, list(columns)), _columns(path, name, list(columns))
+        for column in columns:
+            for old, new in zip(before[column], after[column], strict=True):
+                if new is None:
+                    continue
+                moment = datetime.fromisoformat(new)
+                assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}", new) and moment.isoformat() == new
+                assert abs(moment - datetime.fromisoformat(old)) < timedelta(seconds=1), (name, column, old, new)
+                seen.append(new)
+    assert len(seen) == len(set(seen)) > 0
+
+
+def test_full_precision_reals_carry_15_to_17_significant_digits(shaped: dict[str, tuple[Path, dict]]) -> None:
+    for shape, low, high in (("full-precision", 15, 17), ("sample", 1, 17)):
+        found = {_significant_digits(v) for values in _reals(shaped[shape][0]).values() for v in values
+                 if isinstance(v, float) and not v.is_integer()}
+        assert found and low <= min(found) and max(found) <= high, (shape, sorted(found))
+    sample_prices = _columns(shaped["sample"][0], "ohlcv_data", ["close"])["close"]
+    assert max(_significant_digits(v) for v in sample_prices) <= 8  # the sample's prices are on their tick
+    bars = _columns(shaped["full-precision"][0], "ohlcv_data", ["open", "high", "low", "close"])
+    for o, h, lo, c in zip(*bars.values(), strict=True):
+        assert 0 < lo <= min(o, c) <= max(o, c) <= h
+
+
+def test_sqlite_now_insert_stamps_come_in_bursts(shaped: dict[str, tuple[Path, dict]]) -> None:
+    sample, path = shaped["sample"][0], shaped["sqlite-now"][0]
+    for name, columns in stamp_columns().items():
+        after = _columns(path, name, list(columns))
+        for column in columns:
+            if column not in INSERT_STAMPS:  # an event's time (an order, a rate's fetch): as the sample has it
+                assert after[column] == _columns(sample, name, [column])[column], (name, column)
+                continue
+            values = [v for v in after[column] if v is not None]
+            assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", v) for v in values), (name, column)
+    created = _columns(path, "ohlcv_data", ["created_at"])["created_at"]
+    runs = [len(list(group)) for _, group in itertools.groupby(created)]
+    assert created == sorted(created)  # one run of inserts, in rowid order
+    assert max(runs) >= 50 and len(runs) <= len(created) / 50  # many consecutive rows share each second
+
+
+def test_sqlite_now_stamps_keep_their_column_s_time_zone(shaped: dict[str, tuple[Path, dict]]) -> None:
+    """A UTC column (SQLite's CURRENT_TIMESTAMP) holds UTC: the row's local fetch time, then its insert; the
+    other columns hold local time, never before the day their row is about."""
+    path = shaped["sqlite-now"][0]
+    assert ("exchange_rate_history", "created_at") in utc_columns()
+    fx = _columns(path, "exchange_rate_history", ["rate_date", "timestamp", "created_at"])
+    seoul = ZoneInfo("Asia/Seoul")
+    for day, fetched, created in zip(*fx.values(), strict=True):
+        local = datetime.fromisoformat(created).replace(tzinfo=ZoneInfo("UTC")).astimezone(seoul).replace(tzinfo=None)
+        assert local.date().isoformat() == day and datetime.fromisoformat(fetched) <= local, (day, fetched, created)
+    for t in migratable_tables():
+        kind = t.column(t.time_column).kind if t.time_column else None
+        if kind != "date" or t.source == "exchange_rate_history":
+            continue
+        column = t.derived.get(t.time_column) or t.column(t.time_column).source_column  # trade_date: order_time
+        for stamp in (c for c in stamp_columns()[t.source] if c in INSERT_STAMPS):
+            rows = _columns(path, t.source, [column, stamp])
+            assert all(s is None or s[:10] >= d[:10] for d, s in zip(rows[column], rows[stamp], strict=True)), t.name
 
 
 # -- the CLI --------------------------------------------------------------------------------------------
@@ -567,13 +717,14 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, cwd=REPO, check=False)
 
 
-def test_cli_writes_the_file_and_its_manifest(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shape", SHAPES)
+def test_cli_writes_the_file_and_its_manifest(tmp_path: Path, shape: str) -> None:
     out = tmp_path / "s.db"
-    result = _cli("--out", str(out), "--tickers-per-region", "2", "--days", "60", "--defects")
+    result = _cli("--out", str(out), "--tickers-per-region", "2", "--days", "60", "--defects", "--shape", shape)
     assert result.returncode == 0, result.stderr
     manifest = json.loads((tmp_path / "s.db.manifest.json").read_text())
-    assert manifest == generate(tmp_path / "again.db", **SMALL, defects=True)
-    assert _dump(out) == _dump(tmp_path / "again.db")
+    assert manifest == generate(tmp_path / "again.db", **SMALL, defects=True, shape=shape)
+    assert manifest["shape"] == shape and _dump(out) == _dump(tmp_path / "again.db")
     assert "ohlcv_data" in result.stdout and " s " in result.stdout and "declared rules:" in result.stdout
 
 

@@ -27,8 +27,8 @@ from datetime import date
 from quantdbops.registry import OHLCV_DATA, REASONS
 from quantdbops.sample import declared
 from quantdbops.sample.entries import Entry, manifest_value, placeholder, reject
-from quantdbops.sample.ohlcv import Market
-from quantdbops.sample.prices import indicator_columns, price_decimals, round_price, series_calm
+from quantdbops.sample.ohlcv import Market, full_precision_indicators
+from quantdbops.sample.prices import full_bar, indicator_columns, price_decimals, round_price, series_calm
 from quantdbops.sample.stamps import iso_stamp
 from quantdbops.sample.universe import REGION_BY_CODE, REGIONS, SECTORS, Ticker, fresh_codes, region_of_code
 
@@ -316,6 +316,17 @@ class Planter:
                 "expect": "load",
             })
 
+    def shift_prices(self, s: _Series, start: int, factor: float, decimals: int) -> list[list[float]]:
+        """The series' opens, highs, lows and closes, those from `start` on times `factor`: on the tick grid, or
+        (full-precision shape) as computed, each bar still bounded."""
+        cols = (s.opens, s.highs, s.lows, s.closes)
+        if not self.market.full_precision:
+            return [[round_price(p * factor, decimals) if i >= start else p for i, p in enumerate(col)]
+                    for col in cols]
+        bars = [full_bar(*(col[i] * factor for col in cols)) if i >= start else tuple(col[i] for col in cols)
+                for i in range(len(s.ids))]
+        return [list(col) for col in zip(*bars, strict=True)]
+
     def extreme_return(self) -> None:
         for n, t in enumerate(self.extreme):
             s = self.series(t)
@@ -325,8 +336,7 @@ class Planter:
             starts = list(range(margin, len(s.ids) - margin))
             self.rng.shuffle(starts)
             for start in starts:
-                shifted = [[round_price(p * factor, decimals) if i >= start else p for i, p in enumerate(col)]
-                           for col in (s.opens, s.highs, s.lows, s.closes)]
+                shifted = self.shift_prices(s, start, factor, decimals)
                 closes = shifted[3]
                 # Windows holding the jump are dominated by it; every other window must stay calm.
                 if (series_calm(closes[:start], s.volumes[:start])
@@ -335,6 +345,8 @@ class Planter:
             else:
                 raise RuntimeError(f"no calm level shift for {t.code}")
             indicators = indicator_columns(shifted[1], shifted[2], closes, s.volumes)
+            if self.market.full_precision:
+                indicators = full_precision_indicators(indicators)
             sets = ", ".join(f"{col} = ?" for col in (*_PRICE_COLUMNS, *_INDICATOR_COLUMNS))
             self.conn.executemany(f"UPDATE ohlcv_data SET {sets} WHERE id = ?", [
                 (*(col[i] for col in shifted), *(col[i] for col in indicators), s.ids[i])
