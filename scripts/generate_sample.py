@@ -3,9 +3,14 @@
     python scripts/generate_sample.py --out data/sample.db                       # 120 tickers x 260 days
     python scripts/generate_sample.py --out data/sample.db --defects --force     # with planted defects
     python scripts/generate_sample.py --out /tmp/big.db --tickers-per-region 400 --days 420   # ~1M bars
+    python scripts/generate_sample.py --out /tmp/iso.db --shape iso-micro       # the same rows, spelled otherwise
 
 Same arguments, same table contents (the end date defaults to a fixed day, never today). The manifest
-(default <out>.manifest.json) lists row counts and, with --defects, every planted row.
+(default <out>.manifest.json) lists row counts and, with --defects, every planted row and, for every rule the
+migration declares, the rows planted for it or why no source row can break it. --shape picks how the values
+are spelled (the rows are the same in every shape): sample (as always), iso-micro (every timestamp distinct,
+ISO with microseconds), full-precision (every REAL to its last digit), sqlite-now (insert stamps as SQLite's
+CURRENT_TIMESTAMP writes them, in bursts).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
 from quantdbops.sample import generate
+from quantdbops.sample.shapes import SHAPES
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -32,6 +38,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--end-date", type=date.fromisoformat, default=date(2025, 10, 17),
                         help="last trading day, YYYY-MM-DD (default 2025-10-17)")
     parser.add_argument("--defects", action="store_true", help="plant the real data's problems")
+    parser.add_argument("--shape", choices=SHAPES, default="sample", help="how values are spelled (default sample)")
     parser.add_argument("--manifest", type=Path, help="manifest JSON path (default <out>.manifest.json)")
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
     return parser.parse_args(argv)
@@ -49,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         manifest = generate(args.out, tickers_per_region=args.tickers_per_region, days=args.days,
-                            seed=args.seed, end_date=args.end_date, defects=args.defects)
+                            seed=args.seed, end_date=args.end_date, defects=args.defects, shape=args.shape)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -64,7 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     if manifest["planted"]:
         kinds = ", ".join(f"{kind} {n}" for kind, n in manifest["planted_counts"].items())
         print(f"planted: {kinds}")
-    print(f"wrote {args.out} and {manifest_path}")
+        rules = manifest["rules"]
+        own = sum(bool(r["rowids"]) and "why" not in r for r in rules)
+        through = sum(bool(r["rowids"]) and "why" in r for r in rules)
+        print(f"declared rules: {len(rules)}; {own} broken by planted rows, {through} through their cause, "
+              f"{len(rules) - own - through} by no row of the source's schema (the manifest's rules say why)")
+    print(f"wrote {args.out} ({manifest['shape']} shape) and {manifest_path}")
     return 0
 
 

@@ -20,6 +20,7 @@ from test_migration_support import (
     load,
     load_dag,
     plant_tamper_trigger,
+    quarantine_labels,
     source_counts,
     target_counts,
     task_states,
@@ -112,9 +113,8 @@ def test_end_to_end_on_the_defects_sample(
     assert {k: v[0] for k, v in runs.items()} == expected  # a row per table and region, source rows exact
     for key, (source_rows, loaded, rejected) in runs.items():
         assert source_rows == loaded + rejected, key
-    rejects = {tuple(r) for r in pg_conn.execute(
-        "SELECT table_name, source_rowid, reason FROM ops.migration_rejects WHERE run_id = %s", (dr.run_id,))}
-    assert rejects == {(e["table"], e["rowid"], e["reason"]) for e in manifest["planted"] if e["expect"] == "reject"}
+    assert quarantine_labels(pg_conn, dr.run_id) == {
+        (e["table"], e["rowid"], e["label"]) for e in manifest["planted"] if e["expect"] == "reject"}
 
     # The aggregates over ohlcv_data hold the migrated data right away (not only after the weekly refresh):
     # as many rows as the buckets the loaded daily bars fall in, counted here from the table itself.

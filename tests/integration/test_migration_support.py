@@ -134,6 +134,17 @@ def ops_counts(conn: psycopg.Connection) -> dict[str, int]:
             for n in ("migration_rejects", "migration_checksums", "migration_runs", "validation_results")}
 
 
+def quarantine_labels(conn: psycopg.Connection, run_id: str | None = None) -> set[tuple[str, int, str]]:
+    """(table, source rowid, label) of every quarantined row; the label is 'reason:detail' as the registry
+    declares it: without the note an invalid_text detail carries, a duplicate key's detail as 'key'."""
+    rows = conn.execute("SELECT table_name, source_rowid, reason, detail FROM ops.migration_rejects "
+                        "WHERE run_id = %s OR %s::text IS NULL", (run_id, run_id)).fetchall()
+    labels = [(table, rowid, f"{reason}:{'key' if reason == 'duplicate_key' else detail.split(': ', 1)[0]}")
+              for table, rowid, reason, detail in rows]
+    assert len(labels) == len(set(labels)), "a source row quarantined twice"
+    return set(labels)
+
+
 def duplicate_keys(conn: psycopg.Connection, t: Table) -> int:
     key = sql.SQL(", ").join(sql.Identifier(c) for c in t.key)
     return conn.execute(sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} GROUP BY {} HAVING count(*) > 1) d")
@@ -211,6 +222,6 @@ def task_states(dag_run: Any) -> dict[str, tuple[str | None, int]]:
 __all__ = [
     "CLEAN_SAMPLE", "DEFECTS_SAMPLE", "MIGRATABLE", "REPO", "content_columns", "duplicate_keys", "failures",
     "fingerprint", "fingerprints", "load", "load_dag", "make_sample", "ops_counts", "plant_tamper_trigger",
-    "source_counts",
+    "quarantine_labels", "source_counts",
     "source_region_expr", "source_time_expr", "table", "target_counts", "task_states", "validate",
 ]

@@ -1,8 +1,14 @@
 """Plant the real data's problems into a clean sample, and describe every planted row.
 
-Each kind is planted a handful of times (`per_kind`), each planted row carries exactly one problem, and
-the manifest entry says what the loader must do with it: "reject" (with one of REASONS), "map" (load with
-the corrected values in "mapped") or "load" (valid rows the data-quality checks must flag).
+Each kind is planted a handful of times (`per_kind`); then `declared.plant_declared` adds a row for every
+rule of the registry's declaration (`registry.declared_rules`) the kinds left unbroken, so the quarantine
+shows each rule a source row can break. Each planted row carries exactly one problem (one cell, or the pair
+a swap exchanges; a bad ticker cell also leaves the row's ticker unknown, and a row planted for a rule that is
+reported as another breaks it only through that other rule's cause), and the manifest entry says what the
+loader must do with it: "reject" (with one of
+REASONS and the rule's label, "reason:detail", as the loader reports it), "map" (load with the corrected
+values in "mapped") or "load" (valid rows the data-quality checks must flag, and the new listings the
+declared rows of per-ticker tables are planted on).
 
 The data-quality checks run on what the loader keeps, so planting respects them too:
 * gap and extreme_return tickers carry no other defect;
@@ -18,25 +24,32 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
-from quantdbops.sample.ohlcv import Market
-from quantdbops.sample.prices import indicator_columns, price_decimals, round_price, series_calm
+from quantdbops.registry import OHLCV_DATA, REASONS
+from quantdbops.sample import declared
+from quantdbops.sample.entries import Entry, manifest_value, placeholder, reject
+from quantdbops.sample.ohlcv import Market, full_precision_indicators
+from quantdbops.sample.prices import full_bar, indicator_columns, price_decimals, round_price, series_calm
 from quantdbops.sample.stamps import iso_stamp
 from quantdbops.sample.universe import REGION_BY_CODE, REGIONS, SECTORS, Ticker, fresh_codes, region_of_code
 
-REASONS: tuple[str, ...] = (
-    "malformed_date", "malformed_timestamp", "non_numeric", "ohlc_violation", "orphan", "duplicate_key",
-)
+__all__ = ["KINDS", "REASONS", "Planter", "check_plantable", "plant"]
+
 KINDS: tuple[str, ...] = (
     "null_region", "timeframe_1d", "duplicate_spelling", "malformed_date", "non_numeric", "ohlc_violation",
-    "orphan", "malformed_timestamp", "gap", "extreme_return",
+    "orphan", "malformed_timestamp", "gap", "extreme_return", *declared.KINDS,
 )
-Entry = dict[str, object]
+# Source column -> target column of ohlcv_data (rsi_14 is loaded as rsi): a reject's label names the target's.
+_OHLCV_TARGET = {c.source_column: c.name for c in OHLCV_DATA.columns if c.source_column}
 _PRICE_COLUMNS = ("open", "high", "low", "close")
 _INDICATOR_COLUMNS = ("ma5", "ma20", "ma60", "ma120", "ma200", "rsi_14", "macd", "macd_signal", "macd_hist",
                       "bb_upper", "bb_middle", "bb_lower", "atr_14", "atr", "volume_ma20", "volume_ratio")
 _OHLCV_COLUMNS = ("ticker", "timeframe", "date", "region", *_PRICE_COLUMNS, "volume", *_INDICATOR_COLUMNS,
                   "created_at")
 _MIN_SPACING = 3
+# The smallest sample that holds every kind and a row per declared rule (ohlcv_data alone takes some 50
+# planted rows, each at least 3 trading days from the next on its ticker).
+MIN_TICKERS_PER_REGION = 2
+MIN_DAYS = 60
 
 
 def per_kind(n_tickers: int) -> int:
@@ -45,9 +58,9 @@ def per_kind(n_tickers: int) -> int:
 
 
 def check_plantable(tickers_per_region: int, days: int) -> None:
-    """Raise ValueError when a sample is too small to hold every kind of defect."""
-    if tickers_per_region < 2 or days < 30:
-        raise ValueError("defects need tickers_per_region >= 2 and days >= 30")
+    """Raise ValueError when a sample is too small to hold every kind of defect and every declared rule's row."""
+    if tickers_per_region < MIN_TICKERS_PER_REGION or days < MIN_DAYS:
+        raise ValueError(f"defects need tickers_per_region >= {MIN_TICKERS_PER_REGION} and days >= {MIN_DAYS}")
 
 
 @dataclass
@@ -77,7 +90,9 @@ def _weekday(day: str) -> int:
     return date.fromisoformat(day).weekday()
 
 
-class _Planter:
+class Planter:
+    """The planting state: the file, the draws, the tickers whose rows may be planted on, the manifest so far."""
+
     def __init__(self, conn: sqlite3.Connection, rng: random.Random, market: Market) -> None:
         self.conn, self.rng, self.market = conn, rng, market
         self.k = per_kind(len(market.tickers))
@@ -121,18 +136,18 @@ class _Planter:
         raise RuntimeError("no row left to plant a defect on; use a larger sample")
 
     # -- writing -------------------------------------------------------------------------------------
-    def record(self, kind: str, table: str, rowid: int, ticker: str, region: str | None, column: str,
+    def record(self, kind: str, table: str, rowid: int, ticker: object, region: str | None, column: str,
                value: object, **extra: object) -> None:
-        entry: Entry = {"kind": kind, "table": table, "rowid": rowid, "ticker": ticker, "region": region,
-                        "column": column, "value": value}
+        entry: Entry = {"kind": kind, "table": table, "rowid": rowid, "ticker": manifest_value(ticker),
+                        "region": region, "column": column, "value": manifest_value(value)}
         entry.update(extra)
         self.planted.append(entry)
 
     def set_row(self, s: _Series, i: int, kind: str, values: dict[str, object], **expect: object) -> None:
-        assignments = ", ".join(f"{col} = ?" for col in values)
+        assignments = ", ".join(f"{col} = {placeholder(v)}" for col, v in values.items())
         self.conn.execute(f"UPDATE ohlcv_data SET {assignments} WHERE id = ?", (*values.values(), s.ids[i]))
         column, value = next(iter(values.items()))
-        extra = {"values": values} if len(values) > 1 else {}
+        extra = {"values": {c: manifest_value(v) for c, v in values.items()}} if len(values) > 1 else {}
         self.record(kind, "ohlcv_data", s.ids[i], s.ticker.code, s.ticker.region, column, value,
                     date=s.dates[i], **extra, **expect)
 
@@ -163,7 +178,7 @@ class _Planter:
             column, value = ("timeframe", "1d") if n < self.k else ("region", None)
             rowid = self.copy_row(s.ids[i], {column: value})
             self.record("duplicate_spelling", "ohlcv_data", rowid, s.ticker.code, s.ticker.region, column,
-                        value, date=s.dates[i], kept_rowid=s.ids[i], expect="reject", reason="duplicate_key")
+                        value, date=s.dates[i], kept_rowid=s.ids[i], **reject("duplicate_key:key"))
 
     def malformed_date(self) -> None:
         def swappable(s: _Series, i: int) -> bool:
@@ -180,8 +195,7 @@ class _Planter:
         )
         for spell, fits in formats:
             s, i = self.pick(rejected=True, fits=fits)
-            self.set_row(s, i, "malformed_date", {"date": spell(s.dates[i])}, expect="reject",
-                         reason="malformed_date")
+            self.set_row(s, i, "malformed_date", {"date": spell(s.dates[i])}, **reject("malformed_date:date"))
         t = self.pool[self.rng.randrange(len(self.pool))]
         rowid, day = self.rng.choice(self.conn.execute(
             "SELECT id, analysis_date FROM technical_analysis WHERE ticker = ? ORDER BY id",
@@ -189,7 +203,7 @@ class _Planter:
         value = f"{day[8:]}/{day[5:7]}/{day[:4]}"
         self.conn.execute("UPDATE technical_analysis SET analysis_date = ? WHERE id = ?", (value, rowid))
         self.record("malformed_date", "technical_analysis", rowid, t.code, t.region, "analysis_date", value,
-                    date=day, expect="reject", reason="malformed_date")
+                    date=day, **reject("malformed_date:analysis_date"))
         self.ta_used = rowid
 
     def non_numeric(self) -> None:
@@ -203,18 +217,20 @@ class _Planter:
         )
         for column, value, fits in variants[:max(4, self.k)]:
             s, i = self.pick(rejected=True, fits=fits)
-            self.set_row(s, i, "non_numeric", {column: value(s, i)}, expect="reject", reason="non_numeric")
+            self.set_row(s, i, "non_numeric", {column: value(s, i)}, **reject(f"non_numeric:{_OHLCV_TARGET[column]}"))
 
     def ohlc_violation(self) -> None:
         for n in range(self.k):
             s, i = self.pick(rejected=True, fits=lambda s, i: s.highs[i] > s.lows[i])
             if n < self.k - 1:
                 values: dict[str, object] = {"high": s.lows[i], "low": s.highs[i]}
+                rule = "chk_ohlcv_high_low"
             else:
                 decimals = self.market.decimals[s.ticker.code]
                 close = round_price(s.highs[i] * 1.02, decimals)
                 values = {"close": close if close > s.highs[i] else s.highs[i] + 10.0 ** -decimals}
-            self.set_row(s, i, "ohlc_violation", values, expect="reject", reason="ohlc_violation")
+                rule = "chk_ohlcv_high_close"
+            self.set_row(s, i, "ohlc_violation", values, **reject(f"ohlc_violation:{rule}"))
 
     def orphan(self) -> None:
         regions = [spec.code for spec in REGIONS]
@@ -230,7 +246,7 @@ class _Planter:
                 " VALUES (?, ?, ?, ?, ?, 0, 0, NULL, NULL, ?, ?, NULL)",
                 (code, sector, sector_code, industry, industry_code, stamp, stamp))
             self.record("orphan", "stock_details", int(cur.lastrowid), code, None, "ticker", code,
-                        expect="reject", reason="orphan")
+                        **reject("orphan:ticker not in tickers"))
 
         etf_code, day, rank = self.rng.choice(self.conn.execute(
             "SELECT etf_ticker, MAX(as_of_date), COUNT(*) + 1 FROM etf_holdings"
@@ -242,7 +258,7 @@ class _Planter:
             " weight_change_from_prev, as_of_date, created_at, data_source)"
             " VALUES (?, ?, 0.4, 100, 1000.0, ?, NULL, ?, ?, 'ETFCheck')", (etf_code, code, rank, day, stamp))
         self.record("orphan", "etf_holdings", int(cur.lastrowid), code, None, "stock_ticker", code,
-                    etf_ticker=etf_code, expect="reject", reason="orphan")
+                    etf_ticker=etf_code, **reject("orphan:stock_ticker not in the target's tickers"))
 
         # A delisted ticker's last few bars: valid rows whose ticker has left `tickers`.
         region = region_of_code(code)
@@ -257,7 +273,7 @@ class _Planter:
                 (code, day, region, *bar, self.rng.randrange(1000, 9000),
                  iso_stamp(self.rng, date.fromisoformat(day), 18)))
             self.record("orphan", "ohlcv_data", int(cur.lastrowid), code, None, "ticker", code, date=day,
-                        expect="reject", reason="orphan")
+                        **reject("orphan:ticker not in tickers"))
             price = bar[3]
 
     def malformed_timestamp(self) -> None:
@@ -271,11 +287,11 @@ class _Planter:
             value = f"{order_time[8:10]}/{order_time[5:7]}/{order_time[:4]} {order_time[11:16]}"
             self.conn.execute("UPDATE trades SET order_time = ? WHERE id = ?", (value, rowid))
             self.record("malformed_timestamp", "trades", rowid, ticker, region, "order_time", value,
-                        expect="reject", reason="malformed_timestamp")
+                        **reject("malformed_timestamp:order_time"))
         for rowid, ticker, region in ta_picks:
             self.conn.execute("UPDATE technical_analysis SET created_at = 'yesterday' WHERE id = ?", (rowid,))
             self.record("malformed_timestamp", "technical_analysis", rowid, ticker, region, "created_at",
-                        "yesterday", expect="reject", reason="malformed_timestamp")
+                        "yesterday", **reject("malformed_timestamp:created_at"))
 
     def gap(self) -> None:
         # (weekday of the first deleted day, days deleted): a Monday leaves Fri->Tue (4 calendar days),
@@ -300,6 +316,17 @@ class _Planter:
                 "expect": "load",
             })
 
+    def shift_prices(self, s: _Series, start: int, factor: float, decimals: int) -> list[list[float]]:
+        """The series' opens, highs, lows and closes, those from `start` on times `factor`: on the tick grid, or
+        (full-precision shape) as computed, each bar still bounded."""
+        cols = (s.opens, s.highs, s.lows, s.closes)
+        if not self.market.full_precision:
+            return [[round_price(p * factor, decimals) if i >= start else p for i, p in enumerate(col)]
+                    for col in cols]
+        bars = [full_bar(*(col[i] * factor for col in cols)) if i >= start else tuple(col[i] for col in cols)
+                for i in range(len(s.ids))]
+        return [list(col) for col in zip(*bars, strict=True)]
+
     def extreme_return(self) -> None:
         for n, t in enumerate(self.extreme):
             s = self.series(t)
@@ -309,8 +336,7 @@ class _Planter:
             starts = list(range(margin, len(s.ids) - margin))
             self.rng.shuffle(starts)
             for start in starts:
-                shifted = [[round_price(p * factor, decimals) if i >= start else p for i, p in enumerate(col)]
-                           for col in (s.opens, s.highs, s.lows, s.closes)]
+                shifted = self.shift_prices(s, start, factor, decimals)
                 closes = shifted[3]
                 # Windows holding the jump are dominated by it; every other window must stay calm.
                 if (series_calm(closes[:start], s.volumes[:start])
@@ -319,6 +345,8 @@ class _Planter:
             else:
                 raise RuntimeError(f"no calm level shift for {t.code}")
             indicators = indicator_columns(shifted[1], shifted[2], closes, s.volumes)
+            if self.market.full_precision:
+                indicators = full_precision_indicators(indicators)
             sets = ", ".join(f"{col} = ?" for col in (*_PRICE_COLUMNS, *_INDICATOR_COLUMNS))
             self.conn.executemany(f"UPDATE ohlcv_data SET {sets} WHERE id = ?", [
                 (*(col[i] for col in shifted), *(col[i] for col in indicators), s.ids[i])
@@ -331,8 +359,11 @@ class _Planter:
 
 
 def plant(conn: sqlite3.Connection, rng: random.Random, market: Market) -> list[Entry]:
-    """Plant every kind of defect into the clean sample in `conn`; return the manifest entries."""
-    planter = _Planter(conn, rng, market)
+    """Plant every kind of defect into the clean sample in `conn`, then a row for each declared rule still
+    unbroken; return the manifest entries."""
+    planter = Planter(conn, rng, market)
     for kind in KINDS:
-        getattr(planter, kind)()
+        if kind not in declared.KINDS:
+            getattr(planter, kind)()
+    declared.plant_declared(planter)
     return planter.planted

@@ -2,7 +2,8 @@
 
 Everything comes from one `random.Random(seed)` consumed in a fixed order, and every timestamp is derived
 from a date, so the same arguments give the same table contents. Defects are planted after the clean data
-is complete, from the same generator: the clean part of a file is identical with or without them.
+is complete, from the same generator: the clean part of a file is identical with or without them. A shape
+(`shapes`) changes how values are spelled with draws of its own, never which rows there are.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
-from quantdbops.sample import activity, extras, reference
+from quantdbops.sample import activity, declared, extras, reference
 from quantdbops.sample import defects as planting
 from quantdbops.sample.ohlcv import write_ohlcv
 from quantdbops.sample.reference import Row
+from quantdbops.sample.shapes import SHAPES, Shape, full_precision_row, reshape
 from quantdbops.sample.source_ddl import ALL_TABLES, CONTRACT_DDL, EXTRA_DDL
 from quantdbops.sample.universe import REGIONS, build_universe, business_days
 
@@ -29,14 +31,17 @@ REGION_TABLES: tuple[str, ...] = ("ohlcv_data", "tickers", "stock_details", "etf
 
 
 def generate(path: str | Path, *, tickers_per_region: int = 20, days: int = 260, seed: int = 42,
-             end_date: date = date(2025, 10, 17), defects: bool = False) -> dict:
+             end_date: date = date(2025, 10, 17), defects: bool = False, shape: str = Shape.SAMPLE) -> dict:
     """Write the SQLite file (overwriting) and return the manifest dict (also what the CLI writes as JSON).
 
-    The file is built under `<path>.partial` and renamed into place only when complete.
-    Raises ValueError for sizes the sample cannot honour (see `defects.check_plantable`).
+    The file is built under `<path>.partial` and renamed into place only when complete. `shape`: one of
+    `shapes.SHAPES`, how the values are spelled.
+    Raises ValueError for sizes the sample cannot honour (see `defects.check_plantable`) or an unknown shape.
     """
     if days < MIN_DAYS:
         raise ValueError(f"days must be at least {MIN_DAYS}")
+    if shape not in SHAPES:
+        raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
     if defects:
         planting.check_plantable(tickers_per_region, days)
     target = Path(path)
@@ -51,14 +56,18 @@ def generate(path: str | Path, *, tickers_per_region: int = 20, days: int = 260,
         for table in ALL_TABLES:
             conn.execute(CONTRACT_DDL.get(table) or EXTRA_DDL[table])
         calendar = business_days(end_date, days)
-        planted = _fill(conn, random.Random(seed), tickers_per_region, calendar, defects)
+        planted = _fill(conn, random.Random(seed), tickers_per_region, calendar, defects,
+                        random.Random(f"{seed}:{shape}") if shape == Shape.FULL_PRECISION else None)
+        reshape(conn, Shape(shape), seed)
         conn.execute("COMMIT")
         manifest = {
-            "generator": GENERATOR, "version": MANIFEST_VERSION, "seed": seed,
+            "generator": GENERATOR, "version": MANIFEST_VERSION, "seed": seed, "shape": str(shape),
             "tickers_per_region": tickers_per_region, "days": days, "end_date": end_date.isoformat(),
             "first_date": calendar[0].isoformat(), "last_date": calendar[-1].isoformat(),
             "defects": defects, "row_counts": _row_counts(conn), "row_counts_by_region": _region_counts(conn),
             "planted_counts": dict(Counter(str(entry["kind"]) for entry in planted)), "planted": planted,
+            # Every declared rule with the rows planted for it, or why no row breaks it on its own.
+            "rules": declared.coverage(planted) if defects else [],
         }
     except BaseException:
         conn.close()
@@ -70,36 +79,43 @@ def generate(path: str | Path, *, tickers_per_region: int = 20, days: int = 260,
 
 
 def _fill(conn: sqlite3.Connection, rng: random.Random, tickers_per_region: int, calendar: list[date],
-          plant: bool) -> list[dict]:
-    """Every table's rows, in a fixed order of random draws; then the defects if asked."""
+          plant: bool, adjust: random.Random | None = None) -> list[dict]:
+    """Every table's rows, in a fixed order of random draws; then the defects if asked. ``adjust``: the
+    full-precision shape's draws (then every REAL is written as computed)."""
+    def insert(table: str, rows: list[Row]) -> None:
+        _insert(conn, table, rows, full_precision=adjust is not None)
+
     universe = build_universe(rng, tickers_per_region)
-    market = write_ohlcv(conn, rng, universe, calendar)
-    _insert(conn, "tickers", reference.ticker_rows(rng, market))
-    _insert(conn, "stock_details", reference.stock_detail_rows(rng, market))
+    market = write_ohlcv(conn, rng, universe, calendar, adjust)
+    insert("tickers", reference.ticker_rows(rng, market))
+    insert("stock_details", reference.stock_detail_rows(rng, market))
     etfs, etf_details, holdings = reference.etf_rows(rng, market)
-    _insert(conn, "etfs", etfs)
-    _insert(conn, "etf_details", etf_details)
-    _insert(conn, "etf_holdings", holdings)
-    _insert(conn, "technical_analysis", activity.technical_rows(rng, market))
+    insert("etfs", etfs)
+    insert("etf_details", etf_details)
+    insert("etf_holdings", holdings)
+    insert("technical_analysis", activity.technical_rows(rng, market))
     trades, portfolio = activity.trade_rows(rng, market)
-    _insert(conn, "trades", trades)
-    _insert(conn, "portfolio", portfolio)
+    insert("trades", trades)
+    insert("portfolio", portfolio)
     fx = activity.fx_series(rng, len(market.days))
-    _insert(conn, "exchange_rate_history", activity.fx_rows(rng, market, fx))
-    _insert(conn, "market_sentiment", activity.sentiment_rows(rng, market, fx))
-    _insert(conn, "global_market_indices", activity.index_rows(rng, market))
-    _insert(conn, "ticker_fundamentals", reference.fundamental_rows(rng, market))
+    insert("exchange_rate_history", activity.fx_rows(rng, market, fx))
+    insert("market_sentiment", activity.sentiment_rows(rng, market, fx))
+    insert("global_market_indices", activity.index_rows(rng, market))
+    insert("ticker_fundamentals", reference.fundamental_rows(rng, market))
     for table, rows in extras.extra_rows(rng, market, fx).items():
-        _insert(conn, table, rows)
+        insert(table, rows)
     return planting.plant(conn, rng, market) if plant else []
 
 
-def _insert(conn: sqlite3.Connection, table: str, rows: list[Row]) -> None:
+def _insert(conn: sqlite3.Connection, table: str, rows: list[Row], full_precision: bool = False) -> None:
     if not rows:
         return
     columns = list(rows[0])
-    declared = {name for _, name, _, _, _, pk in conn.execute(f"PRAGMA table_info({table})")
-                if not (name == "id" and pk)}
+    info = conn.execute(f"PRAGMA table_info({table})").fetchall()
+    declared = {name for _, name, _, _, _, pk in info if not (name == "id" and pk)}
+    if full_precision:
+        reals = {name for _, name, kind, _, _, _ in info if kind == "REAL"}
+        rows = [full_precision_row(row, reals) for row in rows]
     # Every column explicit: a DEFAULT such as CURRENT_TIMESTAMP would tie the file to the clock.
     if set(columns) != declared:
         mismatch = sorted(declared ^ set(columns))

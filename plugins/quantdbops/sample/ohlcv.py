@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from itertools import chain, repeat
 
-from quantdbops.sample.prices import indicator_columns, simulate
+from quantdbops.sample.prices import Bars, full_bar, full_digits, indicator_columns, simulate
 from quantdbops.sample.stamps import iso_stamp
 from quantdbops.sample.universe import REGIONS, Ticker
 
@@ -32,12 +32,32 @@ class Market:
     closes: dict[str, list[float]] = field(default_factory=dict)
     mean_volume: dict[str, float] = field(default_factory=dict)
     decimals: dict[str, int] = field(default_factory=dict)
+    full_precision: bool = False  # prices and indicators unrounded (the full-precision shape)
+
+
+def adjusted(bars: Bars, factor: float) -> Bars:
+    """The bars times a vendor's adjustment factor, stored as computed: every price at full precision.
+
+    One factor per ticker, so every return (and z-score) stays as it was and each bar stays bounded."""
+    full = [full_bar(o * factor, h * factor, lo * factor, c * factor)
+            for o, h, lo, c in zip(bars.opens, bars.highs, bars.lows, bars.closes, strict=True)]
+    opens, highs, lows, closes = (list(col) for col in zip(*full, strict=True))
+    return Bars(opens, highs, lows, closes, bars.volumes, bars.decimals)
+
+
+def full_precision_indicators(columns: list[list[float | None]]) -> list[list[float | None]]:
+    """Indicator columns with every value at full precision (a computed value's usual 15 to 17 digits)."""
+    return [[None if v is None else full_digits(v) for v in col] for col in columns]
 
 
 def write_ohlcv(conn: sqlite3.Connection, rng: random.Random, tickers: list[Ticker],
-                days: list[date]) -> Market:
-    """Generate and insert the daily bars of every ticker; return what later tables need."""
-    market = Market(tickers=tickers, days=days, dates=[d.isoformat() for d in days])
+                days: list[date], adjust: random.Random | None = None) -> Market:
+    """Generate and insert the daily bars of every ticker; return what later tables need.
+
+    ``adjust``: the full-precision shape's own draws (the adjustment factors), so that `rng` is drawn from
+    exactly as in the sample shape and every other table comes out the same."""
+    market = Market(tickers=tickers, days=days, dates=[d.isoformat() for d in days],
+                    full_precision=adjust is not None)
     n = len(days)
     # One collection run per region and day: every row of that run carries the same stamp.
     created = {spec.code: [iso_stamp(rng, d, 18, 90) for d in days] for spec in REGIONS}
@@ -46,14 +66,20 @@ def write_ohlcv(conn: sqlite3.Connection, rng: random.Random, tickers: list[Tick
         next_id = 1
         for t in sorted(tickers, key=lambda t: t.code):
             bars = simulate(rng, t.region, t.asset_type, n)
+            if adjust is not None:
+                bars = adjusted(bars, 1.0 - adjust.uniform(0.001, 0.03))
             market.closes[t.code] = bars.closes
             market.mean_volume[t.code] = sum(bars.volumes) / n
             market.decimals[t.code] = bars.decimals
             yield zip(range(next_id, next_id + n), repeat(t.code), repeat("D"), market.dates,
                       repeat(t.region), bars.opens, bars.highs, bars.lows, bars.closes, bars.volumes,
-                      *indicator_columns(bars.highs, bars.lows, bars.closes, bars.volumes),
+                      *indicators(bars.highs, bars.lows, bars.closes, bars.volumes),
                       created[t.region])
             next_id += n
+
+    def indicators(*series: list) -> list[list[float | None]]:
+        columns = indicator_columns(*series)
+        return full_precision_indicators(columns) if adjust is not None else columns
 
     conn.executemany(_INSERT, chain.from_iterable(per_ticker()))
     return market

@@ -56,6 +56,22 @@ def round_price(value: float, decimals: int) -> float:
     return max(round(value, decimals), 10.0 ** -decimals)
 
 
+def full_digits(value: float, up: bool = True) -> float:
+    """`value`, or the nearest double above (below, `up=False`) it, whose shortest decimal spelling takes 15 to
+    17 significant digits: what an unrounded computed value looks like. About one double in a hundred reads
+    back from 14 digits or fewer; the step to its neighbour (one unit in the last place) changes nothing else."""
+    while value != 0.0 and float(f"{value:.14g}") == value:
+        value = math.nextafter(value, math.inf if up else -math.inf)
+    return value
+
+
+def full_bar(open_: float, high: float, low: float, close: float) -> tuple[float, float, float, float]:
+    """A bar's prices at full precision, still bounded: low <= open, close <= high (high only moves up, low
+    down)."""
+    open_, close = full_digits(open_), full_digits(close)
+    return (open_, full_digits(max(high, open_, close)), full_digits(min(low, open_, close), up=False), close)
+
+
 def is_calm(values: Sequence[float], windows: Sequence[int] = CALM_WINDOWS, limit: float = Z_LIMIT) -> bool:
     """True when no value lies more than `limit` population standard deviations from the mean of the
     whole series, of any `windows`-long run containing it, or of the run just before it.

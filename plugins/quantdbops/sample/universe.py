@@ -187,7 +187,8 @@ def fresh_codes(rng: random.Random, region: str, count: int, taken: set[str]) ->
     return codes
 
 
-def _name(rng: random.Random, region: str, asset_type: str) -> tuple[str, str]:
+def listing_name(rng: random.Random, region: str, asset_type: str) -> tuple[str, str]:
+    """A (local, English) name of a new listing of `region`."""
     if asset_type == "ETF":
         brand = rng.choice(_ETF_BRANDS[region])
         index = rng.choice(ETF_INDEXES[region])
@@ -217,7 +218,7 @@ def build_universe(rng: random.Random, tickers_per_region: int) -> list[Ticker]:
         entries = sorted([(code, "STOCK") for code, _, _ in famous]
                          + [(code, "ETF" if code in etf_codes else "STOCK") for code in codes])
         for code, asset_type in entries:
-            local, eng = names.get(code) or _name(rng, spec.code, asset_type)
+            local, eng = names.get(code) or listing_name(rng, spec.code, asset_type)
             tier = "MAIN"
             if spec.code == "KR" and asset_type == "STOCK" and rng.random() < 0.4:
                 tier = "KOSDAQ"
