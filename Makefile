@@ -23,7 +23,7 @@ export AIRFLOW_CONN_QUANT_POSTGRES := postgresql://postgres@127.0.0.1:$(PG_PORT)
 export AIRFLOW_CONN_SPOCK_SQLITE := sqlite:///$(CURDIR)/$(SAMPLE)
 export PYTHONPATH := $(CURDIR)/plugins
 
-.PHONY: help demo test lint sample pg stop airflow bench clean system-deps browser-deps venv screenshots
+.PHONY: help demo test lint sample pg stop airflow bench clean system-deps browser-deps redis-deps venv screenshots
 
 help:
 	@echo "make demo     generate a sample SQLite DB and migrate it into a local PostgreSQL (started here)"
@@ -54,6 +54,18 @@ browser-deps:
 	  else \
 	    echo "Installing Chromium and ChromeDriver from Debian's packages..."; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  fi; \
+	fi
+
+# Debian's redis-server, the Celery broker of the Celery/TLS end-to-end test (which skips, saying why, where
+# it is missing). Nothing is started here: the test starts its own on a free loopback port.
+redis-deps:
+	@if [ ! -x /usr/bin/redis-server ]; then \
+	  if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "redis-server is missing: the Celery end-to-end test will be skipped. Run as root, or: sudo apt-get install -y redis-server"; \
+	  else \
+	    echo "Installing redis-server from Debian's packages..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
 	  fi; \
 	fi
 
@@ -90,9 +102,9 @@ $(AIRFLOW_HOME)/.migrated: $(VENV)/.installed
 demo: pg $(SAMPLE) $(AIRFLOW_HOME)/.migrated
 	@$(PY) scripts/demo.py --sample $(SAMPLE)
 
-# tests/e2e/ starts a real Airflow (and Chromium) once for its module; `-m "not slow"` leaves out every
-# whole-DAG run.
-test: system-deps browser-deps venv
+# tests/e2e/ starts a real Airflow (and Chromium; Redis and Celery workers for the Celery/TLS module) once
+# per module; `-m "not slow"` leaves out every whole-DAG run.
+test: system-deps browser-deps redis-deps venv
 	$(PY) -m pytest
 
 # --- the rest ----------------------------------------------------------------------------------------

@@ -10,6 +10,11 @@ Each component runs in its own session and writes ``<home>/<component>.log``; ``
 component with its whole process tree (LocalExecutor workers, task supervisors, task processes), SIGTERM
 first, SIGKILL after a grace period, so nothing outlives a failed test.
 
+With ``celery`` (``celerystack.CeleryMode``) the executor is the CeleryExecutor: the stack also starts a
+Redis broker on loopback and Celery workers that share nothing with the rest but the metadata database,
+the DAGs folder and plugins (their output goes to ``<celery root>/worker1.log``, ...); they are stopped like
+the components, Redis last.
+
 ``AirflowApi`` is the operator's side: a JWT from ``POST /auth/token`` (simple auth manager), then the
 public REST API ``/api/v2``.
 """
@@ -32,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from celerystack import CeleryMode
 from pgcluster import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,6 +77,7 @@ class AirflowStack:
     # True: ignore the caller's AIRFLOW__*/AIRFLOW_CONN_*/AIRFLOW_VAR_* variables (a test's Airflow must not
     # read `make`'s connections, which win over the metadata DB's); False: keep them (`make airflow`).
     clean_env: bool = True
+    celery: CeleryMode | None = None  # None: LocalExecutor
     password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     procs: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
     log_server_ports: list[int] = field(default_factory=lambda: _free_ports(2), init=False)
@@ -84,6 +91,13 @@ class AirflowStack:
         return self.home / "simple_auth_manager_passwords.json"
 
     def log(self, component: str) -> Path:
+        """A component's output; ``celery-worker1`` and ``redis`` write beside their own directories."""
+        if self.celery:
+            if component == "redis":
+                return self.celery.broker.root / "redis.log"
+            for worker in self.celery.worker_list:
+                if component == f"celery-{worker.name}":
+                    return worker.log
         return self.home / f"{component}.log"
 
     def env(self) -> dict[str, str]:
@@ -114,6 +128,7 @@ class AirflowStack:
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_log_port),
             "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
             **FAST_SETTINGS,
+            **(self.celery.settings(self.metadata_uri) if self.celery else {}),
             **self._keys(),
             **self.settings,
         })
@@ -151,13 +166,23 @@ class AirflowStack:
         self.cli("db", "migrate")
 
     def start(self) -> None:
-        """Start every component; returns at once (``wait_ready`` waits)."""
+        """Start every component (Celery: the broker first, the workers last); returns once the broker
+        answers (``wait_ready`` waits for the rest)."""
         env = self.env()
         atexit.register(self.stop)  # also when the caller dies of an exception no finally saw
+        if self.celery:
+            self._spawn("redis", self.celery.broker.command(), env)
+            self.celery.broker.wait_ready()
         for name in self.components:
-            with self.log(name).open("ab") as fh:
-                self.procs[name] = subprocess.Popen([str(AIRFLOW), name], env=env, stdout=fh,
-                                                    stderr=subprocess.STDOUT, start_new_session=True)
+            self._spawn(name, [str(AIRFLOW), name], env)
+        for worker in self.celery.worker_list if self.celery else []:
+            self._spawn(f"celery-{worker.name}", worker.command(AIRFLOW, self.celery.concurrency), worker.env(env))
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
+        self.log(name).parent.mkdir(parents=True, exist_ok=True)
+        with self.log(name).open("ab") as fh:
+            self.procs[name] = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                                start_new_session=True)
 
     def up(self) -> AirflowApi:
         """Prepare, start, wait until ready, set up what the DAGs need; the admin's API client."""
@@ -193,34 +218,28 @@ class AirflowStack:
                 time.sleep(1)
                 continue
             if all((health.get(key) or {}).get("status") == "healthy"
-                   for comp, key in wanted.items() if comp in self.components):
+                   for comp, key in wanted.items() if comp in self.components) and self._workers_answer():
                 return time.monotonic() - started
             time.sleep(1)
-        raise AirflowError(f"Airflow not ready after {timeout:.0f}s (health: {health}); logs in {self.home}")
+        missing = ""
+        if self.celery:
+            answered = self.celery.answering_workers()
+            silent = sorted(w.node_name for w in self.celery.worker_list if w.node_name not in answered)
+            missing = f"; Celery workers not answering: {silent}"
+        raise AirflowError(f"Airflow not ready after {timeout:.0f}s (health: {health}{missing}); logs in "
+                           f"{self.home}")
+
+    def _workers_answer(self) -> bool:
+        if not self.celery:
+            return True
+        return {w.node_name for w in self.celery.worker_list} <= self.celery.answering_workers()
 
     def stop(self, grace: float = 20) -> None:
-        """End every component and everything it started: SIGTERM, then SIGKILL after ``grace`` seconds."""
-        import psutil
-
-        victims: list[psutil.Process] = []
-        for proc in self.procs.values():
-            try:
-                parent = psutil.Process(proc.pid)
-                victims += [parent, *parent.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                pass
-        for proc in self.procs.values():
-            _signal_group(proc.pid, signal.SIGTERM)
-        for p in victims:
-            _signal_proc(p, signal.SIGTERM)
-        _, alive = psutil.wait_procs(victims, timeout=grace)
-        for proc in self.procs.values():
-            _signal_group(proc.pid, signal.SIGKILL)
-        for p in alive:
-            _signal_proc(p, signal.SIGKILL)
-        psutil.wait_procs(alive, timeout=5)
-        for proc in self.procs.values():
-            proc.wait(timeout=5)
+        """End every component and everything it started: SIGTERM, then SIGKILL after ``grace`` seconds.
+        The broker goes last, so the workers do not spend their shutdown reconnecting to it."""
+        broker = {n: p for n, p in self.procs.items() if n == "redis"}
+        _end_trees([p for n, p in self.procs.items() if n not in broker], grace)
+        _end_trees(list(broker.values()), grace)
         self.procs.clear()
 
     def __enter__(self) -> AirflowStack:
@@ -228,6 +247,31 @@ class AirflowStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _end_trees(procs: list[subprocess.Popen], grace: float) -> None:
+    """SIGTERM each process with its whole tree, SIGKILL what is left after ``grace`` seconds."""
+    import psutil
+
+    victims: list[psutil.Process] = []
+    for proc in procs:
+        try:
+            parent = psutil.Process(proc.pid)
+            victims += [parent, *parent.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass
+    for proc in procs:
+        _signal_group(proc.pid, signal.SIGTERM)
+    for p in victims:
+        _signal_proc(p, signal.SIGTERM)
+    _, alive = psutil.wait_procs(victims, timeout=grace)
+    for proc in procs:
+        _signal_group(proc.pid, signal.SIGKILL)
+    for p in alive:
+        _signal_proc(p, signal.SIGKILL)
+    psutil.wait_procs(alive, timeout=5)
+    for proc in procs:
+        proc.wait(timeout=5)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -327,6 +371,22 @@ class AirflowApi:
         """Unpause the DAG and create a run; the run as the API returns it."""
         self.call("PATCH", f"/dags/{dag_id}", {"is_paused": False})
         return self.call("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": logical_date, "conf": dict(conf)})
+
+    def trigger_due_run(self, dag_id: str, conf: Mapping[str, Any]) -> dict[str, Any]:
+        """Run a scheduled DAG's due run now, by hand, with ``conf``; the run.
+
+        Unpausing a DAG whose cron time has passed (``catchup=False``) makes the scheduler start the latest
+        due run at once, with the default params. So the run is created first, while the DAG is paused, at
+        the logical date the scheduler would use (``next_dagrun_logical_date``), then the DAG is unpaused:
+        the scheduler finds that run and creates no second one.
+        """
+        self.call("PATCH", f"/dags/{dag_id}", {"is_paused": True})
+        due = self.get(f"/dags/{dag_id}/details")["next_dagrun_logical_date"]
+        if not due:
+            raise AirflowError(f"{dag_id} has no due run: it has no schedule, or the dag-processor has not set it")
+        run = self.call("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": due, "conf": dict(conf)})
+        self.call("PATCH", f"/dags/{dag_id}", {"is_paused": False})
+        return run
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float, *, fail_fast: bool = False) -> dict[str, Any]:
         """Poll a run until it is no longer queued or running (or the deadline passes); the run.

@@ -4,7 +4,12 @@ Uses Debian's server binaries (/usr/lib/postgresql/15/bin). PostgreSQL refuses t
 run as root the cluster belongs to the unprivileged ``postgres`` user and commands run through runuser.
 TimescaleDB is preloaded where the extension is installed; pg_stat_statements always.
 
-CLI: python scripts/pgcluster.py start|stop|status --dir .local/pg --port 55432
+With ``tls`` (a CA-signed server certificate, ``tlscerts.make_server_certificates``) the cluster accepts TCP
+connections only over TLS: ``ssl = on`` and a pg_hba.conf of ``hostssl`` lines (no ``host`` line), so a
+client without TLS is refused; the Unix socket stays for the administrator. Clients verify the server
+with ``sslmode=verify-full`` and the CA (``dsn()`` and ``uri()`` say so). The default cluster is unchanged.
+
+CLI: python scripts/pgcluster.py start|stop|status --dir .local/pg --port 55432 [--tls-dir DIR]
 """
 
 from __future__ import annotations
@@ -20,9 +25,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tlscerts import ServerTls, make_server_certificates
+
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_SHARE_EXT = Path("/usr/share/postgresql/15/extension")
 RUN_AS = "postgres"
+# Every TCP client must use TLS: there is no `host` line, so a plain connection matches nothing and is
+# refused ("no pg_hba.conf entry ..., no encryption"). The socket is the administrator's way in.
+TLS_ONLY_HBA = """\
+# quant-db-ops TLS-only cluster: TCP connections must use TLS
+local    all  all                 trust
+hostssl  all  all  127.0.0.1/32   trust
+hostssl  all  all  ::1/128        trust
+"""
 
 
 def timescaledb_available() -> bool:
@@ -60,6 +75,7 @@ class Cluster:
     # False (tests): neither TimescaleDB policies nor autovacuum act behind a test's back (a test that counts
     # dead tuples before and after a dry run must see only what the code under test did).
     background_jobs: bool = True
+    tls: ServerTls | None = None  # set: TLS-only (hostssl), the server presenting this certificate
 
     @property
     def with_timescaledb(self) -> bool:
@@ -74,10 +90,16 @@ class Cluster:
         return self.root / "postgres.log"
 
     def dsn(self, dbname: str = "quant_platform") -> str:
-        return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"
+        dsn = f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"
+        if self.tls:
+            dsn += f" sslmode=verify-full sslrootcert={self.tls.ca_cert}"
+        return dsn
 
     def uri(self, dbname: str = "quant_platform") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+        uri = f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+        if self.tls:
+            uri += f"?sslmode=verify-full&sslrootcert={self.tls.ca_cert}"
+        return uri
 
     def running(self) -> bool:
         res = subprocess.run([str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
@@ -117,9 +139,20 @@ class Cluster:
         if not self.with_timescaledb:
             for key in [k for k in settings if k.startswith("timescaledb.")]:
                 del settings[key]
+        if self.tls:
+            settings.update(self._install_tls(self.tls))
         with open(self.data / "postgresql.conf", "a", encoding="utf-8") as fh:
             fh.write("\n# quant-db-ops local cluster\n")
             fh.writelines(f"{k} = {v}\n" for k, v in settings.items())
+
+    def _install_tls(self, tls: ServerTls) -> dict[str, str]:
+        """Copy certificate and key into the data directory (the server wants its key private to it), make
+        pg_hba.conf TLS-only; the settings that turn TLS on."""
+        for src, name in ((tls.cert, "server.crt"), (tls.key, "server.key")):
+            shutil.copyfile(src, self.data / name)
+            (self.data / name).chmod(0o600)
+        (self.data / "pg_hba.conf").write_text(TLS_ONLY_HBA, encoding="utf-8")
+        return {"ssl": "on", "ssl_cert_file": "'server.crt'", "ssl_key_file": "'server.key'"}
 
     def served_data_directory(self) -> Path:
         """The data directory of the server answering on this cluster's port."""
@@ -140,6 +173,10 @@ class Cluster:
 
     def start(self) -> None:
         self.init()
+        hba = (self.data / "pg_hba.conf").read_text(encoding="utf-8")
+        if bool(self.tls) != (hba == TLS_ONLY_HBA):
+            raise RuntimeError(f"{self.data} was initialised {'with' if hba == TLS_ONLY_HBA else 'without'} TLS; "
+                               "destroy it (make clean) or use another directory to change that")
         if self.running():
             self._require_own_server()
             return
@@ -178,8 +215,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=55432)
     ap.add_argument("--db", default="quant_platform")
     ap.add_argument("--plain", action="store_true", help="do not preload TimescaleDB even where installed")
+    ap.add_argument("--tls-dir", type=Path, help="TLS only: make a CA and a server certificate in this directory "
+                                                 "(when the cluster is initialised); clients use its ca.crt")
     args = ap.parse_args(argv)
-    cluster = Cluster(Path(args.dir).resolve(), args.port, timescaledb=False if args.plain else None)
+    tls = None
+    if args.tls_dir and args.action == "start":
+        tls_dir = args.tls_dir.resolve()
+        tls = (ServerTls(tls_dir / "ca.crt", tls_dir / "server.crt", tls_dir / "server.key")
+               if (tls_dir / "server.crt").exists() else make_server_certificates(tls_dir))
+    cluster = Cluster(Path(args.dir).resolve(), args.port, timescaledb=False if args.plain else None, tls=tls)
     if args.action == "start":
         fresh = not (cluster.data / "PG_VERSION").exists()
         try:
@@ -190,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         cluster.createdb(args.db)
         mode = ("with TimescaleDB preloaded" if cluster.with_timescaledb
                 else "plain PostgreSQL (TimescaleDB not installed or --plain)")
+        tls_note = f", TLS only, CA {tls.ca_cert}" if tls else ""
         print(f"PostgreSQL 15 {'initialised and ' if fresh else ''}running: {cluster.uri(args.db)} "
-              f"({mode}); data in {cluster.data}")
+              f"({mode}{tls_note}); data in {cluster.data}")
     elif args.action == "stop":
         cluster.stop()
         print(f"PostgreSQL in {cluster.data} stopped")

@@ -40,6 +40,7 @@ os.environ.update({
 sys.path[:0] = [str(REPO / "plugins"), str(REPO / "scripts")]
 
 from pgcluster import Cluster, free_port, timescaledb_available  # noqa: E402
+from tlscerts import ServerTls, make_server_certificates  # noqa: E402
 
 TSDB_SKIP_REASON = (
     "TimescaleDB is not installed for the local PostgreSQL 15 (no timescaledb.control in "
@@ -79,9 +80,9 @@ def _root_log_handlers_on_this_tests_stderr() -> None:
     repoint_root_stream_handlers(sys.stderr, only_closed=True)
 
 
-def _cluster(name: str, timescaledb: bool) -> Iterator[Cluster]:
+def _cluster(name: str, timescaledb: bool, tls: ServerTls | None = None) -> Iterator[Cluster]:
     cluster = Cluster(_SESSION_DIR / name, free_port(), fsync=False, timescaledb=timescaledb,
-                      background_jobs=False)
+                      background_jobs=False, tls=tls)
     cluster.start()
     yield cluster
     cluster.destroy()
@@ -99,6 +100,13 @@ def tsdb_cluster() -> Iterator[Cluster]:
     if not timescaledb_available():
         pytest.skip(TSDB_SKIP_REASON)
     yield from _cluster("pg-tsdb", timescaledb=True)
+
+
+@pytest.fixture(scope="session")
+def tls_cluster() -> Iterator[Cluster]:
+    """PostgreSQL 15 (plain) that takes TCP connections only over TLS (``hostssl``), with a CA and a server
+    certificate for 127.0.0.1/localhost made for this session by openssl; ``dsn()`` verifies it (verify-full)."""
+    yield from _cluster("pg-tls", timescaledb=False, tls=make_server_certificates(_SESSION_DIR / "tls"))
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Helpers of the end-to-end tests (no tests here): log tables, expected counts, the browser.
+"""Helpers of the end-to-end tests (no tests here): runs, log tables, expected counts, the browser.
 
 Kept in a ``test_*_support`` module rather than ``tests/e2e/conftest.py``: a second module named
 ``conftest`` would shadow the top-level one.
@@ -10,9 +10,9 @@ import importlib.util
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,56 @@ CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-
 # temporary directory so a test run never changes tracked files.
 SCREENSHOT_DIR_VAR = "QUANTDBOPS_SCREENSHOT_DIR"
 _DASHES = re.compile(r"-+")
+
+
+# --- runs --------------------------------------------------------------------------------------------------
+def now_logical_date() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def outcome(tis: Sequence[dict[str, Any]], skipped_by_design: Collection[str] = ()) -> dict[str, str]:
+    """Each task's state; a task in ``skipped_by_design`` (e.g. ``prune_tickers`` when pruning is off)
+    reads 'success' when it did skip."""
+    return {t["task_id"]: "success" if t["task_id"] in skipped_by_design and t["state"] == "skipped"
+            else t["state"] for t in tis}
+
+
+def failure_report(api: Any, stack: Any, dag_id: str, run: dict[str, Any], tis: list[dict[str, Any]],
+                   deadline_s: float, quiet_logs: Sequence[str] = ("scheduler",)) -> str:
+    """Why a run did not succeed: task states, the log of each failed task, else the last lines of the
+    components in ``quiet_logs`` (nothing failed: the run never got going, and they say why)."""
+    lines = [f"{dag_id} run {run['dag_run_id']} is {run['state']!r} (waited at most {deadline_s}s, "
+             "stopping at the first failed or retrying task).",
+             "Task states: " + ", ".join(f"{t['task_id']}={t['state']}@{t.get('hostname') or '-'}" for t in tis)]
+    bad = [t for t in tis if t["state"] in ("failed", "up_for_retry", "upstream_failed")]
+    for ti in bad:
+        if ti["state"] != "upstream_failed":
+            log = api.task_log(dag_id, run["dag_run_id"], ti["task_id"], ti["try_number"])
+            lines += [f"--- log of {ti['task_id']} (try {ti['try_number']}):", *log[-60:]]
+    if not bad:
+        for component in quiet_logs:
+            lines += [f"--- last lines of {stack.log(component)}:", stack.tail(component, 60)]
+    return "\n".join(lines)
+
+
+def run_to_end(api: Any, stack: Any, dag_id: str, run: dict[str, Any], deadline_s: float,
+               quiet_logs: Sequence[str] = ("scheduler",)) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Wait for a created run (stopping at the first failed or retrying task); the run and its task
+    instances, or the test fails with ``failure_report``."""
+    import pytest
+
+    run = api.wait_for_run(dag_id, run["dag_run_id"], deadline_s, fail_fast=True)
+    tis = api.task_instances(dag_id, run["dag_run_id"])
+    if run["state"] != "success":
+        pytest.fail(failure_report(api, stack, dag_id, run, tis, deadline_s, quiet_logs))
+    return run, tis
+
+
+def trigger_to_end(api: Any, stack: Any, dag_id: str, conf: Mapping[str, Any], deadline_s: float,
+                   quiet_logs: Sequence[str] = ("scheduler",)) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Unpause, trigger now with ``conf`` and wait (``run_to_end``)."""
+    created = api.trigger(dag_id, conf, now_logical_date())
+    return run_to_end(api, stack, dag_id, created, deadline_s, quiet_logs)
 
 
 # --- the log tables (quantdbops.report.format_table) --------------------------------------------------
@@ -61,6 +111,16 @@ def number(cell: str) -> int:
 
 
 # --- what the source holds --------------------------------------------------------------------------------
+def generate_sample(out: Path, args: Sequence[str]) -> Path:
+    """A Spock SQLite file written by the same script an operator runs (scripts/generate_sample.py)."""
+    import subprocess
+
+    res = subprocess.run([sys.executable, str(REPO / "scripts" / "generate_sample.py"), "--out", str(out), *args],
+                         capture_output=True, text=True, check=False)
+    assert res.returncode == 0, f"generate_sample.py failed:\n{res.stdout}\n{res.stderr}"
+    return out
+
+
 def expected_rows(sample: Path, regions: Sequence[str]) -> dict[str, dict[str, int]]:
     """Per target table, source rows per region ('ALL' for market-wide tables) for the chosen regions."""
     from test_migration_support import MIGRATABLE, source_counts
