@@ -221,8 +221,8 @@ def test_the_nightly_backup_succeeds(backup: Run, capsys: pytest.CaptureFixture[
     assert set(outcome(backup.task_instances, SKIPPED[BACKUP]).values()) == {"success"}
 
 
-def test_the_backup_and_latest_are_in_the_bucket(deployment: Deployment, backup: Run) -> None:
-    from test_backup_support import get_json, keys
+def test_the_backup_and_latest_are_in_the_bucket_encrypted(deployment: Deployment, backup: Run) -> None:
+    from test_backup_support import get_json, keys, s3_client
 
     prefix = f"backups/{deployment.dbname}/"
     stored = keys(deployment.s3_endpoint, deployment.bucket, prefix)
@@ -230,6 +230,11 @@ def test_the_backup_and_latest_are_in_the_bucket(deployment: Deployment, backup:
     assert len(dumps) == 1, stored
     assert prefix + LATEST_NAME in stored
     assert get_json(deployment.s3_endpoint, deployment.bucket, prefix + LATEST_NAME)["s3_key"] == dumps[0]
+    # encrypted at rest (the default), as the manifest records, and proven by a restore
+    head = s3_client(deployment.s3_endpoint).head_object(Bucket=deployment.bucket, Key=dumps[0])
+    manifest = get_json(deployment.s3_endpoint, deployment.bucket, dumps[0].replace(DUMP_SUFFIX, ".manifest.json"))
+    assert head["ServerSideEncryption"] == manifest["encryption"]["algorithm"] == "AES256"
+    assert manifest["verified"] is True
 
 
 def test_no_dump_is_left_on_any_worker(deployment: Deployment, backup: Run) -> None:
