@@ -32,9 +32,13 @@ PG_SHARE_EXT = Path("/usr/share/postgresql/15/extension")
 RUN_AS = "postgres"
 # Every TCP client must use TLS: there is no `host` line, so a plain connection matches nothing and is
 # refused ("no pg_hba.conf entry ..., no encryption"). The socket is the administrator's way in.
-TLS_ONLY_HBA = """\
+# The role ``CERT_ONLY_ROLE`` is admitted only with a client certificate the cluster's CA signed for it.
+CERT_ONLY_ROLE = "cert_only"
+TLS_ONLY_HBA = f"""\
 # quant-db-ops TLS-only cluster: TCP connections must use TLS
 local    all  all                 trust
+hostssl  all  {CERT_ONLY_ROLE}  127.0.0.1/32   cert
+hostssl  all  {CERT_ONLY_ROLE}  ::1/128        cert
 hostssl  all  all  127.0.0.1/32   trust
 hostssl  all  all  ::1/128        trust
 """
@@ -148,11 +152,13 @@ class Cluster:
     def _install_tls(self, tls: ServerTls) -> dict[str, str]:
         """Copy certificate and key into the data directory (the server wants its key private to it), make
         pg_hba.conf TLS-only; the settings that turn TLS on."""
-        for src, name in ((tls.cert, "server.crt"), (tls.key, "server.key")):
+        for src, name in ((tls.cert, "server.crt"), (tls.key, "server.key"), (tls.ca_cert, "ca.crt")):
             shutil.copyfile(src, self.data / name)
             (self.data / name).chmod(0o600)
         (self.data / "pg_hba.conf").write_text(TLS_ONLY_HBA, encoding="utf-8")
-        return {"ssl": "on", "ssl_cert_file": "'server.crt'", "ssl_key_file": "'server.key'"}
+        # ssl_ca_file: the CA whose client certificates the `cert` lines accept
+        return {"ssl": "on", "ssl_cert_file": "'server.crt'", "ssl_key_file": "'server.key'",
+                "ssl_ca_file": "'ca.crt'"}
 
     def served_data_directory(self) -> Path:
         """The data directory of the server answering on this cluster's port."""

@@ -59,3 +59,27 @@ def make_server_certificates(directory: Path, hosts: Sequence[str] = DEFAULT_HOS
     for name in ("ca.key", "server.key"):
         (directory / name).chmod(0o600)
     return ServerTls(directory / "ca.crt", directory / "server.crt", directory / "server.key")
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """A client certificate and key (libpq's ``sslcert`` / ``sslkey``)."""
+
+    cert: Path
+    key: Path
+
+
+def make_client_certificate(tls: ServerTls, user: str) -> ClientTls:
+    """A client certificate for role ``user`` (its CN), signed by the CA of ``tls``, beside the CA's files."""
+    directory = tls.ca_cert.parent
+    ca_key = directory / "ca.key"
+    _openssl("req", "-new", *_KEY, "-keyout", f"{user}.key", "-out", f"{user}.csr", "-subj", f"/CN={user}",
+             cwd=directory)
+    (directory / f"{user}.ext").write_text(
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+        encoding="utf-8")
+    _openssl("x509", "-req", "-in", f"{user}.csr", "-CA", str(tls.ca_cert), "-CAkey", str(ca_key),
+             "-set_serial", str(secrets.randbits(63)), "-days", str(VALID_DAYS), "-extfile", f"{user}.ext",
+             "-out", f"{user}.crt", cwd=directory)
+    (directory / f"{user}.key").chmod(0o600)
+    return ClientTls(directory / f"{user}.crt", directory / f"{user}.key")
