@@ -715,3 +715,13 @@ def test_alert_connection_reaches_the_services_that_send_alerts(services: dict[s
     assert f"{var}: ${{{var}:-}}" in raw  # taken from the operator's environment, empty by default
     for name in AIRFLOW_SERVICES:
         assert var in environment(services[name]), f"{name} does not get {var}"
+
+
+def test_workers_share_no_volume_for_backups(services: dict[str, dict[str, Any]]) -> None:
+    """No task hands a file to another: the workers mount code, data, logs and config, never a named volume
+    (a shared backup volume would hide a step that reads another worker's file)."""
+    worker = services["airflow-worker"]
+    named = {target: source for target, source in mounts(worker).items() if not source.startswith(("/", "."))}
+    assert named == {}, named
+    backup_dir = environment(worker)["QUANT_BACKUP_DIR"]
+    assert backup_dir not in mounts(worker)  # the container's own disk, for optional local copies only
