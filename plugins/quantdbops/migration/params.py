@@ -97,9 +97,13 @@ class MigrationRequest:
         return SliceFilter(regions=regions, start_date=self.start_date, end_date=self.end_date)
 
     def describe(self) -> str:
-        span = f"{self.start_date or 'start'}..{self.end_date or 'end'}"
+        if self.start_date or self.end_date:
+            span = (f"dates {self.start_date or 'from the first'} to {self.end_date or 'the last'} (dated tables; "
+                    "the others whole)")
+        else:
+            span = "all dates"
         return (f"{'DRY RUN of ' if self.dry_run else ''}{len(self.tables)} tables, regions "
-                f"{','.join(self.regions)}, dates {span}{', pruning tickers' if self.prune_tickers else ''}")
+                f"{','.join(self.regions)}, {span}{', pruning tickers' if self.prune_tickers else ''}")
 
 
 __all__ = ["MIGRATABLE", "MigrationRequest", "ParamError", "migration_params"]

@@ -58,6 +58,7 @@ class FailureReport:
     log_url: str
     runbook_url: str
     reason: str | None = None  # a run's failure reason (task_failure, timed_out, all_tasks_deadlocked)
+    retries: str | None = None  # why no retry follows this failure
 
     @property
     def where(self) -> str:
@@ -81,6 +82,8 @@ class FailureReport:
         lines = [f"{self.headline}: {self.exception}" if self.event == "task_failed" else self.headline]
         if self.event != "task_failed":
             lines.append(f"Error: {self.exception}")
+        if self.retries:
+            lines.append(f"Retries: {self.retries}")
         lines += [
             f"What to do: {self.what_to_do}",
             f"Logical date: {self.logical_date or '-'}",
@@ -106,6 +109,22 @@ def _ti_fields(ti: Any) -> dict[str, Any]:
 
 def _iso(value: object) -> str | None:
     return value.isoformat() if hasattr(value, "isoformat") else (str(value) if value else None)
+
+
+def retries_note(exc: object, try_number: int | None, max_tries: int | None) -> str | None:
+    """Why no retry follows a task's final failure: it was deterministic, or the last try was used."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    if try_number is None or max_tries is None:
+        return None
+    allowed = max_tries + 1
+    if isinstance(exc, AirflowFailException) and try_number < allowed:
+        return (f"none: this failure is deterministic (a retry would meet it again), so try {try_number} of "
+                f"{allowed} is the last; the task is failed and alerted once")
+    if try_number >= allowed:
+        return (f"none left: try {try_number} of {allowed} failed" if allowed > 1 else
+                "none configured for this task (a retry could not change its outcome)")
+    return f"none: Airflow marked the task failed on try {try_number} of {allowed} (killed, timed out or lost)"
 
 
 def report_from_context(context: Any, *, event: str = "task_failed") -> FailureReport:
@@ -142,6 +161,7 @@ def report_from_context(context: Any, *, event: str = "task_failed") -> FailureR
         log_url=log_url,
         runbook_url=runbook,
         reason=context.get("reason"),
+        retries=retries_note(exc, f["try_number"], f["max_tries"]) if event == "task_failed" else None,
     )
 
 

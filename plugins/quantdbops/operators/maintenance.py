@@ -240,13 +240,22 @@ class MaintenanceSummaryOperator(BaseOperator):
                 "run_summary", None, "failed" if failed_rows or failed_steps else "measured",
                 after={"counts": counts, "failed_steps": failed_steps},
                 message=f"{len(rows)} records; {len(failed_rows)} failed; steps failed: {failed_steps or 'none'}")
-        self.log.info("%s", format_table(
-            ["action", *sorted({s for c in counts.values() for s in c})],
-            [(a, *[c.get(s, 0) for s in sorted({s for c in counts.values() for s in c})]) for a, c in counts.items()],
-            title=f"Maintenance run {run_id}: records by action and status"))
-        changed = [r for r in rows if r["before"] is not None or r["status"] in ("done", "failed", "skipped")]
-        self.log.info("%s", _rows_table(changed, "Before / after (ops.maintenance_log, run_id "
-                                                 f"{run_id}; the measurements are there too)"))
+        statuses = sorted({s for c in counts.values() for s in c})
+        totals = {s: sum(c.get(s, 0) for c in counts.values()) for s in statuses}
+        verdict = ", ".join(f"{n} {s}" for s, n in totals.items()) or "nothing to do"
+        attention = [r for r in rows if r["status"] in ("failed", "skipped")]
+        say = self.log.error if failed_rows or failed_steps else self.log.info
+        say("Maintenance run %s: %s%s", run_id, "FAILED: " if failed_rows or failed_steps else "", verdict
+            + (f"; steps failed: {', '.join(failed_steps)}" if failed_steps else ""))
+        if attention:
+            self.log.info("%s", _rows_table(attention, "Failed or skipped (a skipped table was locked by another "
+                                                       "session: next week does it)"))
+        self.log.info("%s", format_table(["action", *statuses],
+                                         [(a, *[c.get(s, 0) for s in statuses]) for a, c in counts.items()],
+                                         title="Records by action and status"))
+        self.log.info("%d other records done or measured. Before/after of every object: SELECT action, object_name, "
+                      "status, before, after, duration_s, message FROM ops.maintenance_log WHERE run_id = '%s' "
+                      "ORDER BY id;", len(rows) - len(attention), run_id)
         if failed_rows or failed_steps:
             what = "; ".join(f"{r['action']} {r['object_name']}: {r['message']}" for r in failed_rows[:10])
             raise ActionableFailure(

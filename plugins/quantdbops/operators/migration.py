@@ -261,16 +261,41 @@ class ValidateMigrationOperator(_SourceAndTarget):
             mode = detect_mode(pg)
             results = Validator(sconn, pg, tables, request.slice_filter(), mode, run_id=context["run_id"]).run()
             record_results(pg, context["run_id"], results)
-        self.log.info("Validation of run %s (%s):\n%s", context["run_id"], mode.describe(), format_table(
-            ["check", "table", "region", "status", "expected", "actual"],
-            [(r.check, r.table or "", r.region or "", r.status.upper(), r.expected, r.actual) for r in results]))
         failed = [r for r in results if r.status == "fail"]
+        self._log_results(context["run_id"], mode, results, failed)
         summary = {"checks": len(results), "failed": len(failed)}
         if failed:
             # The message is the last thing in the log: what differs down to the row, then what to do.
             raise ActionableFailure(verdict.describe(failed, len(results), results, context["run_id"]),
                                     what_to_do=verdict.what_to_do(failed, context["run_id"], results))
         return summary
+
+    def _log_results(self, run_id: str, mode: Any, results: list[Any], failed: list[Any]) -> None:
+        """The verdict, the failing checks, one line per table (rows checked), and where every check is."""
+        if failed:
+            self.log.error("Validation of run %s (%s): FAILED %d of %d checks:\n%s", run_id, mode.describe(),
+                           len(failed), len(results), format_table(
+                               ["check", "table", "region", "expected", "actual"],
+                               [(r.check, r.table or "", r.region or "", r.expected, r.actual) for r in failed]))
+        else:
+            self.log.info("Validation of run %s (%s): all %d checks passed", run_id, mode.describe(), len(results))
+        per_table: dict[str, list[int]] = {}
+        for r in results:
+            if r.table and r.check == "row_counts":
+                totals = per_table.setdefault(r.table, [0, 0, 0, 0, 0])
+                for i, k in enumerate(("source", "target", "rejected")):
+                    totals[i] += int(r.details.get(k, 0))
+        for r in results:
+            if r.table in per_table:
+                per_table[r.table][3] += 1
+                per_table[r.table][4] += r.status == "fail"
+        self.log.info("Rows checked per table:\n%s", format_table(
+            ["table", "source rows", "loaded", "rejected", "checks", "failed"],
+            [(t, *v) for t, v in per_table.items()]))
+        skipped = sum(r.status == "skip" for r in results)
+        self.log.info("%d other checks passed%s. Every check with its figures: SELECT check_name, table_name, region, "
+                      "status, expected, actual FROM ops.validation_results WHERE run_id = '%s' ORDER BY id;",
+                      len(results) - len(failed) - skipped, f" ({skipped} skipped)" if skipped else "", run_id)
 
 
 class RefreshAggregatesOperator(BaseOperator):
