@@ -57,7 +57,7 @@ old rows listed.
 **Reading the logs.** Each `check_<name>` task logs the check's definition with the run's values, what it
 checked, and a table per table and region: violations, the statement's seconds, and the violations per rule
 or column (e.g. `chk_ohlcv_volume 1, chk_ohlcv_prices 1`). `report` logs the summary and the samples. A failed
-check *task* (not a failed check) means the database was unreachable or a statement timed out: it retries by
+check *task* (not a failed check) means the database was unreachable or the task ran past its timeout: it retries by
 itself. `report` never retries.
 """
 

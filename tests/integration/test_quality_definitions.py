@@ -15,7 +15,8 @@ Four tickers, one per definition, written here bar by bar (January 2025; weekend
 - D1 (HK), duplicates: five weekdays from the 6th; the tests add the same key spelled 'd1 ', or with
   timeframe '1d', or an exact copy. HK's newest bar, the 10th, is 18 days old on the 28th; CN and VN have none.
 
-Every other check passes on this fixture; each test plants what it needs in a transaction it rolls back.
+Every other check passes on this fixture; each test plants what it needs in a transaction it rolls back. The
+same fixture with every chunk compressed (TimescaleDB) gives the same answers.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import pytest
 from test_quality_support import rolled_back
 
 from conftest import MODES
+from pgcluster import Cluster
 from quantdbops.io.pg import connect
 from quantdbops.quality.params import QualityRequest
 from quantdbops.quality.results import QualityResult
@@ -78,9 +80,7 @@ def _insert_bar(conn: psycopg.Connection, ticker: str, region: str, day: date, t
                  (ticker, region, day, timeframe, close, close, close, close, volume))
 
 
-@pytest.fixture(scope="module", params=MODES)
-def fixture_dsn(request: pytest.FixtureRequest) -> Iterator[str]:
-    cluster = request.getfixturevalue("tsdb_cluster" if request.param == "timescaledb" else "plain_cluster")
+def _fixture_database(cluster: Cluster, compress: bool = False) -> Iterator[str]:
     name = f"qdef_{uuid.uuid4().hex[:12]}"
     cluster.createdb(name)
     dsn = cluster.dsn(name)
@@ -93,10 +93,27 @@ def fixture_dsn(request: pytest.FixtureRequest) -> Iterator[str]:
                          (ticker, region, ticker))
         for row in _bars():
             _insert_bar(conn, *row)
+        if compress:  # every chunk into the columnstore, as the compression policy leaves old chunks
+            columnstore = conn.execute("SELECT EXISTS (SELECT FROM pg_proc WHERE proname = 'convert_to_columnstore')"
+                                       ).fetchone()[0]
+            for (chunk,) in conn.execute("SELECT show_chunks('public.ohlcv_data')::text").fetchall():
+                conn.execute("CALL convert_to_columnstore(%s::regclass)" if columnstore
+                             else "SELECT compress_chunk(%s::regclass)", (chunk,))
         conn.execute("ANALYZE")
     yield dsn
     with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module", params=MODES)
+def fixture_dsn(request: pytest.FixtureRequest) -> Iterator[str]:
+    yield from _fixture_database(
+        request.getfixturevalue("tsdb_cluster" if request.param == "timescaledb" else "plain_cluster"))
+
+
+@pytest.fixture(scope="module")
+def compressed_dsn(tsdb_cluster: Cluster) -> Iterator[str]:
+    yield from _fixture_database(tsdb_cluster, compress=True)
 
 
 @pytest.fixture
@@ -116,14 +133,39 @@ def _samples(results: list[QualityResult], *keys: str) -> set[tuple]:
     return {tuple(s[k] for k in keys) for r in results for s in r.sample_rows}
 
 
+FOUND = {("missing_dates", "ohlcv_data", "KR", "warning"): 2,
+         ("price_anomalies", "ohlcv_data", "US", "warning"): 1,
+         ("volume_anomalies", "ohlcv_data", "JP", "warning"): 1,
+         **{("freshness", "ohlcv_data", region, "error"): 1 for region in ("HK", "CN", "VN")}}
+
+
+def _found(results: list[QualityResult]) -> dict[tuple[str, str, str, str], int]:
+    return {(r.check_name, r.table_name, r.region, r.severity): r.violation_count for r in results if not r.passed}
+
+
 def test_the_fixture_is_clean_but_for_what_each_definition_finds(fixture_dsn: str) -> None:
     with connect(fixture_dsn, autocommit=True) as conn:
+        assert _found(run_all(conn, _request())) == FOUND
+
+
+@pytest.mark.timescaledb
+def test_compressed_chunks_give_the_same_answers(compressed_dsn: str) -> None:
+    with connect(compressed_dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT bool_and(is_compressed) FROM timescaledb_information.chunks "
+                            "WHERE hypertable_name = 'ohlcv_data'").fetchone()[0]
         results = run_all(conn, _request())
-    found = {(r.check_name, r.table_name, r.region, r.severity): r.violation_count for r in results if not r.passed}
-    assert found == {("missing_dates", "ohlcv_data", "KR", "warning"): 2,
-                     ("price_anomalies", "ohlcv_data", "US", "warning"): 1,
-                     ("volume_anomalies", "ohlcv_data", "JP", "warning"): 1,
-                     **{("freshness", "ohlcv_data", region, "error"): 1 for region in ("HK", "CN", "VN")}}
+        straddling = run_check(conn, "missing_dates", _request(_day(27), lookback_days=5))
+        across = run_check(conn, "price_anomalies", _request(lookback_days=11, z_threshold=2.4))
+    assert _found(results) == FOUND
+    gaps = [r for r in results if r.check_name == "missing_dates"]
+    assert _samples(gaps, "prev_date", "date", "gap_days") == {("2025-01-13", "2025-01-17", 4),
+                                                               ("2025-01-20", "2025-01-27", 7)}
+    prices = [r for r in results if r.check_name == "price_anomalies"]
+    assert _samples(prices, "ticker", "prev_close", "close", "z_score") == {("P1", 100, 110, 3.75)}
+    volumes = [r for r in results if r.check_name == "volume_anomalies"]
+    assert _samples(volumes, "ticker", "date", "z_score") == {("V1", "2025-01-15", 3.75)}
+    assert _samples(straddling, "prev_date", "date") == {("2025-01-20", "2025-01-27")}
+    assert _samples(across, "prev_date", "date", "z_score") == {("2025-01-16", "2025-01-17", 2.47)}
 
 
 @pytest.mark.parametrize(("max_age", "stale"), [pytest.param(17, {"HK", "CN", "VN"}, id="17-days"),

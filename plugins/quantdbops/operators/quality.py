@@ -60,9 +60,10 @@ class QualityCheckOperator(BaseOperator):
             results = run_check(pg, self.check.name, request)
             record(pg, context["run_id"], self.check.name, results)
         found = sum(r.violation_count for r in results)
-        self.log.info("%s (%s): %s\nChecked %s: %s violation(s) in %.2f s\n%s", self.check.name,
-                      self.check.severity.value, self.check.define(request), request.describe(), f"{found:,}",
-                      sum({r.table_name: r.seconds for r in results}.values()), check_table(results))
+        self.log.info("%s (%s): %s\n%s violation(s) in %.2f s; run: %s\n%s", self.check.name,
+                      self.check.severity.value, self.check.define(request), f"{found:,}",
+                      sum({r.table_name: r.seconds for r in results}.values()), request.describe(),
+                      check_table(results))
         return [r.as_dict() for r in results]  # metadata only: the sample rows stay in the database
 
 
