@@ -1,11 +1,13 @@
 """
 # Daily data quality of `quant_platform`
 
-**What it does.** Runs the seeds' data-quality checks on the target database (connection
-`quant_postgres`), per region, as set-based SQL (`include/sql/quality/`), one task per check, and records
-every result in `ops.quality_results` (run, check, region, table, severity, violation count, threshold,
-passed, up to `sample_size` sample rows as JSON) so trends can be charted. `report` then logs one summary
-table and the sample rows of every failing check, and fails the run if an **error**-level check failed.
+**What it does.** Runs the data-quality checks on the target database (connection `quant_postgres`), one
+task per check. Each check is one set-based SQL statement per table (`include/sql/quality/`) covering every
+requested region at once; it records one result per table and region in `ops.quality_results` (run, check,
+region, table, severity, violation count, threshold, passed, up to `sample_size` sample rows as JSON, and in
+`details` the statement's seconds and the violations per rule or column) so trends can be charted. `report`
+then logs one summary table and the sample rows of every failing check, and fails the run if an
+**error**-level check failed.
 
 **Schedule.** Daily at 06:00 Asia/Seoul, and whenever the migration updates the Asset
 `quant_platform_market_data`. One run at a time.
@@ -18,31 +20,45 @@ table and the sample rows of every failing check, and fails the run if an **erro
 `lookback_days` (default 30) limits the checks to rows dated `as_of - N .. as_of`; `0` checks the whole
 history. `as_of` defaults to the run's logical date (Seoul).
 
-**The checks and what to do when one fires.**
-- `missing_dates` (warning): calendar gaps longer than `gap_threshold_days` between two bars of a ticker.
+**The checks, what each finds, and what to do when one fires.**
+- `missing_dates` (warning): A gap is two consecutive 'D' bars of a ticker more than `gap_threshold_days` calendar
+  days apart.
   Market holidays and trading halts cause some; otherwise backfill the ticker's range from the collector.
-- `duplicates` (error): rows sharing a natural key, including near-duplicates (ticker case/whitespace,
-  timeframe `1d`/`daily` vs `D`). Keep one row per key (the earliest), delete the others, find the writer.
-- `price_anomalies` (warning): daily returns with |z| above `z_threshold` within their ticker. Check for a
-  split or dividend, compare with another source; correct or delete the bar if it is wrong.
-- `volume_anomalies` (warning): the same for volumes.
-- `null_required` (error): NULLs in required columns. Re-collect or re-migrate the rows.
-- `ohlcv_rules` (error): high below open/close, low above them, prices <= 0, negative volume. Re-collect.
-- `freshness` (error): a region's newest bar is older than `max_age_days`. The collector or the migration
-  stopped: check their runs first.
-- `referential` (error): rows whose ticker is not in `tickers`. Add the ticker (delisted ones too) or
-  delete the rows.
+- `duplicates` (error): A duplicate is two or more rows of a table with the same natural key after normalising its
+  spelling (timeframe '1d'/'daily' = 'D', ticker case and surrounding spaces).
+  Keep one row per key (the earliest), delete the others, find the writer.
+- `price_anomalies` (warning): A price anomaly is a daily close-to-close return whose |z| exceeds `z_threshold`, z
+  measured against the mean and sample standard deviation of that ticker's returns over the checked window.
+  Check for a split or dividend, compare with another source; correct or delete the bar if it is wrong.
+- `volume_anomalies` (warning): A volume anomaly is a daily volume whose |z| exceeds `z_threshold`, z measured
+  against the mean and sample standard deviation of that ticker's volumes over the checked window.
+  The same as for prices.
+- `null_required` (error): A missing value is a NULL in a column the registry marks required.
+  Re-collect or re-migrate the rows.
+- `ohlcv_rules` (error): A broken bar is an ohlcv_data row that breaks a rule the registry declares for it: a price
+  <= 0, high below open, close or low, low above open or close, volume < 0, or a region or timeframe outside its
+  vocabulary.
+  Re-collect the bars (the sample rows name the broken rules).
+- `row_rules` (error): A broken row is a row of any other table that breaks a rule the registry declares for it (a
+  vocabulary, a positive amount, ...), the same rules the loader quarantines a source row for.
+  Correct or delete the rows, or re-migrate that table and region.
+- `freshness` (error): A stale region is one whose newest bar up to the checked day is more than `max_age_days`
+  days old, or which has no bar at all.
+  The collector or the migration stopped: check their runs first.
+- `referential` (error): An orphan is a row naming a ticker that is not in tickers (with the row's region where it
+  has one).
+  Add the ticker (delisted ones too) or delete the rows.
 
-`null_required`, `ohlcv_rules` and `freshness` are decided by the common-sql provider's
-`SQLColumnCheckOperator` (per column: `null_check`, `min`, `max`) and `SQLTableCheckOperator` (per row:
-`high >= greatest(open, close)`, `low <= least(open, close)`, `high >= low`), one per table and region, with
-the region and window as their `partition_clause`; only when one of them fails does the check's SQL file run,
-for the exact count and the sample rows.
+The row rules are the table registry's own declaration, the rules the migration quarantines a source row
+for and the schema's CHECK constraints: a rule PostgreSQL enforces as a validated constraint (or a NOT NULL
+column) cannot be broken, and its check reads nothing; a rule added `NOT VALID` over old rows is read and its
+old rows listed.
 
-**Reading the logs.** Each `check_<name>` task logs its own table (per table and region: violations,
-seconds, and for the provider-decided checks which provider check failed with its value, e.g.
-`volume.min=-7`, `low.null_check=2`); `report` logs the summary and the samples. A failed check *task* (not
-a failed check) means the database was unreachable: it retries by itself. `report` never retries.
+**Reading the logs.** Each `check_<name>` task logs the check's definition with the run's values, what it
+checked, and a table per table and region: violations, the statement's seconds, and the violations per rule
+or column (e.g. `chk_ohlcv_volume 1, chk_ohlcv_prices 1`). `report` logs the summary and the samples. A failed
+check *task* (not a failed check) means the database was unreachable or the task ran past its timeout: it retries by
+itself. `report` never retries.
 """
 
 from __future__ import annotations

@@ -74,10 +74,24 @@ class Rule:
     expr: str
     reason: str = INVALID_VALUE
     says: str = ""  # the rule in words for logs; the expression itself when empty
+    broken_says: str = ""  # a row breaking it, in words (quality samples); derived from ``expr`` when empty
 
     @property
     def text(self) -> str:
         return self.says or self.expr
+
+    @property
+    def broken_text(self) -> str:
+        """What a row breaking the rule shows: ``volume < 0`` for ``volume >= 0``, ``not (...)`` otherwise."""
+        if self.broken_says:
+            return self.broken_says
+        parts = self.expr.split()
+        if len(parts) == 3 and parts[1] in _NEGATED:
+            return f"{parts[0]} {_NEGATED[parts[1]]} {parts[2]}"
+        return f"not ({self.text})"
+
+
+_NEGATED = {">=": "<", "<=": ">", ">": "<=", "<": ">=", "=": "<>", "<>": "="}
 
 
 def _region(prefix: str) -> Rule:
@@ -86,11 +100,13 @@ def _region(prefix: str) -> Rule:
 
 def _one_of(name: str, column: str, values: tuple[str, ...]) -> Rule:
     listed = ", ".join(f"'{v}'" for v in values)  # plain upper-case words: no quoting needed
-    return Rule(name, f"{column} IN ({listed})", says=f"{column} in {'/'.join(values)}")
+    return Rule(name, f"{column} IN ({listed})", says=f"{column} in {'/'.join(values)}",
+                broken_says=f"{column} not in {'/'.join(values)}")
 
 
-def _positive(name: str, *columns: str) -> Rule:
-    return Rule(name, " AND ".join(f"{c} > 0" for c in columns), says=f"{', '.join(columns)} > 0")
+def _positive(name: str, *columns: str, broken_says: str = "") -> Rule:
+    return Rule(name, " AND ".join(f"{c} > 0" for c in columns), says=f"{', '.join(columns)} > 0",
+                broken_says=broken_says or " or ".join(f"{c} <= 0" for c in columns))
 
 
 class RegionRule(StrEnum):
@@ -346,7 +362,7 @@ OHLCV_DATA = Table(
     rules=(
         _region("ohlcv"),
         _one_of("chk_ohlcv_timeframe", "timeframe", ("D", "W", "M")),
-        _positive("chk_ohlcv_prices", "open", "high", "low", "close"),
+        _positive("chk_ohlcv_prices", "open", "high", "low", "close", broken_says="price <= 0"),
         Rule("chk_ohlcv_high_low", "high >= low", OHLC_VIOLATION),
         Rule("chk_ohlcv_high_open", "high >= open", OHLC_VIOLATION),
         Rule("chk_ohlcv_high_close", "high >= close", OHLC_VIOLATION),
@@ -650,7 +666,8 @@ FACTOR_SCORES = Table(
     rules=(
         _region("factor_scores"),
         Rule("chk_factor_total_score", "ABS(total_score - (layer1_total + layer2_total + layer3_total)) < 0.01",
-             says="total_score is the sum of the three layers (within 0.01)"),
+             says="total_score is the sum of the three layers (within 0.01)",
+             broken_says="total_score is 0.01 or more off the sum of the three layers"),
         _one_of("chk_factor_signal", "signal", SIGNALS),
     ),
     foreign_keys=(_fk("factor_scores"),),

@@ -44,6 +44,14 @@ def request(last: date, **params: object) -> QualityRequest:
     return QualityRequest.from_params({"lookback_days": 0, **params}, default_as_of=last)
 
 
+def rolled_back(dsn: str) -> Iterator[psycopg.Connection]:
+    """A transaction on ``dsn``, rolled back when the test ends (what the test planted vanishes)."""
+    conn = connect(dsn)
+    yield conn
+    conn.rollback()
+    conn.close()
+
+
 def loaded_database(request_: pytest.FixtureRequest, tmp: Path, sample: dict) -> Iterator[Loaded]:
     mode = request_.param
     cluster = request_.getfixturevalue("tsdb_cluster" if mode == "timescaledb" else "plain_cluster")
@@ -61,4 +69,4 @@ def loaded_database(request_: pytest.FixtureRequest, tmp: Path, sample: dict) ->
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-__all__ = ["CLEAN", "DEFECTS", "Loaded", "loaded_database", "request"]
+__all__ = ["CLEAN", "DEFECTS", "Loaded", "loaded_database", "request", "rolled_back"]

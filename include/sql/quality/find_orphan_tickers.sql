@@ -1,11 +1,22 @@
--- referential: rows whose ticker is not in tickers (tables without a foreign key, e.g. the ohlcv_data
--- hypertable, or any table after a constraint was dropped). {match} is the (ticker, region) match of the
--- registry's ticker column, or the ticker alone for cross-region references (etf_holdings.stock_ticker).
-SELECT {column_name} AS column_name, x.{ticker_column} AS ticker, x.region, count(*) AS rows,
-       sum(count(*)) OVER () AS violation_count
-FROM {table} AS x
-WHERE {scope}
-  AND NOT EXISTS (SELECT 1 FROM {tickers} AS k WHERE {match})
-GROUP BY x.{ticker_column}, x.region
-ORDER BY count(*) DESC, x.{ticker_column}
-LIMIT %(sample_limit)s
+-- referential: a row naming a ticker that is not in tickers: with its region where the row carries one, by
+-- ticker alone where it does not (etf_holdings.stock_ticker); violation_count = rows x references broken.
+--
+-- One pass over the scope, every region at once: each row's references ({references}, from the registry's
+-- ticker_references()) are looked up in tickers with a hash anti-join. Tables without a foreign key to
+-- tickers (the ohlcv_data hypertable) are where such rows can exist.
+WITH orphans AS (
+    SELECT r.column_name, r.ticker, x.region, {result_region} AS result_region, count(*) AS rows
+    FROM {table} AS x
+    CROSS JOIN LATERAL (VALUES {references}) AS r(column_name, ticker, ticker_region, by_region)
+    WHERE {scope}
+      AND NOT EXISTS (SELECT 1 FROM {tickers} AS k
+                      WHERE k.ticker = r.ticker AND (NOT r.by_region OR k.region = r.ticker_region))
+    GROUP BY r.column_name, r.ticker, x.region
+), ranked AS (
+    SELECT orphans.*, sum(rows) OVER (PARTITION BY result_region) AS violation_count,
+           row_number() OVER (PARTITION BY result_region ORDER BY rows DESC, ticker, column_name) AS sample_rank
+    FROM orphans
+)
+SELECT column_name, ticker, region, rows, result_region, violation_count
+FROM ranked
+WHERE sample_rank <= %(sample_limit)s

@@ -1,37 +1,54 @@
--- price_anomalies: daily returns more than z_threshold standard deviations from the mean return of their
--- ticker (the seeds' z-score), statistics over the window's returns. The first bar of the window gets its
--- return from the ticker's bar just before the window (one index probe per ticker).
-WITH win AS (
-    SELECT ticker, region, date, close
-    FROM {table}
-    WHERE region = %(region)s AND timeframe = 'D'
-      AND date >= %(window_start)s AND date < %(window_stop)s
-), anchors AS (
-    SELECT k.ticker, k.region, p.date, p.close
-    FROM (SELECT DISTINCT ticker, region FROM win) AS k
-    CROSS JOIN LATERAL (
-        SELECT o.date, o.close FROM {table} AS o
-        WHERE o.ticker = k.ticker AND o.region = k.region AND o.timeframe = 'D' AND o.date < %(window_start)s
-        ORDER BY o.date DESC
-        LIMIT 1
-    ) AS p
-), returns AS (
+-- price_anomalies: a daily close-to-close return of a ticker (between two consecutive 'D' bars) whose |z|
+-- exceeds z_threshold, z = (return - mean) / sample standard deviation of that ticker's returns over the
+-- checked window.
+--
+-- One pass over the scope, every region at once, in the (ticker, region, date) order of the table's key: LAG
+-- gives each bar its previous close and the returns are aggregated per ticker (in double precision: the
+-- z-scores need no more digits than that, and numeric aggregates cost several times as much). A ticker's first
+-- bar in a look-back window takes its previous close from the bar just before the window (an index probe, run
+-- only for the rows LAG has no bar for; never for the whole history). Only a ticker whose largest or smallest
+-- return lies beyond the threshold has its returns read again (its own index range) to list them: a clean
+-- history costs one pass. {table}, {scope} and {result_region} come from the table registry.
+WITH returns AS NOT MATERIALIZED (
     SELECT ticker, region, date, close,
-           LAG(date) OVER w AS prev_date,
-           LAG(close) OVER w AS prev_close,
-           (close - LAG(close) OVER w) / NULLIF(LAG(close) OVER w, 0) AS daily_return
-    FROM (SELECT * FROM win UNION ALL SELECT * FROM anchors) AS x
+           closing / NULLIF(coalesce(lag(closing) OVER w, CASE WHEN %(windowed)s THEN (
+               SELECT o.close::float8 FROM {table} AS o
+               WHERE o.ticker = x.ticker AND o.region = x.region AND o.timeframe = 'D'
+                 AND o.date < %(window_start)s
+               ORDER BY o.date DESC
+               LIMIT 1) END), 0) - 1 AS daily_return
+    FROM (SELECT ticker, region, date, close, close::float8 AS closing
+          FROM {table}
+          WHERE timeframe = 'D' AND {scope}) AS x
     WINDOW w AS (PARTITION BY ticker, region ORDER BY date)
-), scored AS (
-    SELECT r.*,
-           (daily_return - avg(daily_return) OVER t) / NULLIF(stddev_samp(daily_return) OVER t, 0) AS z_score
-    FROM returns AS r
-    WHERE daily_return IS NOT NULL
-    WINDOW t AS (PARTITION BY ticker, region)
+), per_ticker AS MATERIALIZED (
+    SELECT ticker, region, avg(daily_return) AS mean, stddev_samp(daily_return) AS sd,
+           min(daily_return) AS lowest, max(daily_return) AS highest
+    FROM returns
+    GROUP BY ticker, region
+), outliers AS (
+    SELECT r.ticker, r.region, r.date, r.close, r.daily_return, (r.daily_return - s.mean) / s.sd AS z_score
+    FROM per_ticker AS s
+    -- OFFSET 0 keeps this a per-ticker lookup (an index range per flagged ticker) instead of a join that
+    -- would read every ticker's returns again
+    CROSS JOIN LATERAL (SELECT * FROM returns WHERE ticker = s.ticker AND region = s.region OFFSET 0) AS r
+    WHERE s.sd > 0 AND greatest((s.highest - s.mean) / s.sd, (s.mean - s.lowest) / s.sd) > %(z_threshold)s
+), ranked AS (
+    SELECT outliers.*, {result_region} AS result_region,
+           count(*) OVER (PARTITION BY {result_region}) AS violation_count,
+           row_number() OVER (PARTITION BY {result_region} ORDER BY abs(z_score) DESC, ticker, date) AS sample_rank
+    FROM outliers
+    WHERE abs(z_score) > %(z_threshold)s
 )
-SELECT ticker, region, prev_date, date, prev_close, close, round(daily_return, 6) AS daily_return,
-       round(z_score, 2) AS z_score, count(*) OVER () AS violation_count
-FROM scored
-WHERE abs(z_score) > %(z_threshold)s
-ORDER BY abs(z_score) DESC, ticker, date
-LIMIT %(sample_limit)s
+-- the sample rows show the bar each return was taken against
+SELECT r.ticker, r.region, p.date AS prev_date, r.date, p.close AS prev_close, r.close,
+       round(r.daily_return::numeric, 6) AS daily_return, round(r.z_score::numeric, 2) AS z_score,
+       r.result_region, r.violation_count
+FROM ranked AS r
+CROSS JOIN LATERAL (
+    SELECT o.date, o.close FROM {table} AS o
+    WHERE o.ticker = r.ticker AND o.region = r.region AND o.timeframe = 'D' AND o.date < r.date
+    ORDER BY o.date DESC
+    LIMIT 1
+) AS p
+WHERE r.sample_rank <= %(sample_limit)s

@@ -144,8 +144,8 @@ CREATE TABLE IF NOT EXISTS ops.quality_results (
     passed           boolean     NOT NULL,
     sample_rows      jsonb,
     checked_at       timestamptz NOT NULL DEFAULT now(),
-    -- {"seconds": ..., "provider_checks": {"volume.null_check": {"result": 0, "success": true}, ...}}: what the
-    -- common-sql operators measured per rule, kept for trends (the check's own count is violation_count)
+    -- {"seconds": ..., "breakdown": {"chk_ohlcv_volume": 1, ...}}: the seconds of the check's statement for the
+    -- table (every region at once) and the violations per rule or column where the check counts so, for trends
     details          jsonb
 );
 -- Databases created before the details column get it here.

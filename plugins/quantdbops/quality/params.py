@@ -27,14 +27,14 @@ def quality_params() -> dict[str, Any]:
         "checks": Param(list(CHECK_NAMES), type="array", items={"type": "string", "enum": list(CHECK_NAMES)},
                         minItems=1, uniqueItems=True, title="Checks", description="Checks to run."),
         "z_threshold": Param(DEFAULTS["z_threshold"], type="number", exclusiveMinimum=0, title="z-score threshold",
-                             description="price/volume anomalies: |z| above this is flagged (seeds: 3.0)."),
+                             description="price/volume anomalies: |z| above this is flagged (default 3.0)."),
         "gap_threshold_days": Param(DEFAULTS["gap_threshold_days"], type="integer", minimum=1,
                                     title="Gap threshold (days)",
                                     description="missing_dates: calendar days between two bars above this."),
         "lookback_days": Param(DEFAULTS["lookback_days"], type="integer", minimum=0, title="Look-back (days)",
                                description="Check rows dated as_of - N .. as_of; 0 = the whole history up to as_of."),
         "max_age_days": Param(DEFAULTS["max_age_days"], type="integer", minimum=0, title="Max data age (days)",
-                              description="freshness: the newest bar of a region may be this old (seeds: 7)."),
+                              description="freshness: the newest bar of a region may be this old (default 7)."),
         "as_of": Param(None, type=["null", "string"], format="date", title="As of",
                        description="The day the run checks up to; empty = the run's logical date (Seoul)."),
         "sample_size": Param(DEFAULTS["sample_size"], type="integer", minimum=0, maximum=100,
@@ -85,19 +85,26 @@ class QualityRequest:
         )
 
     @property
+    def windowed(self) -> bool:
+        """False for the whole history (nothing lies before it)."""
+        return self.lookback_days > 0
+
+    @property
     def window_start(self) -> date:
-        return date.min if self.lookback_days == 0 else self.as_of - timedelta(days=self.lookback_days)
+        return self.as_of - timedelta(days=self.lookback_days) if self.windowed else date.min
 
     @property
     def window_stop(self) -> date:
         """Exclusive end: the day after as_of (the whole history is the history up to as_of too)."""
         return self.as_of + timedelta(days=1)
 
-    def sql_params(self, region: str) -> dict[str, Any]:
+    def sql_params(self) -> dict[str, Any]:
+        """The bind parameters of every check's SQL (each file uses those it needs)."""
         return {
-            "region": region, "window_start": self.window_start, "window_stop": self.window_stop,
-            "as_of": self.as_of, "z_threshold": self.z_threshold, "gap_days": self.gap_threshold_days,
-            "max_age_days": self.max_age_days, "sample_limit": max(self.sample_size, 1),
+            "regions": list(self.regions), "windowed": self.windowed, "window_start": self.window_start,
+            "window_stop": self.window_stop, "as_of": self.as_of, "z_threshold": self.z_threshold,
+            "gap_days": self.gap_threshold_days, "max_age_days": self.max_age_days,
+            "sample_limit": max(self.sample_size, 1),
         }
 
     def threshold(self, name: str | None) -> float | None:
