@@ -80,7 +80,14 @@ class QualityReportOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from quantdbops.io.pg import connect
-        from quantdbops.quality.results import errors, failing_samples, load_results, summary_table
+        from quantdbops.quality.results import (
+            errors,
+            failing_samples,
+            load_results,
+            passed_line,
+            summary_table,
+            verdict,
+        )
 
         request = quality_request(context)
         with connect(self.postgres_conn_id, autocommit=True) as pg:
@@ -89,9 +96,12 @@ class QualityReportOperator(BaseOperator):
             raise ActionableFailure("No check recorded a result for this run: the check tasks failed",
                                     what_to_do="read their logs (usually the database was unreachable), then "
                                                "clear the failed checks and this report to retry")
-        self.log.info("Data quality, run %s: %s\n%s", context["run_id"], request.describe(), summary_table(results))
+        found = [r for r in results if not r.passed]
+        self.log.info("Data quality, run %s (%s): %s%s", context["run_id"], request.describe(), verdict(results),
+                      "\n" + summary_table(results) if found else "")
         for block in failing_samples(results):
             self.log.warning("%s", block)
+        self.log.info("%s", passed_line(results, context["run_id"]))
         bad = errors(results)
         summary = {"results": len(results), "failed": sum(not r.passed for r in results), "errors": len(bad)}
         if bad:

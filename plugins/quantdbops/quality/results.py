@@ -75,19 +75,38 @@ def check_table(results: list[QualityResult]) -> str:
                          for r in results])
 
 
+def verdict(results: list[QualityResult]) -> str:
+    """One line: how many results failed at error and warning level, of how many."""
+    errs = sum(not r.passed and r.severity == Severity.ERROR for r in results)
+    warns = sum(not r.passed and r.severity != Severity.ERROR for r in results)
+    if not errs and not warns:
+        return f"all {len(results)} results passed"
+    return (f"{'FAILED: ' if errs else ''}{errs} error-level and {warns} warning-level results found violations, "
+            f"of {len(results)}")
+
+
 def summary_table(results: list[QualityResult]) -> str:
-    """One line per check and region: tables with violations named, clean tables counted."""
+    """The results that found something, one line per check and region (the passing ones are counted in the
+    line after it, and are all in ops.quality_results)."""
     groups: dict[tuple[str, str], list[QualityResult]] = {}
     for r in results:
-        groups.setdefault((r.check_name, r.region), []).append(r)
+        if not r.passed:
+            groups.setdefault((r.check_name, r.region), []).append(r)
     rows = []
-    for (name, region), rs in sorted(groups.items()):
-        bad = [r for r in rs if not r.passed]
-        status = "PASS" if not bad else ("FAIL" if rs[0].severity == Severity.ERROR else "WARN")
-        rows.append((name, region, rs[0].severity, status, sum(r.violation_count for r in rs),
-                     "" if rs[0].threshold is None else f"{rs[0].threshold:g}",
-                     ", ".join(f"{r.table_name} {r.violation_count:,}" for r in bad) or f"{len(rs)} table(s) clean"))
+    for (name, region), bad in sorted(groups.items()):
+        status = "FAIL" if bad[0].severity == Severity.ERROR else "WARN"
+        rows.append((name, region, bad[0].severity, status, sum(r.violation_count for r in bad),
+                     "" if bad[0].threshold is None else f"{bad[0].threshold:g}",
+                     ", ".join(f"{r.table_name} {r.violation_count:,}" for r in bad)))
     return format_table(["check", "region", "severity", "status", "violations", "threshold", "where"], rows)
+
+
+def passed_line(results: list[QualityResult], run_id: str) -> str:
+    """How many results passed, and the query that lists every result of the run."""
+    passed = sum(r.passed for r in results)
+    return (f"{passed} other results passed ({len({r.check_name for r in results})} checks). Every result: "
+            "SELECT check_name, region, table_name, severity, violation_count, passed FROM ops.quality_results "
+            f"WHERE run_id = '{run_id}' ORDER BY check_name, region, table_name;")
 
 
 def failing_samples(results: list[QualityResult]) -> list[str]:
