@@ -409,7 +409,9 @@ def test_a_backup_that_does_not_restore_equal_is_not_verified_and_latest_stays(
     _put_manifest(settings, d["manifest_key"], m)
     with pytest.raises(nightly.VerificationError) as failed:
         nightly.verify(loaded, hook, d, settings)
-    cause, matched = str(failed.value).splitlines()
+    cause, matched, where = str(failed.value).splitlines()
+    assert where.startswith("The scratch database ") and " was dropped. 'latest' still points at " in where
+    assert first["name"] in where and "ago): that is the backup a restore takes now" in where
     n = m["row_counts"]["public.tickers"]
     assert cause == (f"verification restore differs from the manifest: public.tickers (base table): {n - 1:,} rows "
                      f"after restore, {n:,} rows in the dump's snapshot")
@@ -486,5 +488,5 @@ def test_a_view_populated_at_dump_time_must_be_populated_after_restore(
     _put_manifest(settings, d["manifest_key"], m)
     with pytest.raises(nightly.VerificationError, match=(
             r"differs from the manifest: public\.ohlcv_monthly \(materialized view\): populated at dump time, "
-            r"not populated after restore\nevery other relation matched")):
+            r"not populated after restore\nevery other relation matched.*\nThe scratch database \S+ was dropped")):
         nightly.verify(kw, hook, d, settings)

@@ -211,6 +211,17 @@ def fetched(hook: Any, bucket: str, key: str, manifest: dict[str, Any], s: Backu
         yield path
 
 
+def latest_story(hook: Any, s: BackupSettings, d: dict[str, Any]) -> str:
+    """Where ``latest`` points and how old that backup is (the one a restore would take now)."""
+    pointer = store.get_json(hook, s.bucket, d["latest_key"], s.retry)
+    if not pointer:
+        return "'latest' points at no backup yet: there is no verified backup of this database to restore"
+    taken = datetime.fromisoformat(pointer["taken_at"])
+    age = datetime.now(taken.tzinfo) - taken
+    return (f"'latest' still points at {pointer['name']}, taken {taken:%Y-%m-%d %H:%M} {taken.tzname() or ''} "
+            f"({age.days} d {age.seconds // 3600} h ago): that is the backup a restore takes now")
+
+
 def verify(target: Target, hook: Any, d: dict[str, Any], s: BackupSettings, *, say: Say = log.info) -> dict[str, Any]:
     """Fetch the object from the bucket, prove it against its manifest, restore it into a scratch database,
     compare, drop the scratch database; then mark verified and move ``latest``."""
@@ -233,7 +244,8 @@ def verify(target: Target, hook: Any, d: dict[str, Any], s: BackupSettings, *, s
         if not result.comparison.ok:
             summary = result.comparison.summary()
             journal.set_status(c, d.get("backup_id"), "failed", error=f"verification restore differs: {summary}")
-            raise VerificationError(f"verification restore differs from the manifest: {summary}",
+            raise VerificationError(f"verification restore differs from the manifest: {summary}\n"
+                                    f"The scratch database {scratch} was dropped. {latest_story(hook, s, d)}",
                                     result.comparison.advice())
         manifest.update(verified=True, verification=verification)
         store.put_json(hook, s.bucket, d["manifest_key"], manifest, s.retry, encryption=s.encryption)

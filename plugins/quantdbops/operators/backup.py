@@ -136,6 +136,8 @@ class BackupPreflightOperator(_BackupBase):
         self.log.info("Backup plan%s:\n%s", " (DRY RUN: nothing will be written)" if s.dry_run else "", format_table(
             ["item", "value"],
             [("database", f"{plan['dbname']} ({_mb(plan['db_size_bytes'])})"),
+             ("backup name", f"{plan['name']} (taken at {plan['taken_at']}, {PLATFORM_TZ} time; the log lines' "
+                             "timestamps are UTC)"),
              ("versions", f"PostgreSQL {plan['pg_version']}, TimescaleDB {plan['tsdb_version'] or 'not installed'}, "
                           f"pg_dump {plan['pg_dump_major']}"),
              ("S3 key", f"s3://{s.bucket}/{plan['s3_key']} (streamed: no dump on this worker's disk)"),
@@ -212,9 +214,8 @@ class VerifyBackupOperator(_BackupBase):
             v = verify(self.target(), self.hook(s), d, s, say=self.log.info)
         except VerificationError as exc:
             raise ActionableFailure(
-                f"{exc}\nThe backup is in S3 but marked failed in ops.backups; 'latest' still points at the "
-                "previous verified backup", what_to_do=f"{exc.advice}. Meanwhile the previous verified backup is "
-                "the one to restore") from exc
+                f"{exc}\nThe backup is in S3 but marked failed in ops.backups.", what_to_do=f"{exc.advice}. Meanwhile "
+                "the previous verified backup ('latest') is the one to restore") from exc
         self.log.info("Verification restore into %s equal to the manifest: %d relations (%s), %s table rows, in "
                       "%.1fs; scratch database dropped; latest now points at %s", v["scratch_db"],
                       v["verify_relations"], v["verify_compared"], f"{v['verify_rows']:,}", v["verify_seconds"],
