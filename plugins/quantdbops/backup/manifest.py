@@ -183,12 +183,13 @@ class Comparison:
                        "(edited, or from another run)")
         if self.evidence & {"fewer_rows", "missing"}:
             out.append("fewer rows (or a relation missing) after a restore without error: the dump lacks that "
-                       "data or the manifest was not counted in the dump's snapshot; list the kept dump with "
-                       "pg_restore --list and look for the relation's TABLE DATA entries (its chunks', on "
+                       "data (a pg_dump wrapper or options that exclude it: check QUANT_PG_BIN on the workers) or the "
+                       "manifest was not counted in the dump's snapshot; fetch the object from the bucket and list it "
+                       "with pg_restore --list, looking for the relation's TABLE DATA entries (its chunks', on "
                        "TimescaleDB)")
         if "unpopulated" in self.evidence:
             out.append("a materialized view populated at dump time came back unpopulated: look for its "
-                       "MATERIALIZED VIEW DATA entry in pg_restore --list of the kept dump")
+                       "MATERIALIZED VIEW DATA entry in pg_restore --list of the object in the bucket")
         if self.evidence & {"kind", "not_hypertable", "extra", "invalid_index"}:
             out.append("a relation of another kind, an extra relation, an invalid index or a hypertable not "
                        "restored as one: read pg_restore's and TimescaleDB's messages in this log")

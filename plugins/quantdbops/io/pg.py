@@ -142,6 +142,9 @@ def connect(target: PgTarget | str | Mapping[str, object] = CONN_POSTGRES, *, au
         safe = failures.safe_target(where)
         failure = failures.not_retried(exc, safe)
         if failure is not None:
+            if t.conn_id is not None:  # say which connection to fix
+                failure = type(failure)(failure.message, what_to_do=f"in the Airflow connection {t.conn_id}: "
+                                                                   f"{failure.what_to_do}")
             raise failure from exc
         if isinstance(exc, psycopg.OperationalError):
             exc.add_note(failures.transient_note(exc, safe))

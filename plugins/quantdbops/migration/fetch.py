@@ -121,4 +121,6 @@ def fetch_source(uri: str, *, run_id: str, hook: Any, expected_sha256: str | Non
 def _check_digest(uri: str, sha: str, expected: str | None) -> None:
     if expected and sha != expected.lower():
         raise SourceError(f"source {uri} has SHA-256 {sha}, the run expects {expected.lower()}: it is not the "
-                          "file that was meant; upload the right one or fix source_sha256")
+                          "file that was meant", what_to_do=(
+                              "nothing was written. Upload the file the run means to that key, or trigger again "
+                              "with the source_sha256 of the file that is there (sha256sum of the platform's copy)"))

@@ -15,7 +15,12 @@ from quantdbops.registry import NOT_MIGRATED_SOURCE_TABLES, RegionRule, Table, m
 
 
 class SourceError(Exception):
-    """The source file cannot be migrated as it is (a retry will not help)."""
+    """The source file cannot be migrated as it is (a retry will not help); ``what_to_do`` where the problem
+    has a more precise next step than pointing the run at the right file."""
+
+    def __init__(self, message: str, what_to_do: str | None = None) -> None:
+        super().__init__(message)
+        self.what_to_do = what_to_do
 
 
 def open_source(path: str | Path) -> sqlite3.Connection:

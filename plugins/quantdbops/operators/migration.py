@@ -56,7 +56,7 @@ def _open_source(request: Any, sqlite_conn_id: str, context: Any, log: Any = Non
             path = str(fetched.path)
         return open_source(path), name
     except SourceError as exc:
-        raise ActionableFailure(str(exc), what_to_do=SOURCE_WHAT_TO_DO) from exc
+        raise ActionableFailure(str(exc), what_to_do=exc.what_to_do or SOURCE_WHAT_TO_DO) from exc
 
 
 class _SourceAndTarget(BaseOperator):
