@@ -63,30 +63,18 @@ itself. `report` never retries.
 
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag
+from airflow.sdk import AssetOrTimeSchedule
 
-from quantdbops import HEAVY_DB_POOL, PLATFORM_TZ
+from quantdbops import HEAVY_DB_POOL
 from quantdbops.assets import MIGRATED_DATA
-from quantdbops.dag_policy import default_args, run_failure_alert
+from quantdbops.dag_policy import cron, quant_dag
 from quantdbops.operators.quality import QualityCheckOperator, QualityReportOperator
 from quantdbops.quality.checks import CHECK_NAMES
 from quantdbops.quality.params import quality_params
 
 
-@dag(
-    dag_id="data_quality_daily",
-    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 6 * * *", timezone=PLATFORM_TZ),
-                                 assets=MIGRATED_DATA),
-    start_date=pendulum.datetime(2025, 1, 1, tz=PLATFORM_TZ),
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    params=quality_params(),
-    default_args=default_args(),
-    on_failure_callback=run_failure_alert(),
-    tags=["quant-db-ops", "data-quality", "scheduled"],
-)
+@quant_dag("data-quality", schedule=AssetOrTimeSchedule(timetable=cron("0 6 * * *"), assets=MIGRATED_DATA),
+           doc_md=__doc__, params=quality_params())
 def data_quality_daily() -> None:
     checks = [QualityCheckOperator(task_id=f"check_{name}", check_name=name, pool=HEAVY_DB_POOL)
               for name in CHECK_NAMES]

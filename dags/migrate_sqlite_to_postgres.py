@@ -52,11 +52,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import dag, task
+from airflow.sdk import task
 
 from quantdbops import HEAVY_DB_POOL
 from quantdbops.assets import MIGRATED_DATA
-from quantdbops.dag_policy import START_DATE, default_args, run_failure_alert
+from quantdbops.dag_policy import quant_dag
 from quantdbops.migration.params import migration_params
 from quantdbops.operators.migration import (
     MigrateTableOperator,
@@ -70,18 +70,7 @@ from quantdbops.operators.migration import (
 from quantdbops.registry import migratable_tables
 
 
-@dag(
-    dag_id="migrate_sqlite_to_postgres",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    params=migration_params(),
-    default_args=default_args(execution_timeout=timedelta(hours=6)),
-    on_failure_callback=run_failure_alert(),
-    tags=["quant-db-ops", "migration", "manual"],
-)
+@quant_dag("migration", doc_md=__doc__, params=migration_params(), execution_timeout=timedelta(hours=6))
 def migrate_sqlite_to_postgres() -> None:
     prepare = PrepareMigrationOperator(task_id="prepare")
     # Every other table runs after tickers unless tickers FAILED: when tickers is not selected (skipped),
@@ -91,14 +80,14 @@ def migrate_sqlite_to_postgres() -> None:
                                      trigger_rule="all_success" if t.name == "tickers" else "none_failed")
         for t in migratable_tables()
     }
-    load_ids = [op.task_id for op in loads.values()]
+    loaded = [op.output for op in loads.values()]
     prune = PruneTickersOperator(task_id="prune_tickers", trigger_rule="none_failed")
-    validate = ValidateMigrationOperator(task_id="validate", load_task_ids=load_ids, trigger_rule="none_failed")
-    aggregates = RefreshAggregatesOperator(task_id="refresh_aggregates", load_task_ids=load_ids,
-                                           pool=HEAVY_DB_POOL, trigger_rule="none_failed")
+    validate = ValidateMigrationOperator(task_id="validate", loads=loaded, trigger_rule="none_failed")
+    aggregates = RefreshAggregatesOperator(task_id="refresh_aggregates", loads=loaded, pool=HEAVY_DB_POOL,
+                                           trigger_rule="none_failed")
     benchmark = QuerySloOperator(task_id="benchmark", trigger_rule="none_failed")
-    summary = MigrationSummaryOperator(task_id="summary", load_task_ids=load_ids, prepare_task_id="prepare",
-                                       aggregates_task_id="refresh_aggregates")
+    summary = MigrationSummaryOperator(task_id="summary", prepared=prepare.output, loads=loaded,
+                                       aggregates=aggregates.output)
 
     @task(outlets=[MIGRATED_DATA], trigger_rule="none_failed")
     def publish(params: dict | None = None) -> str:

@@ -57,13 +57,9 @@ Encryption is the param, else the `quant_s3` connection's extra `server_side_enc
 
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import dag
-from airflow.timetables.trigger import CronTriggerTimetable
-
-from quantdbops import HEAVY_DB_POOL, PLATFORM_TZ
+from quantdbops import HEAVY_DB_POOL
 from quantdbops.backup.params import backup_params
-from quantdbops.dag_policy import default_args, run_failure_alert
+from quantdbops.dag_policy import cron, quant_dag
 from quantdbops.operators.backup import (
     BackupPreflightOperator,
     BackupReportOperator,
@@ -73,25 +69,16 @@ from quantdbops.operators.backup import (
 )
 
 
-@dag(
-    dag_id="postgres_backup_nightly",
-    schedule=CronTriggerTimetable("0 2 * * *", timezone=PLATFORM_TZ),
-    start_date=pendulum.datetime(2025, 1, 1, tz=PLATFORM_TZ),
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    params=backup_params(),
-    default_args=default_args(),
-    on_failure_callback=run_failure_alert(),
-    tags=["quant-db-ops", "backup", "scheduled"],
-)
+@quant_dag("backup", schedule=cron("0 2 * * *"), doc_md=__doc__, params=backup_params())
 def postgres_backup_nightly() -> None:
     preflight = BackupPreflightOperator(task_id="preflight")
-    dump = DumpDatabaseOperator(task_id="dump", pool=HEAVY_DB_POOL)
-    verify = VerifyBackupOperator(task_id="verify", pool=HEAVY_DB_POOL)
-    retention = BackupRetentionOperator(task_id="retention")
-    report = BackupReportOperator(task_id="report")
-    preflight >> dump >> verify >> retention >> report
+    dump = DumpDatabaseOperator(task_id="dump", plan=preflight.output, pool=HEAVY_DB_POOL)
+    verify = VerifyBackupOperator(task_id="verify", uploaded=dump.output, pool=HEAVY_DB_POOL)
+    retention = BackupRetentionOperator(task_id="retention", plan=preflight.output)
+    report = BackupReportOperator(task_id="report", plan=preflight.output, uploaded=dump.output,
+                                  verification=verify.output, retention=retention.output)
+    # Retention only after the new backup is proven (or the run is a dry run): it never deletes the last good one.
+    verify >> retention >> report
 
 
 dag = postgres_backup_nightly()

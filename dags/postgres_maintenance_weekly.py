@@ -61,11 +61,8 @@ from __future__ import annotations
 import itertools
 from datetime import timedelta
 
-import pendulum
-from airflow.sdk import CronTriggerTimetable, dag
-
-from quantdbops import HEAVY_DB_POOL, PLATFORM_TZ
-from quantdbops.dag_policy import default_args, run_failure_alert
+from quantdbops import HEAVY_DB_POOL
+from quantdbops.dag_policy import cron, quant_dag
 from quantdbops.maintenance.params import maintenance_params
 from quantdbops.operators.maintenance import (
     MaintenanceSummaryOperator,
@@ -79,27 +76,18 @@ from quantdbops.operators.maintenance import (
 )
 
 
-@dag(
-    dag_id="postgres_maintenance_weekly",
-    schedule=CronTriggerTimetable("0 3 * * 0", timezone=PLATFORM_TZ),
-    start_date=pendulum.datetime(2025, 1, 1, tz=PLATFORM_TZ),
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    params=maintenance_params(),
-    # statement_timeout (at most 120 min) always ends a statement before Airflow's timeout kills the task.
-    default_args=default_args(execution_timeout=timedelta(hours=3)),
-    on_failure_callback=run_failure_alert(),
-    tags=["quant-db-ops", "maintenance", "scheduled"],
-)
+# statement_timeout (at most 120 min) always ends a statement before Airflow's timeout kills the task.
+@quant_dag("maintenance", schedule=cron("0 3 * * 0"), doc_md=__doc__, params=maintenance_params(),
+           execution_timeout=timedelta(hours=3))
 def postgres_maintenance_weekly() -> None:
     prepare = PrepareMaintenanceOperator(task_id="prepare", retries=0)
     # Steps run one after another (vacuum first, so bloat is measured on fresh statistics); each later
     # step runs even when an earlier one failed, and summary fails the run if any did.
+    bloat = MeasureBloatOperator(task_id="measure_bloat", pool=HEAVY_DB_POOL, trigger_rule="all_done")
     steps = [
         VacuumAnalyzeOperator(task_id="vacuum_analyze", pool=HEAVY_DB_POOL),
-        MeasureBloatOperator(task_id="measure_bloat", pool=HEAVY_DB_POOL, trigger_rule="all_done"),
-        ReindexBloatedOperator(task_id="reindex_bloated", bloat_task_id="measure_bloat", pool=HEAVY_DB_POOL,
+        bloat,
+        ReindexBloatedOperator(task_id="reindex_bloated", measured=bloat.output, pool=HEAVY_DB_POOL,
                                trigger_rule="all_done"),
         TimescaleUpkeepOperator(task_id="timescaledb_upkeep", pool=HEAVY_DB_POOL, trigger_rule="all_done"),
         PlainUpkeepOperator(task_id="plain_upkeep", pool=HEAVY_DB_POOL, trigger_rule="all_done"),

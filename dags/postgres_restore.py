@@ -41,12 +41,9 @@ Stop the writers (Airflow DAGs, the trading app) first; `restore` terminates rem
 
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import dag
-
-from quantdbops import HEAVY_DB_POOL, PLATFORM_TZ
+from quantdbops import HEAVY_DB_POOL
 from quantdbops.backup.params import restore_params
-from quantdbops.dag_policy import default_args, run_failure_alert
+from quantdbops.dag_policy import quant_dag
 from quantdbops.operators.backup import (
     FetchBackupOperator,
     ResolveRestoreOperator,
@@ -55,24 +52,14 @@ from quantdbops.operators.backup import (
 )
 
 
-@dag(
-    dag_id="postgres_restore",
-    schedule=None,
-    start_date=pendulum.datetime(2025, 1, 1, tz=PLATFORM_TZ),
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    params=restore_params(),
-    default_args=default_args(retries=1),
-    on_failure_callback=run_failure_alert(),
-    tags=["quant-db-ops", "restore", "manual"],
-)
+@quant_dag("restore", doc_md=__doc__, params=restore_params(), retries=1)
 def postgres_restore() -> None:
     resolve = ResolveRestoreOperator(task_id="resolve")
-    fetch = FetchBackupOperator(task_id="fetch")
-    safety = SafetyBackupOperator(task_id="safety_backup", pool=HEAVY_DB_POOL)
-    restore = RestoreDatabaseOperator(task_id="restore", pool=HEAVY_DB_POOL)
-    resolve >> fetch >> safety >> restore
+    fetch = FetchBackupOperator(task_id="fetch", plan=resolve.output)
+    safety = SafetyBackupOperator(task_id="safety_backup", plan=resolve.output, pool=HEAVY_DB_POOL)
+    restore = RestoreDatabaseOperator(task_id="restore", plan=resolve.output, pool=HEAVY_DB_POOL)
+    # Nothing touches the target before the dump is proven, nor before the existing target is saved.
+    fetch >> safety >> restore
 
 
 dag = postgres_restore()

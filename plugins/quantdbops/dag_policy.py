@@ -1,24 +1,29 @@
-"""What every DAG of the bundle shares: default args, the closed tag vocabulary, the failure alerts.
+"""What every DAG of the bundle shares: its header, the default args, the tag vocabulary, the failure alerts.
 
-A test holds every DAG file to this policy (owner, retries, doc_md, tags from ``TAGS``, both alerts).
-Every task's ``on_failure_callback`` is a ``TaskFailureAlert`` and every DAG's is a ``RunFailureAlert``
-(``quantdbops.notifiers``): they alert the channel of connection ``quant_alerts`` (a webhook or SMTP)
-when it exists, and always end the failed task's log with what failed, where and what to do.
+A DAG file states only what is its own through ``quant_dag``: its family, schedule, runbook and params;
+owner, start date, time zone, catch-up, one run at a time, tags and both failure alerts come from here.
+A test holds every DAG file to this policy. Every task's ``on_failure_callback`` is a ``TaskFailureAlert``
+and every DAG's a ``RunFailureAlert`` (``quantdbops.notifiers``): they alert the channel of connection
+``quant_alerts`` when it exists, and always end the failed task's log with what failed, where and what to do.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
+
+import pendulum
+from airflow.sdk import CronTriggerTimetable, dag
 
 from quantdbops import PLATFORM_TZ
 from quantdbops.notifiers import CONN_ALERTS, RunFailureAlert, TaskFailureAlert
 
-TAGS = frozenset({
-    "quant-db-ops", "migration", "backup", "restore", "data-quality", "maintenance", "manual", "scheduled",
-})
 OWNER = "data-platform"
-START_DATE = datetime(2025, 1, 1)  # naive: read in the default time zone (Asia/Seoul)
+START_DATE = pendulum.datetime(2025, 1, 1, tz=PLATFORM_TZ)
+# Tags: the bundle, one family, and whether a person or the scheduler starts the runs.
+FAMILIES = ("migration", "backup", "restore", "data-quality", "maintenance")
+TAGS = frozenset({"quant-db-ops", *FAMILIES, "manual", "scheduled"})
 
 
 def failure_alert(conn_id: str = CONN_ALERTS) -> TaskFailureAlert:
@@ -50,7 +55,33 @@ def default_args(**overrides: Any) -> dict[str, Any]:
     return args
 
 
+def cron(expression: str) -> CronTriggerTimetable:
+    """A schedule at wall-clock times of the platform's time zone (the markets' day, not UTC's)."""
+    return CronTriggerTimetable(expression, timezone=PLATFORM_TZ)
+
+
+def quant_dag(family: str, *, doc_md: str | None, params: dict[str, Any], schedule: Any = None,
+              **task_defaults: Any) -> Callable[[Callable[..., None]], Callable[..., Any]]:
+    """``@dag`` with the bundle's header; the DAG id is the decorated function's name (the file's name).
+
+    ``schedule=None`` makes a manual DAG; ``task_defaults`` override ``default_args`` (a longer
+    ``execution_timeout``, fewer ``retries``)."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown DAG family {family!r}; one of {', '.join(FAMILIES)}")
+    return dag(
+        schedule=schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        doc_md=doc_md,
+        params=params,
+        default_args=default_args(**task_defaults),
+        on_failure_callback=run_failure_alert(),
+        tags=["quant-db-ops", family, "manual" if schedule is None else "scheduled"],
+    )
+
+
 __all__ = [
-    "OWNER", "PLATFORM_TZ", "START_DATE", "TAGS", "default_args", "failure_alert", "notify_failure",
-    "run_failure_alert",
+    "FAMILIES", "OWNER", "PLATFORM_TZ", "START_DATE", "TAGS", "cron", "default_args", "failure_alert",
+    "notify_failure", "quant_dag", "run_failure_alert",
 ]

@@ -28,12 +28,13 @@ pytestmark = pytest.mark.slow
 
 def _xcom(dag_run: Any, task_id: str) -> Any:
     from airflow.models.xcom import XComModel
+    from airflow.sdk.serde import deserialize  # our results come back as their classes
     from airflow.utils.session import create_session
 
     with create_session() as session:
         rows = session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id,
                                                   task_ids=[task_id], key="return_value")).all()
-        return XComModel.deserialize_value(rows[0]) if rows else None
+        return deserialize(XComModel.deserialize_value(rows[0])) if rows else None
 
 
 @pytest.fixture
@@ -54,12 +55,12 @@ def test_nightly_backup_then_restore_into_a_fresh_database(setup: dict[str, Any]
     assert dr.state == "success", states
     assert set(states.values()) == {"success"}, states
     report = _xcom(dr, "report")
-    assert report["verified"] is True and report["size_bytes"] > 0
+    assert report.verified is True and report.size_bytes > 0
     stored = keys(setup["endpoint"], bucket)
-    assert report["s3_key"] in stored and report["s3_key"].replace(".dump", ".manifest.json") in stored
+    assert report.s3_key in stored and report.s3_key.replace(".dump", ".manifest.json") in stored
     with connect(kw, autocommit=True) as c:
         rows = c.execute("SELECT status, sha256, verified FROM ops.backups WHERE run_id = %s", (dr.run_id,)).fetchall()
-    assert rows == [("verified", report["sha256"], True)]
+    assert rows == [("verified", report.sha256, True)]
 
     target = f"restored_{uuid.uuid4().hex[:8]}"
     try:
@@ -75,24 +76,24 @@ def test_nightly_backup_then_restore_into_a_fresh_database(setup: dict[str, Any]
             c.execute("DELETE FROM public.technical_analysis")
         damaged = fingerprints({**kw, "dbname": target})
         rr = load_dag("postgres_restore").test(run_conf={
-            "backup": report["s3_key"], "target_database": target, "confirm_target": target, "bucket": bucket,
+            "backup": report.s3_key, "target_database": target, "confirm_target": target, "bucket": bucket,
             "local_dir": setup["local_dir"]})
         states = task_states(rr)
         assert rr.state == "success", states
         assert set(states.values()) == {"success"}, states
         assert fingerprints({**kw, "dbname": target}, skip=("ops.backups",)) == before
         safety = _xcom(rr, "safety_backup")
-        assert safety["s3_key"].startswith(f"backups/{target}/safety/")
-        assert safety["s3_key"] in keys(setup["endpoint"], bucket)
+        assert safety.s3_key.startswith(f"backups/{target}/safety/")
+        assert safety.s3_key in keys(setup["endpoint"], bucket)
         # The safety dump (in the bucket only: no worker kept a copy) holds the damaged state: restore it, look.
-        assert safety["local_copy"] is None
+        assert safety.local_copy is None
         from quantdbops.backup.dump import run_pg_restore
         from quantdbops.backup.restore import create_database
 
         check = f"safety_{uuid.uuid4().hex[:8]}"
         create_database(kw, check)
         dump = Path(setup["local_dir"]).parent / "safety.dump"
-        dump.write_bytes(s3_client(setup["endpoint"]).get_object(Bucket=bucket, Key=safety["s3_key"])["Body"].read())
+        dump.write_bytes(s3_client(setup["endpoint"]).get_object(Bucket=bucket, Key=safety.s3_key)["Body"].read())
         try:
             run_pg_restore(kw, check, dump)
             assert fingerprints({**kw, "dbname": check}) == damaged
@@ -114,7 +115,7 @@ def test_dry_run_writes_nothing(setup: dict[str, Any]) -> None:
     assert {states[t] for t in ("dump", "verify")} == {"skipped"}
     assert {states[t] for t in ("preflight", "retention", "report")} == {"success"}
     assert keys(setup["endpoint"], bucket, prefix=f"backups/{kw['dbname']}/") == []
-    assert _xcom(dr, "preflight")["bucket"] == DEFAULT_BUCKET
+    assert _xcom(dr, "preflight").bucket == DEFAULT_BUCKET
     assert not Path(setup["local_dir"]).exists()
     with connect(kw, autocommit=True) as c:
         assert c.execute("SELECT count(*) FROM ops.backups").fetchone()[0] == 0
@@ -132,12 +133,12 @@ def test_restore_dag_refuses_a_corrupted_object_and_leaves_the_target_alone(setu
     p = nightly.preflight(kw, hook, s, datetime.now().astimezone())
     u = nightly.dump(kw, hook, p, s, run_id="seed")
     client = s3_client(setup["endpoint"])
-    client.put_object(Bucket=bucket, Key=u["s3_key"], Body=b"\x00" * u["size_bytes"])
+    client.put_object(Bucket=bucket, Key=u.s3_key, Body=b"\x00" * u.size_bytes)
 
     target = str(kw["dbname"])  # the live database, confirmed: only the checksum stands in the way
     before = fingerprints(kw)
     rr = load_dag("postgres_restore").test(run_conf={
-        "backup": u["s3_key"], "target_database": target, "confirm_target": target, "bucket": bucket,
+        "backup": u.s3_key, "target_database": target, "confirm_target": target, "bucket": bucket,
         "local_dir": setup["local_dir"]})
     states = task_states(rr)
     assert rr.state == "failed"

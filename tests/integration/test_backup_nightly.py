@@ -58,14 +58,17 @@ def settings(s3_endpoint: str, tmp_path: Path) -> BackupSettings:
     return BackupSettings(bucket=bucket, local_dir=tmp_path / "backups", retry=FAST_RETRY, work_dir=work)
 
 
-def _backup(kw: dict[str, object], s: BackupSettings, when: datetime = WHEN, *, verify: bool = True) -> dict[str, Any]:
+def _backup(kw: dict[str, object], s: BackupSettings, when: datetime = WHEN, *, verify: bool = True) -> Any:
+    """The backup in the bucket (``UploadedBackup``), verified first unless ``verify`` is false."""
     from dataclasses import replace
 
     s = replace(s, verify=verify)
     hook = store.make_hook(s.aws_conn_id)
     p = nightly.preflight(kw, hook, s, when)
     d = nightly.dump(kw, hook, p, s, run_id=f"test-{when:%H%M%S}")
-    return nightly.verify(kw, hook, d, s) if verify else d
+    if verify:
+        assert nightly.verify(kw, hook, d, s).verified
+    return d
 
 
 def _files(*dirs: Path) -> list[Path]:
@@ -90,17 +93,17 @@ def test_round_trip_restores_every_table_equal(mode: str, loaded: dict[str, obje
     v = _backup(loaded, settings)
 
     bucket = settings.bucket
-    assert keys(s3_endpoint, bucket) == sorted([v["s3_key"], v["manifest_key"], v["latest_key"]])
-    manifest = get_json(s3_endpoint, bucket, v["manifest_key"])
-    assert manifest["verified"] is True and manifest["sha256"] == v["sha256"]
+    assert keys(s3_endpoint, bucket) == sorted([v.s3_key, v.manifest_key, v.latest_key])
+    manifest = get_json(s3_endpoint, bucket, v.manifest_key)
+    assert manifest["verified"] is True and manifest["sha256"] == v.sha256
     with connect(loaded, autocommit=True) as c:
         tsdb = c.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
     assert manifest["tsdb_version"] == (tsdb[0] if mode == "timescaledb" else None)
     assert (mode == "timescaledb") == bool(manifest["hypertables"])
-    assert get_json(s3_endpoint, bucket, v["latest_key"])["s3_key"] == v["s3_key"]
-    assert _journal(loaded) == [("verified", v["s3_key"], v["sha256"], v["size_bytes"], True, None)]
+    assert get_json(s3_endpoint, bucket, v.latest_key)["s3_key"] == v.s3_key
+    assert _journal(loaded) == [("verified", v.s3_key, v.sha256, v.size_bytes, True, None)]
     # Encrypted at rest, as the manifest records; nothing of the dump on the worker's disk.
-    for key in (v["s3_key"], v["manifest_key"], v["latest_key"]):
+    for key in (v.s3_key, v.manifest_key, v.latest_key):
         assert s3_client(s3_endpoint).head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "AES256"
     assert manifest["encryption"]["algorithm"] == "AES256"
     assert _files(settings.local_dir, Path(settings.work_dir)) == []
@@ -108,10 +111,10 @@ def test_round_trip_restores_every_table_equal(mode: str, loaded: dict[str, obje
     target = f"rt_{uuid.uuid4().hex[:10]}"
     hook = store.make_hook()
     resolved = recover.resolve(hook, settings, "latest", str(loaded["dbname"]))
-    assert recover.check(hook, settings, resolved)["sha256"] == v["sha256"]
+    assert recover.check(hook, settings, resolved).sha256 == v.sha256
     try:
         result = recover.restore(loaded, hook, settings, target, resolved)
-        assert result["ok"], result["problems"]
+        assert result.ok, result.problems
         after = fingerprints({**loaded, "dbname": target}, skip=("ops.backups",))
         assert after == before
         assert sum(n for n, _ in after.values()) > 1000  # the sample really was there
@@ -150,7 +153,7 @@ def test_s3_unreachable_fails_after_retries_and_leaves_nothing(loaded: dict[str,
     # S3 is back: the retried task dumps again and completes.
     set_s3_endpoint(monkeypatch, s3_endpoint)
     d = nightly.dump(loaded, store.make_hook(), p, settings, run_id="unreachable")
-    assert keys(s3_endpoint, settings.bucket) == sorted([d["s3_key"], d["manifest_key"]])  # latest: after verify
+    assert keys(s3_endpoint, settings.bucket) == sorted([d.s3_key, d.manifest_key])  # latest: after verify
 
 
 class CuttingProxy:
@@ -236,9 +239,9 @@ def test_one_cut_connection_is_retried_and_the_upload_completes(
     finally:
         proxy.close()
     assert proxy.cut == 1
-    body = s3_client(s3_endpoint).get_object(Bucket=settings.bucket, Key=d["s3_key"])["Body"].read()
-    assert hashlib.sha256(body).hexdigest() == d["sha256"] and len(body) == d["size_bytes"]
-    assert get_json(s3_endpoint, settings.bucket, d["manifest_key"])["sha256"] == d["sha256"]
+    body = s3_client(s3_endpoint).get_object(Bucket=settings.bucket, Key=d.s3_key)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == d.sha256 and len(body) == d.size_bytes
+    assert get_json(s3_endpoint, settings.bucket, d.manifest_key)["sha256"] == d.sha256
     set_s3_endpoint(monkeypatch, s3_endpoint)
     nightly.verify(loaded, store.make_hook(), d, settings)  # and it restores equal to its manifest
 
@@ -285,8 +288,8 @@ def test_encryption_is_asked_for_and_recorded(loaded: dict[str, object], setting
     from dataclasses import replace
 
     d = _backup(loaded, replace(settings, encryption=encryption), verify=False)
-    head = s3_client(s3_endpoint).head_object(Bucket=settings.bucket, Key=d["s3_key"])
-    manifest = get_json(s3_endpoint, settings.bucket, d["manifest_key"])
+    head = s3_client(s3_endpoint).head_object(Bucket=settings.bucket, Key=d.s3_key)
+    manifest = get_json(s3_endpoint, settings.bucket, d.manifest_key)
     assert head.get("ServerSideEncryption") == encryption.algorithm == manifest["encryption"]["algorithm"]
     if encryption.kms_key_id:
         assert head["SSEKMSKeyId"].endswith("key/quant-backups")
@@ -297,24 +300,24 @@ def test_a_local_copy_is_kept_only_when_asked_and_equals_the_object(
     from dataclasses import replace
 
     d = _backup(loaded, replace(settings, keep_local_copy=True), verify=False)
-    body = s3_client(s3_endpoint).get_object(Bucket=settings.bucket, Key=d["s3_key"])["Body"].read()
-    assert _files(settings.local_dir) == [Path(d["local_copy"])]
-    assert Path(d["local_copy"]).read_bytes() == body
+    body = s3_client(s3_endpoint).get_object(Bucket=settings.bucket, Key=d.s3_key)["Body"].read()
+    assert _files(settings.local_dir) == [Path(d.local_copy)]
+    assert Path(d.local_copy).read_bytes() == body
 
 
 def test_a_corrupted_object_is_refused_before_the_target_is_touched(
         loaded: dict[str, object], settings: BackupSettings, s3_endpoint: str) -> None:
     v = _backup(loaded, settings, verify=False)
     client = s3_client(s3_endpoint)
-    data = bytearray(client.get_object(Bucket=settings.bucket, Key=v["s3_key"])["Body"].read())
+    data = bytearray(client.get_object(Bucket=settings.bucket, Key=v.s3_key)["Body"].read())
     data[len(data) // 2] ^= 0xFF  # one flipped byte, same size
-    client.put_object(Bucket=settings.bucket, Key=v["s3_key"], Body=bytes(data))
+    client.put_object(Bucket=settings.bucket, Key=v.s3_key, Body=bytes(data))
 
     # The target exists and holds data: after the refusal it must be exactly as it was.
     target = str(loaded["dbname"])
     before = fingerprints(loaded)
     hook = store.make_hook()
-    resolved = recover.resolve(hook, settings, v["s3_key"], target)
+    resolved = recover.resolve(hook, settings, v.s3_key, target)
     assert recover.check_target(loaded, target, target) is True
     with pytest.raises(recover.RestoreRefused, match="checksum mismatch"):
         recover.check(hook, settings, resolved)
@@ -387,7 +390,7 @@ def test_retention_deletes_exactly_the_expired_and_keeps_the_protected(
 
     r = nightly.retention(loaded, store.make_hook(), s, dbname=dbname, now=now)
     expected_deleted = {stem for stem, e in names.items() if e == "delete"}
-    assert set(r["deleted"]) == set(dry["deleted"]) == expected_deleted
+    assert set(r.deleted) == set(dry.deleted) == expected_deleted
     remaining = {BackupName.parse(k).stem for k in keys(s3_endpoint, s.bucket) if BackupName.parse(k)}
     assert remaining == set(names) - expected_deleted
     local_left = {BackupName.parse(p.name).stem for p in (Path(s.local_dir) / dbname).iterdir()}
@@ -404,20 +407,20 @@ def test_a_backup_that_does_not_restore_equal_is_not_verified_and_latest_stays(
     hook = store.make_hook()
     p = nightly.preflight(loaded, hook, settings, datetime(2025, 10, 18, 2, 0, tzinfo=TZ))
     d = nightly.dump(loaded, hook, p, settings, run_id="second")
-    m = get_json(s3_endpoint, settings.bucket, d["manifest_key"])  # the manifest claims one row more
+    m = get_json(s3_endpoint, settings.bucket, d.manifest_key)  # the manifest claims one row more
     m["row_counts"]["public.tickers"] += 1
-    _put_manifest(settings, d["manifest_key"], m)
+    _put_manifest(settings, d.manifest_key, m)
     with pytest.raises(nightly.VerificationError) as failed:
         nightly.verify(loaded, hook, d, settings)
     cause, matched, where = str(failed.value).splitlines()
     assert where.startswith("The scratch database ") and " was dropped. 'latest' still points at " in where
-    assert first["name"] in where and "ago): that is the backup a restore takes now" in where
+    assert first.name in where and "ago): that is the backup a restore takes now" in where
     n = m["row_counts"]["public.tickers"]
     assert cause == (f"verification restore differs from the manifest: public.tickers (base table): {n - 1:,} rows "
                      f"after restore, {n:,} rows in the dump's snapshot")
     assert matched.startswith(f"every other relation matched: {len(m['relations']) - 1} of {len(m['relations'])} (")
     assert failed.value.advice.startswith("fewer rows")
-    assert get_json(s3_endpoint, settings.bucket, latest_key(str(loaded["dbname"])))["s3_key"] == first["s3_key"]
+    assert get_json(s3_endpoint, settings.bucket, latest_key(str(loaded["dbname"])))["s3_key"] == first.s3_key
     assert [r[0] for r in _journal(loaded)] == ["verified", "failed"]
     assert "public.tickers (base table)" in _journal(loaded)[1][5]
     with psycopg.connect(**{k: v for k, v in loaded.items() if k != "dbname"}, dbname="postgres") as c:
@@ -445,9 +448,9 @@ def test_views_stale_at_dump_time_verify_and_move_latest(mode: str, pg_dsn: str,
 
     v = _backup(kw, settings)
 
-    manifest = get_json(s3_endpoint, settings.bucket, v["manifest_key"])
+    manifest = get_json(s3_endpoint, settings.bucket, v.manifest_key)
     assert manifest["verified"] is True and manifest["manifest_version"] == 2
-    assert get_json(s3_endpoint, settings.bucket, v["latest_key"])["s3_key"] == v["s3_key"]
+    assert get_json(s3_endpoint, settings.bucket, v.latest_key)["s3_key"] == v.s3_key
     kinds = manifest["relations"]
     assert kinds["public.tickers"] == {"kind": "base table"}
     assert view not in manifest["row_counts"] and "public.tickers" in manifest["row_counts"]
@@ -462,8 +465,8 @@ def test_views_stale_at_dump_time_verify_and_move_latest(mode: str, pg_dsn: str,
     target = f"st_{uuid.uuid4().hex[:10]}"
     try:
         hook = store.make_hook()
-        result = recover.restore(kw, hook, settings, target, recover.resolve(hook, settings, v["s3_key"], "x"))
-        assert result["ok"], result["problems"]
+        result = recover.restore(kw, hook, settings, target, recover.resolve(hook, settings, v.s3_key, "x"))
+        assert result.ok, result.problems
         assert _count({**kw, "dbname": target}, view) > 0
         with connect({**kw, "dbname": target}, autocommit=True) as c:
             assert c.execute("SELECT relispopulated FROM pg_class WHERE oid = %s::regclass",
@@ -483,9 +486,9 @@ def test_a_view_populated_at_dump_time_must_be_populated_after_restore(
         c.execute("REFRESH MATERIALIZED VIEW public.ohlcv_monthly WITH NO DATA")
     hook = store.make_hook()
     d = nightly.dump(kw, hook, nightly.preflight(kw, hook, settings, WHEN), settings, run_id="view")
-    m = get_json(s3_endpoint, settings.bucket, d["manifest_key"])  # claims the view was populated
+    m = get_json(s3_endpoint, settings.bucket, d.manifest_key)  # claims the view was populated
     m["relations"]["public.ohlcv_monthly"]["populated"] = True
-    _put_manifest(settings, d["manifest_key"], m)
+    _put_manifest(settings, d.manifest_key, m)
     with pytest.raises(nightly.VerificationError, match=(
             r"differs from the manifest: public\.ohlcv_monthly \(materialized view\): populated at dump time, "
             r"not populated after restore\nevery other relation matched.*\nThe scratch database \S+ was dropped")):

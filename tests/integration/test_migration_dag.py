@@ -37,12 +37,13 @@ LOAD_TASKS = {f"load_{t.name}" for t in migratable_tables()}
 
 def _xcoms(dag_run: Any, task_ids: set[str]) -> dict[str, Any]:
     from airflow.models.xcom import XComModel
+    from airflow.sdk.serde import deserialize  # our results come back as their classes
     from airflow.utils.session import create_session
 
     with create_session() as session:
         rows = session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id,
                                                   task_ids=list(task_ids), key="return_value")).all()
-        return {r.task_id: XComModel.deserialize_value(r) for r in rows}
+        return {r.task_id: deserialize(XComModel.deserialize_value(r)) for r in rows}
 
 
 def _relations(conn: psycopg.Connection) -> list[str]:
@@ -74,12 +75,12 @@ def test_dry_run_through_the_dag_writes_nothing(
     assert set(loads) == LOAD_TASKS
     rejected: Counter = Counter()
     for task_id, x in loads.items():
-        assert x["dry_run"] is True
-        assert x["source_rows"] == x["loaded"] + sum(x["rejected"].values()), task_id
-        assert x["source_rows"] == sum(source_counts(path, next(
+        assert x.dry_run is True
+        assert x.source_rows == x.loaded + sum(x.rejected.values()), task_id
+        assert x.source_rows == sum(source_counts(path, next(
             t for t in MIGRATABLE if f"load_{t.name}" == task_id)).values()), task_id
-        for reason, n in x["rejected"].items():
-            rejected[(x["table"], reason)] += n
+        for reason, n in x.rejected.items():
+            rejected[(x.table, reason)] += n
     assert rejected == Counter((e["table"], e["reason"]) for e in manifest["planted"] if e["expect"] == "reject")
 
 
@@ -103,7 +104,7 @@ def test_end_to_end_on_the_defects_sample(
         (dr.run_id,)).fetchall()
     assert results and [r for r in results if r[3] == "fail"] == []
     assert {r[1] for r in results if r[0] == "content_checksum" and r[3] == "pass"} == {t.name for t in MIGRATABLE}
-    assert _xcoms(dr, {"validate"})["validate"]["failed"] == 0
+    assert _xcoms(dr, {"validate"})["validate"].failed == 0
 
     runs = {(r[0], r[1]): r[2:] for r in pg_conn.execute(
         "SELECT table_name, region, source_rows, loaded_rows, rejected_rows FROM ops.migration_runs "
@@ -125,7 +126,7 @@ def test_end_to_end_on_the_defects_sample(
     held = tuple(pg_conn.execute(f"SELECT count(*) FROM public.{v}").fetchone()[0]
                  for v in ("ohlcv_monthly", "ohlcv_yearly", "ohlcv_daily_summary"))
     assert held == buckets and min(held) > 0
-    refreshed = {r["view"]: r["rows"] for r in _xcoms(dr, {"refresh_aggregates"})["refresh_aggregates"]}
+    refreshed = {r.view: r.rows for r in _xcoms(dr, {"refresh_aggregates"})["refresh_aggregates"]}
     assert refreshed == {v: pg_conn.execute(f"SELECT count(*) FROM public.{v}").fetchone()[0]
                          for v in ("ohlcv_monthly", "ohlcv_quarterly", "ohlcv_yearly", "ohlcv_daily_summary")}
 
@@ -203,7 +204,7 @@ def test_a_rerun_with_prune_tickers_ends_green_after_the_platform_removed_a_tick
     pruned = load_dag().test(run_conf={"dry_run": False, "prune_tickers": True})
     states = task_states(pruned)
     assert pruned.state == "success", states
-    assert _xcoms(pruned, {"prune_tickers"})["prune_tickers"]["deleted"] == [[gone, "KR"]]
+    assert _xcoms(pruned, {"prune_tickers"})["prune_tickers"].deleted == [(gone, "KR")]
     assert pg_conn.execute("SELECT count(*) FROM tickers WHERE ticker = %s", (gone,)).fetchone()[0] == 0
 
 
@@ -250,4 +251,4 @@ def test_a_source_in_the_bucket_is_fetched_checked_and_recorded(
     other = load_dag().test(run_conf={"dry_run": False, "tables": ["tickers", "ohlcv_data"]} | {
         "source_path": str(local)})
     assert other.state == "success"
-    assert _xcoms(other, {"prepare"})["prepare"]["previous_run"] == dr.run_id
+    assert _xcoms(other, {"prepare"})["prepare"].previous_run == dr.run_id

@@ -194,7 +194,7 @@ def test_bad_params_say_what_did_not_happen_and_how_to_go_on() -> None:
     assert what_to_do_of(exc) == exc.what_to_do
 
 
-@pytest.mark.parametrize("name", ["operators.backup._BackupBase", "operators.maintenance._MaintenanceStep",
+@pytest.mark.parametrize("name", ["operators.backup.BackupStep", "operators.maintenance.MaintenanceStep",
                                   "operators.migration.MigrateTableOperator"])
 def test_steps_that_fail_unexplained_still_give_the_alert_a_next_step(name: str) -> None:
     """A database that stops answering mid-step raises psycopg's error: the operator's own hint goes out."""

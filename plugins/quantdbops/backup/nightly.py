@@ -6,7 +6,7 @@ encryption) and writes the manifest beside the object; ``verify`` fetches the ob
 (proving the object, not a copy), checks its SHA-256 against the manifest and restores it into a scratch
 database. So any worker can run any step. Each step takes a ``PgTarget`` (or libpq keyword arguments), an
 ``S3Hook`` where it needs the bucket, and ``BackupSettings``; each returns metadata only (keys, sizes,
-checksums, counts), ready for XCom.
+checksums, counts) as a typed result, ready for XCom.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from quantdbops.backup import manifest as mf
 from quantdbops.backup.dump import DumpProcess, check_client_compatible
 from quantdbops.backup.naming import BackupName, latest_key
 from quantdbops.backup.restore import drop_database, restore_and_check
+from quantdbops.backup.results import BackupPlan, RetentionOutcome, UploadedBackup, Verification
 from quantdbops.backup.retention import Candidate, RetentionPlan, plan
 from quantdbops.backup.settings import BackupSettings
 from quantdbops.backup.stream import download, part_size_for, upload_stream
@@ -66,7 +67,7 @@ def work_dir(s: BackupSettings) -> Path:
     return Path(s.work_dir) if s.work_dir else Path(tempfile.gettempdir())
 
 
-def preflight(target: Target, hook: Any, s: BackupSettings, when: datetime) -> dict[str, Any]:
+def preflight(target: Target, hook: Any, s: BackupSettings, when: datetime) -> BackupPlan:
     """Database answers, the client fits the server, the bucket answers, and the disk holds what this worker
     needs: nothing for the dump (it streams to the bucket); the dump's size in its temp dir for the
     verification restore, and for a local copy where one is kept.
@@ -94,13 +95,13 @@ def preflight(target: Target, hook: Any, s: BackupSettings, when: datetime) -> d
                                  "work_dir / local_dir elsewhere")
     store.check_bucket(hook, s.bucket, s.retry)
     name = BackupName.at(dbname, when)
-    return {"dbname": dbname, "name": name.stem, "taken_at": name.taken_at.isoformat(),
-            "s3_key": name.dump_key(s.prefix), "manifest_key": name.manifest_key(s.prefix),
-            "latest_key": latest_key(dbname, s.prefix), "bucket": s.bucket,
-            "local_copy": str(name.local_dump(s.local_dir)) if s.keep_local_copy else None,
-            "db_size_bytes": int(size), "free_bytes": free, "pg_version": pg_version,
-            "tsdb_version": tsdb_version, "pg_dump_major": client, "journal": bool(has_journal),
-            "encryption": s.encryption.as_dict()}
+    return BackupPlan(
+        dbname=dbname, name=name.stem, taken_at=name.taken_at.isoformat(), bucket=s.bucket,
+        s3_key=name.dump_key(s.prefix), manifest_key=name.manifest_key(s.prefix),
+        latest_key=latest_key(dbname, s.prefix),
+        local_copy=str(name.local_dump(s.local_dir)) if s.keep_local_copy else None, db_size_bytes=int(size),
+        free_bytes=free, pg_version=pg_version, tsdb_version=tsdb_version, pg_dump_major=client,
+        journal=bool(has_journal), encryption=s.encryption.as_dict(), dry_run=s.dry_run, verify=s.verify)
 
 
 @contextlib.contextmanager
@@ -120,32 +121,32 @@ def local_copy(path: str | None) -> Iterator[BinaryIO | None]:
         partial.unlink(missing_ok=True)
 
 
-def dump(target: Target, hook: Any, p: dict[str, Any], s: BackupSettings, *, run_id: str,
-         say: Say = log.info) -> dict[str, Any]:
+def dump(target: Target, hook: Any, p: BackupPlan, s: BackupSettings, *, run_id: str,
+         say: Say = log.info) -> UploadedBackup:
     """``pg_dump`` in one exported snapshot, streamed into the bucket; the manifest's relations (kinds, table
     rows, views' population) are read in that same snapshot, and the manifest is written beside the object only
     once the object is complete. Without verification, the object is read back (size and SHA-256) and
     ``latest`` moves to it here."""
     t = PgTarget.of(target)
     with t.connect(autocommit=True) as c:
-        backup_id = journal.start(c, run_id=run_id, s3_key=p["s3_key"], local_path=p.get("local_copy") or "",
-                                  pg_version=p["pg_version"], tsdb_version=p["tsdb_version"])
+        backup_id = journal.start(c, run_id=run_id, s3_key=p.s3_key, local_path=p.local_copy or "",
+                                  pg_version=p.pg_version, tsdb_version=p.tsdb_version)
     try:
         with t.connect() as snap:
             snap.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             snap.read_only = True
             snapshot = snap.execute("SELECT pg_export_snapshot()").fetchone()[0]
-            say("Dumping %s (snapshot %s) into s3://%s/%s (server-side encryption %s)%s", p["dbname"], snapshot,
-                s.bucket, p["s3_key"], s.encryption.algorithm or "the bucket's default",
-                f", keeping a local copy at {p['local_copy']}" if p.get("local_copy") else "")
+            say("Dumping %s (snapshot %s) into s3://%s/%s (server-side encryption %s)%s", p.dbname, snapshot,
+                s.bucket, p.s3_key, s.encryption.algorithm or "the bucket's default",
+                f", keeping a local copy at {p.local_copy}" if p.local_copy else "")
             proc = DumpProcess(t.args(), bin_dir=s.bin_dir, snapshot=snapshot)
             try:
-                with local_copy(p.get("local_copy")) as tee:
+                with local_copy(p.local_copy) as tee:
                     # pg_dump's exit status is read before the upload completes: a failed dump never
                     # becomes an object
                     sent, (seconds, warnings) = upload_stream(
-                        hook, s.bucket, p["s3_key"], proc.read, encryption=s.encryption,
-                        part_size=s.part_size or part_size_for(p["db_size_bytes"]), policy=s.retry, tee=tee,
+                        hook, s.bucket, p.s3_key, proc.read, encryption=s.encryption,
+                        part_size=s.part_size or part_size_for(p.db_size_bytes), policy=s.retry, tee=tee,
                         finish=proc.finish, say=say)
             except BaseException:
                 proc.kill()
@@ -160,19 +161,19 @@ def dump(target: Target, hook: Any, p: dict[str, Any], s: BackupSettings, *, run
             len(relations) - len(counted))
         if warnings:
             say("pg_dump said: %s", warnings)
-        manifest = mf.build(name=p["name"], dbname=p["dbname"], s3_key=p["s3_key"], bucket=p["bucket"],
-                            size_bytes=sent.size_bytes, sha256=sent.sha256, pg_version=p["pg_version"],
-                            tsdb_version=p["tsdb_version"], pg_dump_major=p["pg_dump_major"], relations=relations,
-                            hypertable_names=hyper, dump_seconds=seconds, taken_at=p["taken_at"], run_id=run_id)
+        manifest = mf.build(name=p.name, dbname=p.dbname, s3_key=p.s3_key, bucket=p.bucket,
+                            size_bytes=sent.size_bytes, sha256=sent.sha256, pg_version=p.pg_version,
+                            tsdb_version=p.tsdb_version, pg_dump_major=p.pg_dump_major, relations=relations,
+                            hypertable_names=hyper, dump_seconds=seconds, taken_at=p.taken_at, run_id=run_id)
         manifest["upload"] = {"parts": sent.parts, "etag": sent.etag, "seconds": sent.seconds}
         manifest["encryption"] = sent.encryption
-        manifest["local_copy"] = p.get("local_copy")
+        manifest["local_copy"] = p.local_copy
         readback = None
         if not s.verify:  # nothing else will read it back: prove the object now
-            readback = download(hook, s.bucket, p["s3_key"], None, expect_size=sent.size_bytes,
+            readback = download(hook, s.bucket, p.s3_key, None, expect_size=sent.size_bytes,
                                 expect_sha256=sent.sha256, policy=s.retry, say=say)
             manifest["readback"] = {"seconds": readback.seconds, "sha256": readback.sha256}
-        store.put_json(hook, s.bucket, p["manifest_key"], manifest, s.retry, say, encryption=s.encryption)
+        store.put_json(hook, s.bucket, p.manifest_key, manifest, s.retry, say, encryption=s.encryption)
         if readback is not None:
             move_latest(hook, s, p, manifest)
     except Exception as exc:
@@ -182,18 +183,19 @@ def dump(target: Target, hook: Any, p: dict[str, Any], s: BackupSettings, *, run
     with t.connect(autocommit=True) as c:
         journal.set_status(c, backup_id, "uploaded", size_bytes=sent.size_bytes, sha256=sent.sha256,
                            duration_s=seconds, manifest=manifest)
-    return {**p, "backup_id": backup_id, "size_bytes": sent.size_bytes, "sha256": sent.sha256,
-            "dump_seconds": round(seconds, 3), "parts": sent.parts, "encryption": sent.encryption,
-            "tables": len(counted), "views": len(relations) - len(counted), "rows": manifest["total_rows"],
-            "latest_moved": readback is not None}
+    return UploadedBackup(
+        dbname=p.dbname, name=p.name, bucket=p.bucket, s3_key=p.s3_key, manifest_key=p.manifest_key,
+        latest_key=p.latest_key, backup_id=backup_id, size_bytes=sent.size_bytes, sha256=sent.sha256,
+        dump_seconds=round(seconds, 3), parts=sent.parts, encryption=sent.encryption, tables=len(counted),
+        views=len(relations) - len(counted), rows=manifest["total_rows"], latest_moved=readback is not None,
+        local_copy=p.local_copy)
 
 
-def move_latest(hook: Any, s: BackupSettings, d: dict[str, Any], manifest: dict[str, Any]) -> None:
-    name = BackupName.parse(d["s3_key"])
+def move_latest(hook: Any, s: BackupSettings, d: BackupPlan | UploadedBackup, manifest: dict[str, Any]) -> None:
+    name = BackupName.parse(d.s3_key)
     assert name is not None
-    store.put_json(hook, s.bucket, d["latest_key"],
-                   store.latest_pointer(name, manifest, d["s3_key"], d["manifest_key"]), s.retry,
-                   encryption=s.encryption)
+    store.put_json(hook, s.bucket, d.latest_key, store.latest_pointer(name, manifest, d.s3_key, d.manifest_key),
+                   s.retry, encryption=s.encryption)
 
 
 @contextlib.contextmanager
@@ -211,9 +213,9 @@ def fetched(hook: Any, bucket: str, key: str, manifest: dict[str, Any], s: Backu
         yield path
 
 
-def latest_story(hook: Any, s: BackupSettings, d: dict[str, Any]) -> str:
+def latest_story(hook: Any, s: BackupSettings, d: UploadedBackup) -> str:
     """Where ``latest`` points and how old that backup is (the one a restore would take now)."""
-    pointer = store.get_json(hook, s.bucket, d["latest_key"], s.retry)
+    pointer = store.get_json(hook, s.bucket, d.latest_key, s.retry)
     if not pointer:
         return "'latest' points at no backup yet: there is no verified backup of this database to restore"
     taken = datetime.fromisoformat(pointer["taken_at"])
@@ -222,19 +224,19 @@ def latest_story(hook: Any, s: BackupSettings, d: dict[str, Any]) -> str:
             f"({age.days} d {age.seconds // 3600} h ago): that is the backup a restore takes now")
 
 
-def verify(target: Target, hook: Any, d: dict[str, Any], s: BackupSettings, *, say: Say = log.info) -> dict[str, Any]:
+def verify(target: Target, hook: Any, d: UploadedBackup, s: BackupSettings, *, say: Say = log.info) -> Verification:
     """Fetch the object from the bucket, prove it against its manifest, restore it into a scratch database,
     compare, drop the scratch database; then mark verified and move ``latest``."""
     t = PgTarget.of(target)
-    scratch = f"{d['dbname'][:30]}_verify_{d['name'][-15:].lower()}"
-    manifest = store.get_json(hook, s.bucket, d["manifest_key"], s.retry)
+    scratch = f"{d.dbname[:30]}_verify_{d.name[-15:].lower()}"
+    manifest = store.get_json(hook, s.bucket, d.manifest_key, s.retry)
     if manifest is None:
-        raise store.BackupStoreError(f"s3://{s.bucket}/{d['manifest_key']} is missing: the dump step wrote it; "
+        raise store.BackupStoreError(f"s3://{s.bucket}/{d.manifest_key} is missing: the dump step wrote it; "
                                      "clear the dump task")
     drop_database(t, scratch)  # a killed earlier try may have left it
     started = time.perf_counter()
     try:
-        with fetched(hook, s.bucket, d["s3_key"], manifest, s, say) as path:
+        with fetched(hook, s.bucket, d.s3_key, manifest, s, say) as path:
             result = restore_and_check(t, scratch, path, manifest, bin_dir=s.bin_dir, jobs=s.restore_jobs, say=say)
     finally:
         drop_database(t, scratch)
@@ -243,17 +245,17 @@ def verify(target: Target, hook: Any, d: dict[str, Any], s: BackupSettings, *, s
     with t.connect(autocommit=True) as c:
         if not result.comparison.ok:
             summary = result.comparison.summary()
-            journal.set_status(c, d.get("backup_id"), "failed", error=f"verification restore differs: {summary}")
+            journal.set_status(c, d.backup_id, "failed", error=f"verification restore differs: {summary}")
             raise VerificationError(f"verification restore differs from the manifest: {summary}\n"
                                     f"The scratch database {scratch} was dropped. {latest_story(hook, s, d)}",
                                     result.comparison.advice())
         manifest.update(verified=True, verification=verification)
-        store.put_json(hook, s.bucket, d["manifest_key"], manifest, s.retry, encryption=s.encryption)
+        store.put_json(hook, s.bucket, d.manifest_key, manifest, s.retry, encryption=s.encryption)
         move_latest(hook, s, d, manifest)
-        journal.set_status(c, d.get("backup_id"), "verified", manifest=manifest)
-    return {**d, "verified": True, "verify_seconds": verification["seconds"], "scratch_db": scratch,
-            "verify_relations": result.comparison.relations, "verify_compared": result.comparison.how_compared(),
-            "verify_rows": result.comparison.rows, "latest_moved": True}
+        journal.set_status(c, d.backup_id, "verified", manifest=manifest)
+    return Verification(s3_key=d.s3_key, scratch_db=scratch, seconds=verification["seconds"],
+                        relations=result.comparison.relations, compared=result.comparison.how_compared(),
+                        rows=result.comparison.rows)
 
 
 def gather(hook: Any, s: BackupSettings, dbname: str) -> tuple[dict[str, Candidate], dict[str, dict[str, Any]]]:
@@ -281,7 +283,7 @@ def gather(hook: Any, s: BackupSettings, dbname: str) -> tuple[dict[str, Candida
 
 
 def retention(target: Target, hook: Any, s: BackupSettings, *, dbname: str, now: datetime,
-              current: str | None = None, say: Say = log.info) -> dict[str, Any]:
+              current: str | None = None, say: Say = log.info) -> RetentionOutcome:
     """Delete expired backups in the bucket and on disk (not in a dry run); mark them deleted in ops.backups."""
     candidates, where = gather(hook, s, dbname)
     latest = store.get_json(hook, s.bucket, latest_key(dbname, s.prefix), s.retry)
@@ -299,5 +301,5 @@ def retention(target: Target, hook: Any, s: BackupSettings, *, dbname: str, now:
         with PgTarget.of(target).connect(autocommit=True) as c:
             journal.mark_deleted(c, [where[stem]["s3_dump"] for stem in decision.delete
                                      if where[stem].get("s3_dump")])
-    return {"dry_run": s.dry_run, "deleted": list(decision.delete), "kept": decision.keep,
-            "deleted_s3_keys": s3_keys, "deleted_local_files": local_files}
+    return RetentionOutcome(dry_run=s.dry_run, deleted=list(decision.delete), kept=dict(decision.keep),
+                            deleted_s3_keys=s3_keys, deleted_local_files=local_files)

@@ -27,6 +27,7 @@ from quantdbops.backup.naming import (
 )
 from quantdbops.backup.nightly import fetched, local_copy
 from quantdbops.backup.restore import database_exists, drop_database, restore_and_check
+from quantdbops.backup.results import DumpProof, RestoreOutcome, RestorePlan, SafetyBackup
 from quantdbops.backup.settings import BackupSettings
 from quantdbops.backup.stream import ObjectMismatch, download, upload_stream
 from quantdbops.io.pg import PgTarget
@@ -40,7 +41,7 @@ class RestoreRefused(RuntimeError):
     """The restore will not go ahead (bad choice of backup, missing confirmation, checksum mismatch)."""
 
 
-def resolve(hook: Any, s: BackupSettings, backup: str, source_db: str) -> dict[str, Any]:
+def resolve(hook: Any, s: BackupSettings, backup: str, source_db: str) -> RestorePlan:
     """``latest``, a dump key in the bucket (``s3://bucket/key`` or ``key``) or an absolute local path."""
     backup = (backup or "").strip()
     if backup == "latest":
@@ -56,7 +57,7 @@ def resolve(hook: Any, s: BackupSettings, backup: str, source_db: str) -> dict[s
         manifest_path = Path(manifest_key_for(backup))
         if not manifest_path.is_file():
             raise RestoreRefused(f"{manifest_path} is missing: without the manifest the checksum cannot be proven")
-        return {"source": "local", "dump": backup, "manifest": mf.read(manifest_path)}
+        return RestorePlan(source="local", dump=backup, manifest=mf.read(manifest_path))
     bucket = s.bucket
     if backup.startswith("s3://"):
         bucket, _, backup = backup.removeprefix("s3://").partition("/")
@@ -66,7 +67,7 @@ def resolve(hook: Any, s: BackupSettings, backup: str, source_db: str) -> dict[s
     if manifest is None:
         raise RestoreRefused(f"s3://{bucket}/{manifest_key_for(backup)} is missing: an upload without a manifest "
                              "was never confirmed; choose another backup")
-    return {"source": "s3", "bucket": bucket, "dump": backup, "manifest": manifest}
+    return RestorePlan(source="s3", dump=backup, manifest=manifest, bucket=bucket)
 
 
 def check_target(target: Target, name: str, confirm: str | None) -> bool:
@@ -79,33 +80,33 @@ def check_target(target: Target, name: str, confirm: str | None) -> bool:
     return exists
 
 
-def _refuse_mismatch(resolved: dict[str, Any], exc: Exception) -> RestoreRefused:
-    return RestoreRefused(f"checksum mismatch for {resolved['dump']}: {exc}. The backup is corrupt; the target was "
+def _refuse_mismatch(resolved: RestorePlan, exc: Exception) -> RestoreRefused:
+    return RestoreRefused(f"checksum mismatch for {resolved.dump}: {exc}. The backup is corrupt; the target was "
                           "not touched. Choose another backup.")
 
 
-def check(hook: Any, s: BackupSettings, resolved: dict[str, Any], *, say: Say = log.info) -> dict[str, Any]:
+def check(hook: Any, s: BackupSettings, resolved: RestorePlan, *, say: Say = log.info) -> DumpProof:
     """Read the dump through once and compare size and SHA-256 with the manifest; keep nothing."""
-    manifest = resolved["manifest"]
-    if resolved["source"] == "local":
-        size, sha = sha256_file(resolved["dump"])
+    manifest = resolved.manifest
+    if resolved.source == "local":
+        size, sha = sha256_file(resolved.dump)
         if (size, sha) != (manifest["size_bytes"], manifest["sha256"]):
             raise _refuse_mismatch(resolved, ValueError(f"{size:,} bytes with sha256 {sha}, the manifest says "
                                                         f"{manifest['size_bytes']:,} bytes with {manifest['sha256']}"))
         seconds = 0.0
     else:
         try:
-            got = download(hook, resolved["bucket"], resolved["dump"], None, expect_size=manifest["size_bytes"],
+            got = download(hook, resolved.bucket, resolved.dump, None, expect_size=manifest["size_bytes"],
                            expect_sha256=manifest["sha256"], policy=s.retry, say=say)
         except ObjectMismatch as exc:
             raise _refuse_mismatch(resolved, exc) from exc
         size, sha, seconds = got.size_bytes, got.sha256, got.seconds
     if not manifest.get("verified"):
         say("WARNING: this backup's manifest says it was never verified by a restore")
-    return {"dump": resolved["dump"], "size_bytes": size, "sha256": sha, "seconds": seconds}
+    return DumpProof(dump=resolved.dump, size_bytes=size, sha256=sha, seconds=seconds)
 
 
-def safety_backup(target: Target, hook: Any, s: BackupSettings, name: str, *, say: Say = log.info) -> dict[str, Any]:
+def safety_backup(target: Target, hook: Any, s: BackupSettings, name: str, *, say: Say = log.info) -> SafetyBackup:
     """Stream a dump of the existing database ``name`` into the bucket before it is replaced (and to a local
     copy where ``keep_local_copy`` asks for one)."""
     into = PgTarget.of(target).on(name)
@@ -125,30 +126,32 @@ def safety_backup(target: Target, hook: Any, s: BackupSettings, name: str, *, sa
         raise
     say("Safety backup of %s: s3://%s/%s (%s bytes, sha256 %s)%s", name, s.bucket, key, f"{sent.size_bytes:,}",
         sent.sha256, f", local copy {local}" if local else "")
-    return {"s3_key": key, "size_bytes": sent.size_bytes, "sha256": sent.sha256, "local_copy": local,
-            "encryption": sent.encryption}
+    return SafetyBackup(s3_key=key, size_bytes=sent.size_bytes, sha256=sent.sha256, local_copy=local,
+                        encryption=sent.encryption)
 
 
 @contextlib.contextmanager
-def _dump_file(hook: Any, s: BackupSettings, resolved: dict[str, Any], say: Say) -> Iterator[Path]:
-    if resolved["source"] == "local":
-        yield Path(resolved["dump"])
+def _dump_file(hook: Any, s: BackupSettings, resolved: RestorePlan, say: Say) -> Iterator[Path]:
+    if resolved.source == "local":
+        yield Path(resolved.dump)
         return
     try:
-        with fetched(hook, resolved["bucket"], resolved["dump"], resolved["manifest"], s, say) as path:
+        with fetched(hook, resolved.bucket, resolved.dump, resolved.manifest, s, say) as path:
             yield path
     except ObjectMismatch as exc:
         raise _refuse_mismatch(resolved, exc) from exc
 
 
-def restore(target: Target, hook: Any, s: BackupSettings, name: str, resolved: dict[str, Any], *,
-            say: Say = log.info) -> dict[str, Any]:
+def restore(target: Target, hook: Any, s: BackupSettings, name: str, resolved: RestorePlan, *,
+            say: Say = log.info) -> RestoreOutcome:
     """Fetch and prove the dump, then replace database ``name`` with it and check it against the manifest."""
-    manifest = resolved["manifest"]
+    manifest = resolved.manifest
     with _dump_file(hook, s, resolved, say) as path:
-        if resolved["source"] == "local":  # a file on this worker: prove it here as well
+        if resolved.source == "local":  # a file on this worker: prove it here as well
             check(hook, s, resolved, say=say)
         drop_database(target, name)
         result = restore_and_check(target, name, path, manifest, bin_dir=s.bin_dir, jobs=s.restore_jobs, say=say)
-    return {**result.as_dict(), "lines": result.comparison.lines, "summary": result.comparison.summary(),
-            "advice": result.comparison.advice()}
+    c = result.comparison
+    return RestoreOutcome(database=result.dbname, seconds=round(result.seconds, 3), timescaledb=result.timescaledb,
+                          relations=c.relations, rows=c.rows, ok=c.ok, problems=list(c.problems),
+                          lines=[list(line) for line in c.lines], summary=c.summary(), advice=c.advice())

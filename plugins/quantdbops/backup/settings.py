@@ -1,4 +1,5 @@
-"""The knobs of a backup or restore run, from the DAG params (and defaults that need no I/O at parse time)."""
+"""The knobs of a backup or restore run: the run's request resolved against Airflow (the bucket Variable, the S3
+connection's encryption default) and the step's own configuration."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from quantdbops import CONN_POSTGRES, CONN_S3
-from quantdbops.backup.naming import DEFAULT_BUCKET, DEFAULT_PREFIX, default_local_dir
+from quantdbops.backup.naming import DEFAULT_BUCKET, DEFAULT_PREFIX, default_local_dir, default_work_dir
+from quantdbops.backup.params import BackupRequest, StorageRequest
 from quantdbops.backup.store import RetryPolicy
 from quantdbops.backup.stream import Encryption
 
@@ -41,6 +43,21 @@ class BackupSettings:
         if not self.bucket or "/" in self.bucket:
             raise ValueError(f"bad bucket name {self.bucket!r}")
 
+    @classmethod
+    def resolve(cls, request: StorageRequest, *, postgres_conn_id: str = CONN_POSTGRES, aws_conn_id: str = CONN_S3,
+                bin_dir: str | None = None, retry: RetryPolicy | None = None, part_size: int = 0) -> BackupSettings:
+        """A run's settings: its request, with the bucket and the encryption it leaves empty resolved (reads an
+        Airflow Variable and connection: only inside a running task)."""
+        run = request if isinstance(request, BackupRequest) else BackupRequest()
+        return cls(
+            bucket=resolve_bucket(request.bucket), local_dir=Path(request.local_dir or default_local_dir()),
+            bin_dir=bin_dir, retention_days=run.retention_days, keep_verified=run.keep_verified,
+            verify=run.verify, dry_run=run.dry_run, postgres_conn_id=postgres_conn_id, aws_conn_id=aws_conn_id,
+            retry=retry or RetryPolicy(),
+            encryption=resolve_encryption(request.server_side_encryption, request.kms_key_id,
+                                          connection_extra(aws_conn_id)),
+            keep_local_copy=request.keep_local_copy, part_size=part_size, work_dir=default_work_dir())
+
 
 ENCRYPTION_EXTRA = "server_side_encryption"  # in the quant_s3 connection's extra: AES256, aws:kms or none
 KMS_KEY_EXTRA = "sse_kms_key_id"
@@ -53,6 +70,17 @@ def resolve_encryption(param: str | None, kms_key_id: str | None, extra: dict[st
     key = kms_key_id or extra.get(KMS_KEY_EXTRA) or None
     algorithm = None if str(chosen).lower() == "none" else str(chosen)
     return Encryption(algorithm, key if algorithm == "aws:kms" else None)
+
+
+def connection_extra(conn_id: str) -> dict[str, Any]:
+    """An Airflow connection's extra (the S3 one may set the default encryption); {} without the connection."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return BaseHook.get_connection(conn_id).extra_dejson
+    except AirflowNotFoundException:
+        return {}
 
 
 def resolve_bucket(param: str | None) -> str:

@@ -10,14 +10,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from quantdbops.paramcheck import ParamError
 from quantdbops.registry import TABLES
 
 TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in TABLES)
 MAX_STATEMENT_MINUTES = 120  # below the tasks' execution_timeout (3 h): the database gives up first
-
-
-class ParamError(ValueError):
-    """The params cannot describe a maintenance run."""
 
 
 def maintenance_params() -> dict[str, Any]:
@@ -62,6 +59,10 @@ class MaintenanceRequest:
     slow_query_min_ms: float = 1000.0
     slow_query_top_n: int = 20
     months_ahead: int = 3
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any]) -> MaintenanceRequest:
+        return cls.from_params(context["params"])
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> MaintenanceRequest:

@@ -105,9 +105,9 @@ class Session:
 
 
 @contextmanager
-def maintenance_session(target: str, request: Any, run_id: str, *, application_name: str = "quant-db-ops maintenance"
+def maintenance_session(target: Any, request: Any, run_id: str, *, application_name: str = "quant-db-ops maintenance"
                         ) -> Iterator[Session]:
-    """Open an autocommit connection to ``target`` (conn id or DSN) with the request's timeouts set.
+    """Open an autocommit connection to ``target`` (a ``PgTarget``, conn id or DSN) with the request's timeouts set.
 
     Raises ``LookupError`` when the ops schema (and so ``ops.maintenance_log``) does not exist.
     """

@@ -12,28 +12,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
 
 import psycopg
 from psycopg import sql
 
 from quantdbops.io.pg import DbMode
+from quantdbops.migration.results import AggregateRefresh
 from quantdbops.registry import AGGREGATES
 from quantdbops.sqlfiles import read_sql
-
-
-@dataclass
-class AggregateRefresh:
-    """One aggregate refreshed: how, how long, and the rows it holds afterwards."""
-
-    view: str
-    kind: str
-    how: str
-    seconds: float
-    rows: int
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def _statement(conn: psycopg.Connection, mode: DbMode, view: str) -> tuple[sql.Composable, dict, str] | None:

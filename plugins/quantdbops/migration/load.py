@@ -15,10 +15,8 @@ import os
 import sqlite3
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import date
 from multiprocessing.connection import wait
 
@@ -31,6 +29,7 @@ from quantdbops.migration.checksum import ROW_FORMAT
 from quantdbops.migration.plan import ALL_REGIONS, COPY_OPTIONS, UNKNOWN_REGION, SliceFilter, TablePlan
 from quantdbops.migration.produce import ProducerResult, read_source, worker
 from quantdbops.migration.provenance import record_merged_keys
+from quantdbops.migration.results import SliceStats, TableLoadResult
 from quantdbops.migration.source import raw_rows, source_file, source_key_is_unique
 from quantdbops.registry import LoadMode, Table
 from quantdbops.schema import partitions, render
@@ -73,61 +72,6 @@ def server_is_local(pg: psycopg.Connection | None) -> bool:
         return False
     host = pg.info.host
     return host.startswith("/") or host in ("localhost", "127.0.0.1", "::1")
-
-
-@dataclass
-class SliceStats:
-    """Counts of one region slice: every source row is either loaded or rejected."""
-
-    source_rows: int = 0
-    loaded: int = 0
-    rejected: Counter = field(default_factory=Counter)  # reason -> rows
-
-    @property
-    def rejected_rows(self) -> int:
-        return sum(self.rejected.values())
-
-
-@dataclass
-class TableLoadResult:
-    """What a table load did (``as_dict`` is what goes to XCom: metadata only)."""
-
-    table: str
-    run_id: str
-    dry_run: bool
-    regions: dict[str, SliceStats]
-    seconds: float
-    mode: str
-    unknown_columns: list[str] = field(default_factory=list)
-
-    @property
-    def source_rows(self) -> int:
-        return sum(s.source_rows for s in self.regions.values())
-
-    @property
-    def loaded(self) -> int:
-        return sum(s.loaded for s in self.regions.values())
-
-    @property
-    def rejected(self) -> Counter:
-        total: Counter = Counter()
-        for s in self.regions.values():
-            total.update(s.rejected)
-        return total
-
-    @property
-    def rows_per_sec(self) -> float:
-        return self.source_rows / self.seconds if self.seconds > 0 else 0.0
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "table": self.table, "run_id": self.run_id, "dry_run": self.dry_run, "mode": self.mode,
-            "source_rows": self.source_rows, "loaded": self.loaded,
-            "rejected": dict(self.rejected), "seconds": round(self.seconds, 3),
-            "rows_per_sec": round(self.rows_per_sec), "unknown_columns": self.unknown_columns,
-            "regions": {r: {"source_rows": s.source_rows, "loaded": s.loaded, "rejected": dict(s.rejected)}
-                        for r, s in sorted(self.regions.items())},
-        }
 
 
 def known_tickers(sconn: sqlite3.Connection, pg: psycopg.Connection | None,

@@ -71,6 +71,10 @@ class MigrationRequest:
     source_sha256: str | None = None
 
     @classmethod
+    def from_context(cls, context: Mapping[str, Any]) -> MigrationRequest:
+        return cls.from_params(context["params"])
+
+    @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> MigrationRequest:
         regions = choice_list(params.get("regions", list(REGIONS)), REGIONS, "regions")
         tables = choice_list(params.get("tables", list(MIGRATABLE)), MIGRATABLE, "tables")

@@ -11,26 +11,13 @@ no other table references them; the referenced ones are kept and listed with the
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import sql
 
 from quantdbops.migration.load import would_load_tickers
+from quantdbops.migration.results import PruneResult
 from quantdbops.registry import ticker_references
-
-
-@dataclass
-class PruneResult:
-    """Tickers of the target the source does not write: deleted, or kept because other rows reference them."""
-
-    deleted: list[tuple[str, str]] = field(default_factory=list)
-    kept: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (ticker, region) -> referencing tables
-    dry_run: bool = False
-
-    def as_dict(self) -> dict[str, object]:
-        return {"deleted": [list(k) for k in self.deleted], "dry_run": self.dry_run,
-                "kept": [{"ticker": k[0], "region": k[1], "referenced_by": v} for k, v in sorted(self.kept.items())]}
 
 
 def prune_tickers(sconn: sqlite3.Connection, pg: psycopg.Connection, regions: list[str], *,

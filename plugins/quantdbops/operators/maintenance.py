@@ -1,10 +1,10 @@
 """Operators of the weekly maintenance DAG: one per step, plus prepare and the closing summary.
 
-Each opens one autocommit connection inside ``execute`` (VACUUM and the CONCURRENTLY commands refuse a
-transaction block), sets ``lock_timeout`` and ``statement_timeout`` for the session, records every action
-in ``ops.maintenance_log`` as it happens and returns counts only to XCom. A table that cannot be locked
-in time is skipped for the rest of the step and recorded once; per-object failures are recorded too and fail
-the run in ``summary``, after every step has had its turn.
+Each reads the run's ``MaintenanceRequest``, opens one autocommit connection when it runs (VACUUM and the
+CONCURRENTLY commands refuse a transaction block), sets ``lock_timeout`` and ``statement_timeout`` for the
+session, records every action in ``ops.maintenance_log`` as it happens and returns a ``StepResult`` (counts).
+A table that cannot be locked in time is skipped for the rest of the step and recorded once; per-object
+failures are recorded too and fail the run in ``summary``, after every step has had its turn.
 """
 
 from __future__ import annotations
@@ -12,25 +12,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
-from quantdbops import CONN_POSTGRES
-from quantdbops.errors import ActionableFailure, bad_params
+from quantdbops.errors import ActionableFailure
+from quantdbops.maintenance.params import MaintenanceRequest
+from quantdbops.maintenance.results import MaintenanceSummary, StepResult
+from quantdbops.operators.base import QuantOperator
 from quantdbops.report import format_table
 
 # The ops schema (and the tables) come from the migration's prepare task.
 _SCHEMA_FIRST = ("run migrate_sqlite_to_postgres first (its prepare task applies the schema; a dry run does not), "
                  "then trigger this DAG again")
-
-
-def _request(context: Any) -> Any:
-    from quantdbops.maintenance.params import MaintenanceRequest, ParamError
-
-    try:
-        return MaintenanceRequest.from_params(context["params"])
-    except ParamError as exc:
-        raise bad_params(exc, nothing="nothing was done") from exc
 
 
 def _short(text: str | None, width: int = 80) -> str:
@@ -49,34 +41,33 @@ def _rows_table(rows: Sequence[dict[str, Any]], title: str) -> str:
         title=title)
 
 
-class _MaintenanceStep(BaseOperator):
-    """One step: connection, timeouts, mode and record set up; ``run_step`` does the work."""
+class MaintenanceStep(QuantOperator[MaintenanceRequest]):
+    """One step: connection, timeouts, mode and record set up; ``work`` does the step's own part."""
 
+    request_type = MaintenanceRequest
+    results = (StepResult,)
+    nothing_done = "nothing was done"
     ui_color = "#f3e8fd"
     # For a failure the step did not explain itself (the alert's "what to do").
     what_to_do = ("every maintenance step is safe to run again: check that the database answers, then clear "
                   "this task; the objects it finished are in ops.maintenance_log")
     mode_required: str | None = None  # "timescaledb" / "postgresql": the step is skipped in the other mode
 
-    def __init__(self, *, postgres_conn_id: str = CONN_POSTGRES, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.postgres_conn_id = postgres_conn_id
-
-    def run_step(self, conn: Any, request: Any, mode: Any, log: Any, timeouts: Any, context: Any) -> dict[str, Any]:
+    def work(self, session: Any, request: MaintenanceRequest) -> dict[str, Any]:
+        """The step's own part, on the ``session`` (connection, mode, record, timeouts); returns its figures."""
         raise NotImplementedError
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def run(self, request: MaintenanceRequest, context: Any) -> StepResult:
         from quantdbops.maintenance.session import maintenance_session
 
-        request = _request(context)
         try:
-            with maintenance_session(self.postgres_conn_id, request, context["run_id"],
+            with maintenance_session(self.database, request, context["run_id"],
                                      application_name=f"quant-db-ops maintenance {self.task_id}") as s:
                 if self.mode_required and s.mode.name != self.mode_required:
                     raise AirflowSkipException(f"{self.task_id} is for {self.mode_required} mode; this database "
                                                f"is {s.mode.describe()}")
                 self.log.info("%s on %s: %s", self.task_id, s.mode.describe(), request.describe())
-                result = self.run_step(s.conn, request, s.mode, s.log, s.timeouts, context)
+                figures = self.work(s, request)
                 log = s.log
         except LookupError as exc:
             raise ActionableFailure(str(exc), what_to_do=_SCHEMA_FIRST) from exc
@@ -90,20 +81,22 @@ class _MaintenanceStep(BaseOperator):
         if counts.get("failed"):
             self.log.error("%d object(s) failed: the run will be marked failed by summary after the other steps. "
                            "The message says what to do.", counts["failed"])
-        return {**result, "records": counts, "dry_run": request.dry_run}
+        return StepResult(step=self.task_id, figures=figures, records=dict(counts), dry_run=request.dry_run)
 
 
-class PrepareMaintenanceOperator(_MaintenanceStep):
+class PrepareMaintenanceOperator(MaintenanceStep):
     """Check params and schema; record the mode, the params and which measuring tools are installed."""
 
-    def run_step(self, conn: Any, request: Any, mode: Any, log: Any, timeouts: Any, context: Any) -> dict[str, Any]:
+    def work(self, session: Any, request: MaintenanceRequest) -> dict[str, Any]:
         from quantdbops.io.pg import installed_extension
 
-        tools = {ext: installed_extension(conn, ext) for ext in ("pgstattuple", "pg_stat_statements")}
-        log.record("run_start", None, "dry_run" if request.dry_run else "measured",
-                   after={"mode": mode.name, "mode_description": mode.describe(), "params": request.as_dict(),
-                          "extensions": tools},
-                   message=f"{mode.describe()}; bloat by {'pgstattuple' if tools['pgstattuple'] else 'estimate'}")
+        tools = {ext: installed_extension(session.conn, ext) for ext in ("pgstattuple", "pg_stat_statements")}
+        mode = session.mode
+        bloat_by = "pgstattuple" if tools["pgstattuple"] else "estimate"
+        session.log.record("run_start", None, "dry_run" if request.dry_run else "measured",
+                           after={"mode": mode.name, "mode_description": mode.describe(), "params": request.as_dict(),
+                                  "extensions": tools},
+                           message=f"{mode.describe()}; bloat by {bloat_by}")
         for ext, version in tools.items():
             if not version:
                 self.log.warning("Extension %s is not installed: %s", ext,
@@ -112,49 +105,55 @@ class PrepareMaintenanceOperator(_MaintenanceStep):
         return {"mode": mode.name, "extensions": tools}
 
 
-class VacuumAnalyzeOperator(_MaintenanceStep):
+class VacuumAnalyzeOperator(MaintenanceStep):
     """VACUUM (ANALYZE) each partition / chunk with work to do, largest dead-tuple share first."""
 
-    def run_step(self, conn: Any, request: Any, mode: Any, log: Any, timeouts: Any, context: Any) -> dict[str, Any]:
+    def work(self, session: Any, request: MaintenanceRequest) -> dict[str, Any]:
         from quantdbops.maintenance.vacuum import vacuum_tables
 
-        return vacuum_tables(conn, request, mode, log, timeouts, self.log.info)
+        return vacuum_tables(session.conn, request, session.mode, session.log, session.timeouts, self.log.info)
 
 
-class MeasureBloatOperator(_MaintenanceStep):
+class MeasureBloatOperator(MaintenanceStep):
     """Table and index bloat (pgstattuple or the estimate); returns the indexes to rebuild."""
 
-    def run_step(self, conn: Any, request: Any, mode: Any, log: Any, timeouts: Any, context: Any) -> dict[str, Any]:
+    def work(self, session: Any, request: MaintenanceRequest) -> dict[str, Any]:
         from quantdbops.maintenance.reindex import measure_bloat
 
-        return measure_bloat(conn, request, mode, log, timeouts, self.log.info)
+        return measure_bloat(session.conn, request, session.mode, session.log, session.timeouts, self.log.info)
 
 
-class ReindexBloatedOperator(_MaintenanceStep):
+class ReindexBloatedOperator(MaintenanceStep):
     """Drop leftovers of interrupted concurrent reindexes, then REINDEX INDEX CONCURRENTLY the candidates."""
 
-    def __init__(self, *, bloat_task_id: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.bloat_task_id = bloat_task_id
+    template_fields = ("measured",)
 
-    def run_step(self, conn: Any, request: Any, mode: Any, log: Any, timeouts: Any, context: Any) -> dict[str, Any]:
+    def __init__(self, *, measured: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.measured = measured  # measure_bloat's StepResult
+
+    def work(self, session: Any, request: MaintenanceRequest) -> dict[str, Any]:
         from quantdbops.maintenance.reindex import measure_bloat, reindex_bloated
 
-        measured = context["ti"].xcom_pull(task_ids=self.bloat_task_id)
-        if not measured:
-            self.log.warning("No measurement from %s (it failed or was skipped): measuring again", self.bloat_task_id)
-            measured = measure_bloat(conn, request, mode, log, timeouts, self.log.info)
-        return reindex_bloated(conn, request, mode, log, timeouts, self.log.info, measured["candidates"])
+        if self.measured is not None:
+            candidates = self.measured.figures["candidates"]
+        else:
+            self.log.warning("No measurement from measure_bloat (it failed or was skipped): measuring again")
+            candidates = measure_bloat(session.conn, request, session.mode, session.log, session.timeouts,
+                                       self.log.info)["candidates"]
+        return reindex_bloated(session.conn, request, session.mode, session.log, session.timeouts, self.log.info,
+                               candidates)
 
 
-class TimescaleUpkeepOperator(_MaintenanceStep):
+class TimescaleUpkeepOperator(MaintenanceStep):
     """TimescaleDB: compress old chunks, refresh continuous aggregates, report chunks, ratio and jobs."""
 
     mode_required = "timescaledb"
 
-    def run_step(self, conn: Any, request: Any, mode: Any, log: Any, timeouts: Any, context: Any) -> dict[str, Any]:
+    def work(self, session: Any, request: MaintenanceRequest) -> dict[str, Any]:
         from quantdbops.maintenance import timescale
 
+        conn, mode, log, timeouts = session.conn, session.mode, session.log, session.timeouts
         compressed = timescale.compress_old_chunks(conn, request, mode, log, timeouts, self.log.info)
         refreshed = timescale.refresh_aggregates(conn, request, log, timeouts, self.log.info)
         chunks = timescale.report_chunks(conn, request, mode, log, timeouts)
@@ -168,33 +167,34 @@ class TimescaleUpkeepOperator(_MaintenanceStep):
                 "problem_jobs": len(jobs)}
 
 
-class PlainUpkeepOperator(_MaintenanceStep):
+class PlainUpkeepOperator(MaintenanceStep):
     """Plain PostgreSQL: create the coming months' partitions, refresh the materialized views."""
 
     mode_required = "postgresql"
 
-    def run_step(self, conn: Any, request: Any, mode: Any, log: Any, timeouts: Any, context: Any) -> dict[str, Any]:
+    def work(self, session: Any, request: MaintenanceRequest) -> dict[str, Any]:
         from quantdbops.maintenance import plain
 
-        partitions = plain.create_partitions_ahead(conn, request, log, timeouts, self.log.info)
-        views = plain.refresh_views(conn, request, log, timeouts, self.log.info)
+        partitions = plain.create_partitions_ahead(session.conn, request, session.log, session.timeouts,
+                                                   self.log.info)
+        views = plain.refresh_views(session.conn, request, session.log, session.timeouts, self.log.info)
         return {"partitions": partitions, "views": views}
 
 
-class UsageReportOperator(_MaintenanceStep):
+class UsageReportOperator(MaintenanceStep):
     """Slow queries from pg_stat_statements; database and table sizes with growth since the last run."""
 
-    def run_step(self, conn: Any, request: Any, mode: Any, log: Any, timeouts: Any, context: Any) -> dict[str, Any]:
+    def work(self, session: Any, request: MaintenanceRequest) -> dict[str, Any]:
         from quantdbops.maintenance import usage
         from quantdbops.maintenance.plan import human_bytes
 
-        queries = usage.slow_queries(conn, request, log)
+        queries = usage.slow_queries(session.conn, request, session.log)
         if queries:
             self.log.warning("%s", format_table(
                 ["queryid", "calls", "mean ms", "max ms", "query"],
                 [(q["queryid"], q["calls"], q["mean_ms"], q["max_ms"], _short(q["query"], 90)) for q in queries],
                 title=f"Slowest statements (mean > {request.slow_query_min_ms:g} ms)"))
-        sizes = usage.sizes(conn, request, mode, log, timeouts)
+        sizes = usage.sizes(session.conn, request, session.mode, session.log, session.timeouts)
         self.log.info("%s", format_table(
             ["object", "size", "last run", "growth", "status"],
             [(o, human_bytes(s) if isinstance(s, int) else s, human_bytes(p) if isinstance(p, int) else "-",
@@ -203,17 +203,18 @@ class UsageReportOperator(_MaintenanceStep):
         return {"slow_queries": len(queries), "sizes": len(sizes)}
 
 
-class MaintenanceSummaryOperator(BaseOperator):
+class MaintenanceSummaryOperator(QuantOperator[MaintenanceRequest]):
     """The run's closing before/after table from ops.maintenance_log; fails if anything failed."""
 
+    request_type = MaintenanceRequest
+    results = (MaintenanceSummary,)
+    nothing_done = "nothing was done"
     ui_color = "#fef7e0"
 
-    def __init__(self, *, step_task_ids: Sequence[str], postgres_conn_id: str = CONN_POSTGRES,
-                 **kwargs: Any) -> None:
+    def __init__(self, *, step_task_ids: Sequence[str], **kwargs: Any) -> None:
         kwargs.setdefault("retries", 0)
         super().__init__(**kwargs)
-        self.step_task_ids = list(step_task_ids)
-        self.postgres_conn_id = postgres_conn_id
+        self.step_task_ids = list(step_task_ids)  # whose failure fails the run (their states, not their results)
 
     def _failed_steps(self, context: Any) -> list[str]:
         states = context["ti"].get_task_states(dag_id=context["dag"].dag_id, task_ids=self.step_task_ids,
@@ -221,14 +222,12 @@ class MaintenanceSummaryOperator(BaseOperator):
         run_states = states.get(context["run_id"], {})
         return sorted(t for t, s in run_states.items() if s in ("failed", "upstream_failed"))
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        from quantdbops.io.pg import connect
+    def run(self, request: MaintenanceRequest, context: Any) -> MaintenanceSummary:
         from quantdbops.maintenance.plan import summarise_statuses
         from quantdbops.maintenance.record import MaintenanceLog, ops_schema_ready, run_rows
 
         run_id = context["run_id"]
-        with connect(self.postgres_conn_id, autocommit=True,
-                     application_name="quant-db-ops maintenance summary") as conn:
+        with self.database.connect(autocommit=True, application_name="quant-db-ops maintenance summary") as conn:
             if not ops_schema_ready(conn):
                 raise ActionableFailure("ops.maintenance_log does not exist: nothing was maintained",
                                         what_to_do=_SCHEMA_FIRST)
@@ -264,4 +263,4 @@ class MaintenanceSummaryOperator(BaseOperator):
                 what_to_do="read the step's log for the error; a statement_timeout means the object needs a longer "
                            "window (trigger again with a higher statement_timeout_min and only that table); an "
                            "error on REINDEX left no invalid index behind (it is cleaned up at once)")
-        return {"records": len(rows), "counts": counts}
+        return MaintenanceSummary(records=len(rows), counts=counts)

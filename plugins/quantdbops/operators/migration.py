@@ -1,31 +1,31 @@
-"""Operators of the migration DAG: prepare, load one table, validate, benchmark, summarise.
+"""Operators of the migration DAG: prepare, load one table, prune, validate, refresh, benchmark, summarise.
 
-Each reads the run's params through ``MigrationRequest`` (so a bad param fails before any write), opens
-its connections inside ``execute`` and returns metadata only (counts, seconds, statuses) to XCom.
+Each reads the run's ``MigrationRequest`` (so a bad param fails before any write), opens the source and the
+target only when it runs, and returns a typed result (counts, seconds, statuses) that the next steps receive
+through the DAG's wiring.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
-from quantdbops import CONN_POSTGRES, CONN_SQLITE, REGIONS
-from quantdbops.errors import ActionableFailure, bad_params
+from quantdbops import CONN_SQLITE, REGIONS
+from quantdbops.errors import ActionableFailure
+from quantdbops.migration.params import MigrationRequest
+from quantdbops.migration.results import (
+    AggregateRefresh,
+    MigrationSummary,
+    PreparedMigration,
+    PruneResult,
+    SloOutcome,
+    TableLoadResult,
+    ValidationSummary,
+)
+from quantdbops.operators.base import QuantOperator
 from quantdbops.registry import dependency_order, migratable_tables, table
 from quantdbops.report import format_table
-
-
-def _request(context: Any) -> Any:
-    from quantdbops.migration.params import MigrationRequest, ParamError
-
-    try:
-        return MigrationRequest.from_params(context["params"])
-    except ParamError as exc:
-        raise bad_params(exc, nothing="nothing was written") from exc
-
 
 # The source cannot be read as it is: a retry reads the same file.
 SOURCE_WHAT_TO_DO = ("nothing was written. Point the spock_sqlite connection (or the run's source_path "
@@ -33,56 +33,61 @@ SOURCE_WHAT_TO_DO = ("nothing was written. Point the spock_sqlite connection (or
                      "tables it lacks; then trigger again")
 
 
-def _open_source(request: Any, sqlite_conn_id: str, context: Any, log: Any = None) -> tuple[Any, str]:
-    """The source opened read-only, and its name; an s3:// source is fetched first (once per run and worker)."""
-    from quantdbops.io.sqlite import sqlite_path
-    from quantdbops.migration.source import SourceError, open_source
-
-    name = request.source_path or sqlite_path(sqlite_conn_id)
-    try:
-        path = name
-        if name.startswith("s3://"):
-            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-            from quantdbops import CONN_S3
-            from quantdbops.migration.fetch import fetch_source
-
-            fetched = fetch_source(name, run_id=context["run_id"], hook=S3Hook(aws_conn_id=CONN_S3),
-                                   expected_sha256=request.source_sha256)
-            if log is not None:
-                log.info("Source %s %s: %.1f MB, sha256 %s, in %.1fs, at %s", name,
-                         "fetched" if fetched.downloaded else "already fetched on this worker for this run",
-                         fetched.size_bytes / 1e6, fetched.sha256, fetched.seconds, fetched.path)
-            path = str(fetched.path)
-        return open_source(path), name
-    except SourceError as exc:
-        raise ActionableFailure(str(exc), what_to_do=exc.what_to_do or SOURCE_WHAT_TO_DO) from exc
+def _loaded(loads: list[Any] | None) -> list[TableLoadResult]:
+    """The loads that ran (a skipped or failed load has no result)."""
+    return [x for x in loads or [] if x is not None]
 
 
-class _SourceAndTarget(BaseOperator):
-    """A migration step that reads the source file and the target database."""
+class MigrationStep(QuantOperator[MigrationRequest]):
+    """A step of the migration DAG: the target database and the source file (the ``spock_sqlite`` connection,
+    or the run's ``source_path``; an ``s3://`` source is fetched once per run and worker)."""
 
-    def __init__(self, *, postgres_conn_id: str = CONN_POSTGRES, sqlite_conn_id: str = CONN_SQLITE,
-                 **kwargs: Any) -> None:
+    request_type = MigrationRequest
+
+    def __init__(self, *, sqlite_conn_id: str = CONN_SQLITE, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.postgres_conn_id = postgres_conn_id
         self.sqlite_conn_id = sqlite_conn_id
 
+    def open_source(self, request: MigrationRequest, context: Any) -> tuple[Any, str]:
+        """The source opened read-only, and its name."""
+        from quantdbops.io.sqlite import sqlite_path
+        from quantdbops.migration.source import SourceError, open_source
 
-class PrepareMigrationOperator(_SourceAndTarget):
+        name = request.source_path or sqlite_path(self.sqlite_conn_id)
+        try:
+            path = name
+            if name.startswith("s3://"):
+                from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+                from quantdbops import CONN_S3
+                from quantdbops.migration.fetch import fetch_source
+
+                fetched = fetch_source(name, run_id=context["run_id"], hook=S3Hook(aws_conn_id=CONN_S3),
+                                       expected_sha256=request.source_sha256)
+                self.log.info("Source %s %s: %.1f MB, sha256 %s, in %.1fs, at %s", name,
+                              "fetched" if fetched.downloaded else "already fetched on this worker for this run",
+                              fetched.size_bytes / 1e6, fetched.sha256, fetched.seconds, fetched.path)
+                path = str(fetched.path)
+            return open_source(path), name
+        except SourceError as exc:
+            raise ActionableFailure(str(exc), what_to_do=exc.what_to_do or SOURCE_WHAT_TO_DO) from exc
+
+
+class PrepareMigrationOperator(MigrationStep):
     """Check params and source, apply the target schema (not in a dry run), detect and log the mode."""
 
     ui_color = "#e8f0fe"
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        from quantdbops.io.pg import connect, detect_mode
+    results = (PreparedMigration,)
+
+    def run(self, request: MigrationRequest, context: Any) -> PreparedMigration:
+        from quantdbops.io.pg import detect_mode
         from quantdbops.migration.provenance import describe_file, previous_run, record_source, target_of
         from quantdbops.migration.source import SourceError, inspect_source, require_complete, source_file
         from quantdbops.schema.apply import apply_schema
 
-        request = _request(context)
         self.log.info("Migration requested: %s", request.describe())
-        sconn, name = _open_source(request, self.sqlite_conn_id, context, self.log)
+        sconn, name = self.open_source(request, context)
         local = source_file(sconn)
         selected = [table(n) for n in request.tables]
         report = inspect_source(sconn, local, selected)
@@ -101,7 +106,7 @@ class PrepareMigrationOperator(_SourceAndTarget):
         for src, cols in report.extra_columns.items():
             self.log.warning("Source %s has columns the registry does not know (not migrated): %s",
                              src, ", ".join(cols))
-        with connect(self.postgres_conn_id, autocommit=True) as pg:
+        with self.database.connect(autocommit=True) as pg:
             target = target_of(pg)
             if request.dry_run:
                 mode = detect_mode(pg)
@@ -126,16 +131,18 @@ class PrepareMigrationOperator(_SourceAndTarget):
                              "sets prune_tickers.", previous.describe())
         if not recorded:
             self.log.info("The source is not recorded in ops.migration_sources: the schema does not exist yet.")
-        return {"source_path": name, "source": source.as_dict(), "target": target,
-                "previous_run": previous.run_id if previous else None, "source_tables": report.tables,
-                "not_migrated": report.not_migrated, "extra_columns": report.extra_columns, "mode": mode.name,
-                "schema": schema, "request": request.describe()}
+        return PreparedMigration(
+            source_path=name, source=source.as_dict(), target=target,
+            previous_run=previous.run_id if previous else None, source_tables=dict(report.tables),
+            not_migrated=dict(report.not_migrated), extra_columns={k: list(v) for k, v in report.extra_columns.items()},
+            mode=mode.name, schema=schema, request=request.describe())
 
 
-class MigrateTableOperator(_SourceAndTarget):
+class MigrateTableOperator(MigrationStep):
     """Load one target table from the source: stream, map, check, quarantine, checksum, in one transaction."""
 
     ui_color = "#e6f4ea"
+    results = (TableLoadResult,)
     # For a failure the task did not explain itself (the alert's "what to do").
     what_to_do = ("the table's slices are replaced in one transaction, so the target is as it was: check that the "
                   "database answers, then clear this task (a re-run gives exact parity, no duplicates)")
@@ -146,18 +153,17 @@ class MigrateTableOperator(_SourceAndTarget):
             raise ValueError(f"{table_name} has no source table")
         self.table_name = table_name
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def run(self, request: MigrationRequest, context: Any) -> TableLoadResult:
         import psycopg
 
-        from quantdbops.io.pg import connect, detect_mode
+        from quantdbops.io.pg import detect_mode
         from quantdbops.migration.load import load_table
 
-        request = _request(context)
         if self.table_name not in request.tables:
             raise AirflowSkipException(f"{self.table_name} was not selected in the params")
-        sconn, path = _open_source(request, self.sqlite_conn_id, context, self.log)
+        sconn, path = self.open_source(request, context)
         t = table(self.table_name)
-        with connect(self.postgres_conn_id) as pg:
+        with self.database.connect() as pg:
             mode = detect_mode(pg)
             pg.commit()
             try:
@@ -186,16 +192,16 @@ class MigrateTableOperator(_SourceAndTarget):
             self.log.warning("%s: %s rows quarantined in ops.migration_rejects (run_id %s): fix them in the "
                              "source and re-run this table, or accept them; they are never dropped silently.",
                              t.name, f"{sum(result.rejected.values()):,}", context["run_id"])
-        if result.source_rows != result.loaded + sum(result.rejected.values()):
+        if not result.balances:
             raise ActionableFailure(
                 f"{t.name}: source rows {result.source_rows} != loaded + rejected "
                 f"({result.loaded} + {sum(result.rejected.values())})",
                 what_to_do="this is a bug in the loader, not in the data: keep this log and report it; do not "
                            "use the table's data until validate has compared it with the source")
-        return result.as_dict()
+        return result
 
 
-class PruneTickersOperator(_SourceAndTarget):
+class PruneTickersOperator(MigrationStep):
     """With ``prune_tickers``: after the loads, delete target tickers the source no longer has, where nothing
     references them; list those kept."""
 
@@ -203,17 +209,17 @@ class PruneTickersOperator(_SourceAndTarget):
     what_to_do = ("nothing was deleted unless the log says so (one transaction): check that the database answers, "
                   "then clear this task")
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        from quantdbops.io.pg import connect
+    results = (PruneResult,)
+
+    def run(self, request: MigrationRequest, context: Any) -> PruneResult:
         from quantdbops.migration.prune import prune_tickers
 
-        request = _request(context)
         if not request.prune_tickers:
             raise AirflowSkipException("prune_tickers is off: tickers are only added and updated")
         if "tickers" not in request.tables:
             raise AirflowSkipException("tickers was not selected: nothing to prune")
-        sconn, path = _open_source(request, self.sqlite_conn_id, context, self.log)
-        with connect(self.postgres_conn_id, autocommit=True) as pg:
+        sconn, path = self.open_source(request, context)
+        with self.database.connect(autocommit=True) as pg:
             pruned = prune_tickers(sconn, pg, list(request.regions), dry_run=request.dry_run)
         verb = "would delete" if pruned.dry_run else "deleted"
         self.log.info("prune_tickers %s %d target tickers of %s that %s does not have (or quarantines)%s", verb,
@@ -225,28 +231,30 @@ class PruneTickersOperator(_SourceAndTarget):
                              "validate will report them. Delete those rows first if the tickers are really gone:\n%s",
                              len(pruned.kept), format_table(["ticker", "region", "referenced by"], [
                                  (t, r, ", ".join(v)) for (t, r), v in sorted(pruned.kept.items())[:50]]))
-        return pruned.as_dict()
+        return pruned
 
 
-class ValidateMigrationOperator(_SourceAndTarget):
-    """The seeds' eight checks plus the full-content checksum; any failure fails without retry."""
+class ValidateMigrationOperator(MigrationStep):
+    """Parity of the target with the source: counts, coverage, rules, references, features, samples and the
+    full-content checksum; any failure fails without retry."""
 
     ui_color = "#fef7e0"
+    template_fields = ("loads",)
+    results = (ValidationSummary,)
 
-    def __init__(self, *, load_task_ids: Sequence[str], **kwargs: Any) -> None:
+    def __init__(self, *, loads: list[Any], **kwargs: Any) -> None:
         kwargs.setdefault("retries", 0)
         super().__init__(**kwargs)
-        self.load_task_ids = list(load_task_ids)
+        self.loads = loads  # every load task's TableLoadResult
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        from quantdbops.io.pg import connect, detect_mode
+    def run(self, request: MigrationRequest, context: Any) -> ValidationSummary:
+        from quantdbops.io.pg import detect_mode
         from quantdbops.migration import verdict
         from quantdbops.migration.validate import Validator, record_results
 
-        request = _request(context)
         if request.dry_run:
-            loads = [x for x in context["ti"].xcom_pull(task_ids=self.load_task_ids) or [] if x]
-            bad = [x["table"] for x in loads if x["source_rows"] != x["loaded"] + sum(x["rejected"].values())]
+            loads = _loaded(self.loads)
+            bad = [x.table for x in loads if not x.balances]
             self.log.info("DRY RUN: the target was not written, so only the source side is checked: every "
                           "source row of %d tables would be loaded or quarantined%s.", len(loads),
                           "" if not bad else f" EXCEPT {bad}")
@@ -254,21 +262,20 @@ class ValidateMigrationOperator(_SourceAndTarget):
                 raise ActionableFailure(f"dry run does not balance for {bad}", what_to_do=(
                     "this is a bug in the loader, not in the data (nothing was written): keep this log and "
                     "report it"))
-            return {"dry_run": True, "tables": len(loads)}
-        sconn, _ = _open_source(request, self.sqlite_conn_id, context, self.log)
+            return ValidationSummary(dry_run=True, tables=len(loads))
+        sconn, _ = self.open_source(request, context)
         tables = [table(n) for n in dependency_order(request.tables)]
-        with connect(self.postgres_conn_id, autocommit=True) as pg:
+        with self.database.connect(autocommit=True) as pg:
             mode = detect_mode(pg)
             results = Validator(sconn, pg, tables, request.slice_filter(), mode, run_id=context["run_id"]).run()
             record_results(pg, context["run_id"], results)
         failed = [r for r in results if r.status == "fail"]
         self._log_results(context["run_id"], mode, results, failed)
-        summary = {"checks": len(results), "failed": len(failed)}
         if failed:
             # The message is the last thing in the log: what differs down to the row, then what to do.
             raise ActionableFailure(verdict.describe(failed, len(results), results, context["run_id"]),
                                     what_to_do=verdict.what_to_do(failed, context["run_id"], results))
-        return summary
+        return ValidationSummary(checks=len(results), failed=len(failed))
 
     def _log_results(self, run_id: str, mode: Any, results: list[Any], failed: list[Any]) -> None:
         """The verdict, the failing checks, one line per table (rows checked), and where every check is."""
@@ -298,28 +305,27 @@ class ValidateMigrationOperator(_SourceAndTarget):
                       len(results) - len(failed) - skipped, f" ({skipped} skipped)" if skipped else "", run_id)
 
 
-class RefreshAggregatesOperator(BaseOperator):
+class RefreshAggregatesOperator(MigrationStep):
     """Refresh the aggregates (materialized views or continuous aggregates) over the tables this run loaded."""
 
     ui_color = "#e6f4ea"
+    template_fields = ("loads",)
+    results = (AggregateRefresh,)
     what_to_do = ("the data is loaded; only the aggregates are stale: check that the database answers, then clear "
                   "this task (a refresh is idempotent; the weekly maintenance refreshes them too)")
 
-    def __init__(self, *, load_task_ids: Sequence[str], postgres_conn_id: str = CONN_POSTGRES,
-                 **kwargs: Any) -> None:
+    def __init__(self, *, loads: list[Any], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.load_task_ids = list(load_task_ids)
-        self.postgres_conn_id = postgres_conn_id
+        self.loads = loads  # every load task's TableLoadResult
 
-    def execute(self, context: Any) -> list[dict[str, Any]]:
-        from quantdbops.io.pg import connect, detect_mode
+    def run(self, request: MigrationRequest, context: Any) -> list[AggregateRefresh]:
+        from quantdbops.io.pg import detect_mode
         from quantdbops.migration.aggregates import refresh_after_load
 
-        request = _request(context)
         if request.dry_run:
             raise AirflowSkipException("dry run: nothing was loaded, the aggregates are as they were")
-        loaded = [x["table"] for x in context["ti"].xcom_pull(task_ids=self.load_task_ids) or [] if x]
-        with connect(self.postgres_conn_id, autocommit=True) as pg:
+        loaded = [x.table for x in _loaded(self.loads)]
+        with self.database.connect(autocommit=True) as pg:
             mode = detect_mode(pg)
             done = refresh_after_load(pg, mode, loaded, self.log.info)
         if not done:
@@ -327,31 +333,30 @@ class RefreshAggregatesOperator(BaseOperator):
         self.log.info("Aggregates refreshed (%s):\n%s", mode.describe(), format_table(
             ["aggregate", "kind", "how", "seconds", "rows"],
             [(r.view, r.kind, r.how, f"{r.seconds:.2f}", r.rows) for r in done]))
-        return [r.as_dict() for r in done]
+        return done
 
 
-class QuerySloOperator(BaseOperator):
-    """The seeds' query SLO suite on the migrated data; fails only past a critical threshold."""
+class QuerySloOperator(MigrationStep):
+    """The platform's query SLO suite on the migrated data; fails only past a critical threshold."""
 
     ui_color = "#f3e8fd"
+    results = (SloOutcome,)
 
-    def __init__(self, *, runs: int = 10, postgres_conn_id: str = CONN_POSTGRES, **kwargs: Any) -> None:
+    def __init__(self, *, runs: int = 10, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if runs < 1:
             raise ValueError("runs must be >= 1")
         self.runs = runs
-        self.postgres_conn_id = postgres_conn_id
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        from quantdbops.io.pg import connect, detect_mode
+    def run(self, request: MigrationRequest, context: Any) -> SloOutcome:
+        from quantdbops.io.pg import detect_mode
         from quantdbops.migration import slo
 
-        request = _request(context)
         if request.dry_run:
             raise AirflowSkipException("dry run: nothing was migrated, no queries to time")
         if "ohlcv_data" not in request.tables:
             raise AirflowSkipException("ohlcv_data was not migrated in this run: the SLO suite reads it")
-        with connect(self.postgres_conn_id, autocommit=True) as pg:
+        with self.database.connect(autocommit=True) as pg:
             mode = detect_mode(pg)
             results = slo.run_suite(pg, mode, list(request.regions or REGIONS), runs=self.runs,
                                     say=self.log.info)
@@ -376,52 +381,52 @@ class QuerySloOperator(BaseOperator):
                                     "and validated", what_to_do="the database needs tuning before go-live "
                                     "(indexes, ANALYZE, memory settings; see the table above), then clear this task "
                                     "to measure again")
-        return {r.name: r.status for r in results}
+        return SloOutcome({r.name: r.status for r in results})
 
 
-class MigrationSummaryOperator(BaseOperator):
+class MigrationSummaryOperator(MigrationStep):
     """One table for the whole run: per table source rows, loaded, rejected by reason, seconds, rows/s."""
 
-    def __init__(self, *, load_task_ids: Sequence[str], prepare_task_id: str,
-                 aggregates_task_id: str | None = None, **kwargs: Any) -> None:
+    template_fields = ("prepared", "loads", "aggregates")
+    results = (MigrationSummary,)
+
+    def __init__(self, *, prepared: Any, loads: list[Any], aggregates: Any = None, **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "none_failed")
         super().__init__(**kwargs)
-        self.load_task_ids = list(load_task_ids)
-        self.prepare_task_id = prepare_task_id
-        self.aggregates_task_id = aggregates_task_id
+        self.prepared = prepared  # prepare's PreparedMigration
+        self.loads = loads  # every load task's TableLoadResult
+        self.aggregates = aggregates  # refresh_aggregates' list of AggregateRefresh
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        request = _request(context)
-        ti = context["ti"]
-        prep = ti.xcom_pull(task_ids=self.prepare_task_id) or {}
-        loads = [x for x in (ti.xcom_pull(task_ids=self.load_task_ids) or []) if x]
+    def run(self, request: MigrationRequest, context: Any) -> MigrationSummary:
+        prep: PreparedMigration | None = self.prepared
+        loads = _loaded(self.loads)
         rows = []
         for x in loads:
-            rej = x["rejected"]
-            rows.append((x["table"], x["source_rows"], x["loaded"], sum(rej.values()),
+            rej = x.rejected
+            rows.append((x.table, x.source_rows, x.loaded, sum(rej.values()),
                          ", ".join(f"{k} {v:,}" for k, v in sorted(rej.items())) or "-",
-                         f"{x['seconds']:.2f}", f"{x['rows_per_sec']:,}"))
-        total_src = sum(x["source_rows"] for x in loads)
-        total_s = sum(x["seconds"] for x in loads)
-        rows.append(("TOTAL", total_src, sum(x["loaded"] for x in loads),
-                     sum(sum(x["rejected"].values()) for x in loads), "", f"{total_s:.2f}",
+                         f"{x.seconds:.2f}", f"{round(x.rows_per_sec):,}"))
+        total_src = sum(x.source_rows for x in loads)
+        total_s = sum(x.seconds for x in loads)
+        rows.append(("TOTAL", total_src, sum(x.loaded for x in loads),
+                     sum(sum(x.rejected.values()) for x in loads), "", f"{total_s:.2f}",
                      f"{total_src / total_s if total_s else 0:,.0f}"))
         self.log.info("%s: %s (mode %s)\n%s", "DRY RUN" if request.dry_run else "Migration complete",
-                      request.describe(), prep.get("mode"), format_table(
+                      request.describe(), prep.mode if prep else None, format_table(
                           ["table", "source rows", "loaded", "rejected", "rejects by reason", "seconds", "rows/s"],
                           rows))
-        refreshed = (ti.xcom_pull(task_ids=self.aggregates_task_id) or []) if self.aggregates_task_id else []
+        refreshed: list[AggregateRefresh] = self.aggregates or []
         if refreshed:
             self.log.info("Aggregates refreshed after the load:\n%s", format_table(
                 ["aggregate", "kind", "rows", "seconds"],
-                [(r["view"], r["kind"], r["rows"], f"{r['seconds']:.2f}") for r in refreshed]))
-        not_migrated = prep.get("not_migrated") or {}
+                [(r.view, r.kind, r.rows, f"{r.seconds:.2f}") for r in refreshed]))
+        not_migrated = prep.not_migrated if prep else {}
         if not_migrated:
-            src_rows = prep.get("source_tables") or {}
+            src_rows = prep.source_tables if prep else {}
             self.log.info("Source tables NOT migrated (not part of the target schema):\n%s", format_table(
                 ["source table", "rows", "why"], [(n, src_rows.get(n, 0), why) for n, why in not_migrated.items()]))
         skipped = [n for n in (t.name for t in migratable_tables()) if n not in request.tables]
         if skipped:
             self.log.info("Target tables not selected in this run: %s", ", ".join(skipped))
-        return {"tables": len(loads), "source_rows": total_src, "not_migrated": sorted(not_migrated),
-                "dry_run": request.dry_run}
+        return MigrationSummary(tables=len(loads), source_rows=total_src, not_migrated=sorted(not_migrated),
+                                dry_run=request.dry_run)

@@ -8,55 +8,62 @@ once), records what it found and succeeds: whether the data is good enough is de
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import dataclass
 from typing import Any
 
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
-from quantdbops import CONN_POSTGRES, PLATFORM_TZ
-from quantdbops.errors import ActionableFailure, bad_params
+from quantdbops.errors import ActionableFailure
+from quantdbops.operators.base import QuantOperator
+from quantdbops.quality.params import QualityRequest
+from quantdbops.results import XComResult
 
 
-def run_day(context: Any) -> date:
-    """The day a run checks up to by default: its logical date (or, for asset-triggered runs, when it ran),
-    in the platform's time zone."""
-    import pendulum
+@dataclass(frozen=True)
+class CheckOutcome(XComResult):
+    """One check over every requested region: its violations and the results it recorded (no sample rows)."""
 
-    when = context.get("logical_date") or context["dag_run"].run_after
-    return pendulum.instance(when).in_timezone(PLATFORM_TZ).date()
-
-
-def quality_request(context: Any) -> Any:
-    from quantdbops.quality.params import ParamError, QualityRequest
-
-    try:
-        return QualityRequest.from_params(context["params"], default_as_of=run_day(context))
-    except ParamError as exc:
-        raise bad_params(exc, nothing="nothing was checked") from exc
+    check: str
+    violations: int
+    results: int
+    failed: int
 
 
-class QualityCheckOperator(BaseOperator):
+@dataclass(frozen=True)
+class QualityVerdict(XComResult):
+    """The run's results: how many, how many found something, how many of those are errors."""
+
+    results: int
+    failed: int
+    errors: int
+
+
+class QualityStep(QuantOperator[QualityRequest]):
+    """A step of the data-quality DAG: the target database and the run's ``QualityRequest``."""
+
+    request_type = QualityRequest
+    nothing_done = "nothing was checked"
+
+
+class QualityCheckOperator(QualityStep):
     """Run one registered quality check on every requested region and record it in ops.quality_results."""
 
     ui_color = "#fef7e0"
+    results = (CheckOutcome,)
 
-    def __init__(self, *, check_name: str, postgres_conn_id: str = CONN_POSTGRES, **kwargs: Any) -> None:
+    def __init__(self, *, check_name: str, **kwargs: Any) -> None:
         from quantdbops.quality.checks import check
 
         super().__init__(**kwargs)
         self.check = check(check_name)  # an unknown name fails when the DAG is parsed
-        self.postgres_conn_id = postgres_conn_id
 
-    def execute(self, context: Any) -> list[dict[str, Any]]:
-        from quantdbops.io.pg import connect
+    def run(self, request: QualityRequest, context: Any) -> CheckOutcome:
         from quantdbops.quality.results import check_table, record
         from quantdbops.quality.runner import run_check
 
-        request = quality_request(context)
         if self.check.name not in request.checks:
             raise AirflowSkipException(f"{self.check.name} was not selected in the params")
-        with connect(self.postgres_conn_id, autocommit=True) as pg:
+        with self.database.connect(autocommit=True) as pg:
             results = run_check(pg, self.check.name, request)
             record(pg, context["run_id"], self.check.name, results)
         found = sum(r.violation_count for r in results)
@@ -64,22 +71,23 @@ class QualityCheckOperator(BaseOperator):
                       self.check.severity.value, self.check.define(request), f"{found:,}",
                       sum({r.table_name: r.seconds for r in results}.values()), request.describe(),
                       check_table(results))
-        return [r.as_dict() for r in results]  # metadata only: the sample rows stay in the database
+        # The figures only: the sample rows stay in the database.
+        return CheckOutcome(check=self.check.name, violations=found, results=len(results),
+                            failed=sum(not r.passed for r in results))
 
 
-class QualityReportOperator(BaseOperator):
+class QualityReportOperator(QualityStep):
     """Log the run's summary table and failing samples; fail (no retries) on error-level violations."""
 
     ui_color = "#fce8e6"
+    results = (QualityVerdict,)
 
-    def __init__(self, *, postgres_conn_id: str = CONN_POSTGRES, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         kwargs["retries"] = 0
         kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(**kwargs)
-        self.postgres_conn_id = postgres_conn_id
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        from quantdbops.io.pg import connect
+    def run(self, request: QualityRequest, context: Any) -> QualityVerdict:
         from quantdbops.quality.results import (
             errors,
             failing_samples,
@@ -89,8 +97,7 @@ class QualityReportOperator(BaseOperator):
             verdict,
         )
 
-        request = quality_request(context)
-        with connect(self.postgres_conn_id, autocommit=True) as pg:
+        with self.database.connect(autocommit=True) as pg:
             results = load_results(pg, context["run_id"])
         if not results:
             raise ActionableFailure("No check recorded a result for this run: the check tasks failed",
@@ -103,7 +110,7 @@ class QualityReportOperator(BaseOperator):
             self.log.warning("%s", block)
         self.log.info("%s", passed_line(results, context["run_id"]))
         bad = errors(results)
-        summary = {"results": len(results), "failed": sum(not r.passed for r in results), "errors": len(bad)}
+        summary = QualityVerdict(results=len(results), failed=sum(not r.passed for r in results), errors=len(bad))
         if bad:
             what = "; ".join(f"{r.check_name} {r.table_name} {r.region}: {r.violation_count:,}" for r in bad[:10])
             raise ActionableFailure(

@@ -7,13 +7,22 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from quantdbops import REGIONS
+from quantdbops import PLATFORM_TZ, REGIONS
 from quantdbops.paramcheck import ParamError, choice_list
 from quantdbops.quality.checks import CHECK_NAMES
 
 DEFAULTS: dict[str, Any] = {
     "z_threshold": 3.0, "gap_threshold_days": 3, "lookback_days": 30, "max_age_days": 7, "sample_size": 10,
 }
+
+
+def run_day(context: Mapping[str, Any]) -> date:
+    """The day a run checks up to by default: its logical date (or, for asset-triggered runs, when it ran),
+    in the platform's time zone."""
+    import pendulum
+
+    when = context.get("logical_date") or context["dag_run"].run_after
+    return pendulum.instance(when).in_timezone(PLATFORM_TZ).date()
 
 
 def quality_params() -> dict[str, Any]:
@@ -60,6 +69,11 @@ class QualityRequest:
     max_age_days: int
     as_of: date
     sample_size: int
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any]) -> QualityRequest:
+        """The run's params; ``as_of`` defaults to the run's day (``run_day``)."""
+        return cls.from_params(context["params"], default_as_of=run_day(context))
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], default_as_of: date) -> QualityRequest:

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-from psycopg import sql
+from typing import TYPE_CHECKING
 
 from quantdbops.registry import OHLCV_DATA, TABLES, DeclaredRule, Table, declared_rules, ticker_references
+
+if TYPE_CHECKING:
+    from psycopg import sql
 
 # The check counting the target's rows that break a declared rule of each kind (None: nothing can break it).
 CHECK_OF_KIND: dict[str, str | None] = {
@@ -42,6 +44,8 @@ class RowRule:
 
 def required_rules(t: Table) -> tuple[RowRule, ...]:
     """``null_required``: one rule per required column of the table."""
+    from psycopg import sql  # only when a check runs: the DAG file imports this module at parse time
+
     return tuple(RowRule(c, sql.SQL("{} IS NULL").format(sql.Identifier(c)), c) for c in t.required_columns)
 
 
@@ -49,6 +53,8 @@ def declared_row_rules(t: Table) -> tuple[RowRule, ...]:
     """``ohlcv_rules`` / ``row_rules``: every rule of the table's declaration. ``NOT (expr)`` is true exactly
     for the rows its CHECK constraint refuses (a NULL makes it NULL, not true, as a CHECK lets it pass), and
     in that form the planner can prove from a validated CHECK constraint that no row qualifies."""
+    from psycopg import sql
+
     return tuple(RowRule(r.name, sql.SQL("NOT ({})").format(sql.SQL(r.expr)), r.broken_text) for r in t.rules)
 
 
