@@ -7,7 +7,7 @@
 The methods, each into the project's ``ohlcv_data`` (primary key, checks, the seeds' 3 secondary indexes;
 a hypertable, or monthly range partitions created beforehand in plain mode), emptied before every run:
 
-1. ours: ``quantdbops.migration.load.load_table`` with the default producer processes, and with one;
+1. ours: ``quantdbops.migration.target_load.load_table`` with the default producer processes, and with one;
 2. pgloader (``data only`` into the existing table, REAL cast to numeric through a string), verified;
 3. the physical limit: server-side ``COPY`` of a file pre-rendered by our producer (the same bytes),
    as is and with the secondary indexes dropped before and rebuilt after (what our loader does).
@@ -45,9 +45,10 @@ from bench import cpu, pgloader_leg, rawcopy, report  # noqa: E402
 from bench.report import OURS, PGLOADER, RAW_COPY, RAW_COPY_INDEXES_AFTER, Leg, Validation  # noqa: E402
 from pgcluster import Cluster, free_port, timescaledb_available  # noqa: E402
 from quantdbops.io.pg import DbMode, connect  # noqa: E402
-from quantdbops.migration.load import default_workers, load_table  # noqa: E402
-from quantdbops.migration.plan import SliceFilter  # noqa: E402
+from quantdbops.migration.producer_pool import default_workers  # noqa: E402
 from quantdbops.migration.source import open_source  # noqa: E402
+from quantdbops.migration.source_plan import SliceFilter  # noqa: E402
+from quantdbops.migration.target_load import load_table  # noqa: E402
 from quantdbops.migration.validate import Validator  # noqa: E402
 from quantdbops.registry import OHLCV_DATA, TICKERS  # noqa: E402
 from quantdbops.schema.apply import apply_schema  # noqa: E402

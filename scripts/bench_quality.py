@@ -47,9 +47,10 @@ from psycopg import sql  # noqa: E402
 
 from pgcluster import Cluster, free_port  # noqa: E402
 from quantdbops.io.pg import connect  # noqa: E402
-from quantdbops.migration.load import default_workers, load_table  # noqa: E402
-from quantdbops.migration.plan import SliceFilter  # noqa: E402
+from quantdbops.migration.producer_pool import default_workers  # noqa: E402
 from quantdbops.migration.source import open_source  # noqa: E402
+from quantdbops.migration.source_plan import SliceFilter  # noqa: E402
+from quantdbops.migration.target_load import load_table  # noqa: E402
 from quantdbops.quality.checks import CHECK_NAMES, check  # noqa: E402
 from quantdbops.quality.compose import compose  # noqa: E402
 from quantdbops.quality.params import QualityRequest  # noqa: E402

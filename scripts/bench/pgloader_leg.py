@@ -26,7 +26,7 @@ import psycopg
 from psycopg import sql
 
 from quantdbops import PLATFORM_TZ
-from quantdbops.migration.plan import TablePlan
+from quantdbops.migration.source_plan import TablePlan
 from quantdbops.registry import Column, Table
 
 INSTALL_HINT = ("install it with `sudo apt-get install -y pgloader` (Debian/Ubuntu package `pgloader`; "

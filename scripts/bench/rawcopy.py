@@ -17,10 +17,11 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from quantdbops.migration.load import drop_secondary_indexes, find_duplicates, known_tickers, recreate_indexes
-from quantdbops.migration.plan import COPY_OPTIONS, SliceFilter, TablePlan
-from quantdbops.migration.produce import read_source
+from quantdbops.migration.producer import read_source
 from quantdbops.migration.source import source_file
+from quantdbops.migration.source_plan import COPY_OPTIONS, SliceFilter, TablePlan
+from quantdbops.migration.source_queries import find_duplicates, known_tickers
+from quantdbops.migration.target_load import drop_secondary_indexes, recreate_indexes
 from quantdbops.registry import Table
 
 

@@ -42,7 +42,7 @@ from test_e2e_support import (
 from airflowstack import AirflowApi, AirflowStack, postgres_metadata_uri
 from pgcluster import Cluster, free_port
 from quantdbops import CONN_POSTGRES, CONN_S3, CONN_SQLITE, PLATFORM_TZ
-from quantdbops.migration.load import PARALLEL_MIN_ROWS, PRODUCERS_ENV
+from quantdbops.migration.producer_pool import PARALLEL_MIN_ROWS, PRODUCERS_ENV
 from quantdbops.registry import OHLCV_DATA, migratable_tables
 
 pytestmark = pytest.mark.slow

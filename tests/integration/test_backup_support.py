@@ -17,9 +17,9 @@ import pytest
 from psycopg import sql
 
 from quantdbops.io.pg import connect, detect_mode
-from quantdbops.migration.load import load_table
-from quantdbops.migration.plan import SliceFilter
 from quantdbops.migration.source import open_source
+from quantdbops.migration.source_plan import SliceFilter
+from quantdbops.migration.target_load import load_table
 from quantdbops.registry import migratable_tables
 from quantdbops.sample import generate
 

@@ -220,7 +220,7 @@ def test_a_source_in_the_bucket_is_fetched_checked_and_recorded(
 
     import boto3
 
-    from quantdbops.migration.fetch import CACHE_DIR_NAME
+    from quantdbops.migration.source_fetch import CACHE_DIR_NAME
 
     local = tmp_path / "uploaded.db"
     generate(local, **CLEAN_SAMPLE)

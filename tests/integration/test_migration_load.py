@@ -40,7 +40,7 @@ from test_migration_support import (
 )
 
 from conftest import MODES
-from quantdbops.migration.plan import SliceFilter
+from quantdbops.migration.source_plan import SliceFilter
 from quantdbops.registry import OHLCV_DATA
 from quantdbops.sample import generate
 
@@ -341,10 +341,10 @@ def test_rerun_gives_identical_content_without_duplicates(
 _CHILD = textwrap.dedent("""
     import sys, time
     sys.path[:0] = [{plugins!r}]
-    import quantdbops.migration.load as L
-    import quantdbops.migration.produce as P
+    import quantdbops.migration.target_load as L
+    import quantdbops.migration.producer as P
     from quantdbops.io.pg import connect, detect_mode
-    from quantdbops.migration.plan import SliceFilter
+    from quantdbops.migration.source_plan import SliceFilter
     from quantdbops.migration.source import open_source
     from quantdbops.registry import OHLCV_DATA
 

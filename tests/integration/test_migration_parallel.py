@@ -14,9 +14,9 @@ from test_migration_support import DEFECTS_SAMPLE, failures, fingerprints, make_
 
 from conftest import MODES
 from quantdbops.io.pg import connect, detect_mode
-from quantdbops.migration.load import load_table
-from quantdbops.migration.plan import SliceFilter
 from quantdbops.migration.source import open_source
+from quantdbops.migration.source_plan import SliceFilter
+from quantdbops.migration.target_load import load_table
 from quantdbops.registry import OHLCV_DATA, TICKERS
 
 pytestmark = pytest.mark.parametrize("mode", MODES)
@@ -64,8 +64,8 @@ import json, sys
 if __name__ != "__main__":
     raise SystemExit("the parent's __main__ script was re-run in a producer process")
 from quantdbops.io.pg import connect, detect_mode
-from quantdbops.migration.load import load_table
-from quantdbops.migration.plan import SliceFilter
+from quantdbops.migration.target_load import load_table
+from quantdbops.migration.source_plan import SliceFilter
 from quantdbops.migration.source import open_source
 from quantdbops.registry import OHLCV_DATA, TICKERS
 

@@ -21,9 +21,10 @@ from psycopg import sql
 
 from quantdbops import REGIONS
 from quantdbops.io.pg import DbMode, connect, detect_mode
-from quantdbops.migration.load import TableLoadResult, load_table
-from quantdbops.migration.plan import SliceFilter
+from quantdbops.migration.results import TableLoadResult
 from quantdbops.migration.source import open_source
+from quantdbops.migration.source_plan import SliceFilter
+from quantdbops.migration.target_load import load_table
 from quantdbops.migration.validate import CheckResult, Validator
 from quantdbops.registry import Table, migratable_tables, table
 from quantdbops.sample import generate

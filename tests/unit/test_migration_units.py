@@ -12,8 +12,8 @@ import pytest
 from quantdbops import REGIONS
 from quantdbops.migration.checksum import copy_fields
 from quantdbops.migration.params import MIGRATABLE, MigrationRequest, ParamError
-from quantdbops.migration.plan import SliceFilter, TablePlan
-from quantdbops.migration.produce import plain_number, render_numbers, render_numbers_batch
+from quantdbops.migration.producer import plain_number, render_numbers, render_numbers_batch
+from quantdbops.migration.source_plan import SliceFilter, TablePlan
 from quantdbops.registry import TABLES, dependency_order, migratable_tables, table
 from quantdbops.sample.source_ddl import CONTRACT_DDL
 
@@ -137,7 +137,7 @@ def test_batch_rendering_is_the_exact_rendering(values: tuple) -> None:
 def test_sqlite_side_escapes_text_for_copy(text: str, copy_text: str) -> None:
     import sqlite3
 
-    from quantdbops.migration.plan import _escape_copy_text
+    from quantdbops.migration.source_plan import _escape_copy_text
 
     conn = sqlite3.connect(":memory:")
     assert conn.execute(f"SELECT {_escape_copy_text(':t')}", {"t": text}).fetchone()[0] == copy_text
@@ -176,7 +176,7 @@ def test_source_query_runs_on_the_contract_schema(name: str) -> None:
     s = sqlite3.connect(":memory:")
     for ddl in CONTRACT_DDL.values():
         s.execute(ddl)
-    from quantdbops.migration.produce import prepare_source
+    from quantdbops.migration.producer import prepare_source
 
     prepare_source(s, [("005930", "KR")], {})
     q = TablePlan(table(name)).query(SliceFilter(regions=("KR",), start_date=date(2025, 1, 1)))
@@ -191,7 +191,7 @@ def test_source_query_runs_on_the_contract_schema(name: str) -> None:
 def _ohlcv_source(rows: list[dict], untyped: tuple[str, ...] = ()) -> tuple[sqlite3.Connection, list[tuple]]:
     """A contract-shaped SQLite with one ticker and the given OHLCV rows; the source query's output.
     ``untyped``: OHLCV columns declared without a type (no affinity: SQLite keeps -0.0 there)."""
-    from quantdbops.migration.produce import prepare_source
+    from quantdbops.migration.producer import prepare_source
 
     s = sqlite3.connect(":memory:")
     for name, contract in CONTRACT_DDL.items():
@@ -214,7 +214,7 @@ def _ohlcv_source(rows: list[dict], untyped: tuple[str, ...] = ()) -> tuple[sqli
 
 def _ohlcv_loaded(rows: list[dict], untyped: tuple[str, ...] = ()) -> tuple[list[str], list[str | None]]:
     """The producer over those rows: the COPY lines it emits and each row's reject reason (None: loaded)."""
-    from quantdbops.migration.produce import produce
+    from quantdbops.migration.producer import produce
 
     s, _ = _ohlcv_source(rows, untyped)
     chunks: list[bytes] = []
@@ -312,7 +312,7 @@ def test_a_rejected_row_keeps_its_region_whatever_its_region_and_day_hold() -> N
     """The region of a reject comes from the checksum bucket ('region TAB day'): tabs in a malformed region
     or day must not move it. A region that names no region ('K<tab>R') is filed under the ticker's region,
     the slice a later load replaces."""
-    from quantdbops.migration.produce import produce
+    from quantdbops.migration.producer import produce
 
     s, _ = _ohlcv_source([{"region": "K\tR"}, {"date": "2025\t01-02"}, {"date": "2025-01-03"}])
     res = produce(s, "ohlcv_data", SliceFilter(), None, {}, lambda _b: None)
@@ -323,7 +323,7 @@ def test_a_rejected_row_keeps_its_region_whatever_its_region_and_day_hold() -> N
 def test_negative_zero_is_looked_for_only_where_sqlite_can_keep_it() -> None:
     """SQLite turns -0.0 into 0 in a REAL, NUMERIC or INTEGER column; a column without a declared type keeps it,
     and only then does the producer scan batches for it."""
-    from quantdbops.migration.produce import negative_zero_possible
+    from quantdbops.migration.producer import negative_zero_possible
 
     typed, _ = _ohlcv_source([{"ma20": -0.0}])
     assert typed.execute("SELECT ma20 FROM ohlcv_data").fetchone()[0] == 0.0
@@ -334,7 +334,7 @@ def test_negative_zero_is_looked_for_only_where_sqlite_can_keep_it() -> None:
 
 
 def test_calendar_texts_are_computed_once_per_value_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    from quantdbops.migration import produce
+    from quantdbops.migration import producer as produce
 
     calls: list[object] = []
     real = produce.render_timestamp
@@ -362,7 +362,7 @@ def test_source_query_renders_the_copy_text_part_and_bucket() -> None:
 
 
 def test_vocabulary_columns_are_the_checked_literal_lists() -> None:
-    from quantdbops.migration.plan import _escape_copy_text, vocabulary_columns
+    from quantdbops.migration.source_plan import _escape_copy_text, vocabulary_columns
 
     t = table("ohlcv_data")
     vocab = vocabulary_columns(t)
@@ -392,7 +392,7 @@ def test_batch_rendering_is_exact_or_asks_for_a_look_at_each_value(rows: list[tu
     """A batch of numbers comes back exactly as the row-by-row rendering spells it (exponents and negative
     zeros re-spelled inside the batch's JSON); a text or a blob gives None. (Infinities are flagged by the
     source query: see the infinity cases of test_each_bad_row_is_rejected_with_its_first_reason.)"""
-    from quantdbops.migration.produce import render_numbers_json
+    from quantdbops.migration.producer import render_numbers_json
 
     got = render_numbers_json(rows)
     assert (got is not None) == numbers
@@ -448,7 +448,7 @@ def test_keys_include_region_where_the_table_has_one(name: str) -> None:
 def test_default_producers_leave_a_core_to_a_local_server(
     monkeypatch: pytest.MonkeyPatch, cores: int, local: bool, workers: int
 ) -> None:
-    from quantdbops.migration import load
+    from quantdbops.migration import producer_pool as load
 
     monkeypatch.setattr(load.os, "cpu_count", lambda: cores)
     assert load.default_workers(server_shares_cores=local) == workers
@@ -458,7 +458,7 @@ def test_default_producers_leave_a_core_to_a_local_server(
 def test_the_producer_count_can_be_set_on_the_workers(
     monkeypatch: pytest.MonkeyPatch, value: str, workers: int | None
 ) -> None:
-    from quantdbops.migration import load
+    from quantdbops.migration import producer_pool as load
 
     monkeypatch.setenv(load.PRODUCERS_ENV, value)
     assert load.configured_workers(True) == (workers or load.default_workers(True))
@@ -466,7 +466,7 @@ def test_the_producer_count_can_be_set_on_the_workers(
 
 @pytest.mark.parametrize("value", ["0", "17", "two", "-1", "2.5"])
 def test_a_bad_producer_count_is_refused_with_what_to_do(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
-    from quantdbops.migration import load
+    from quantdbops.migration import producer_pool as load
 
     monkeypatch.setenv(load.PRODUCERS_ENV, value)
     with pytest.raises(ValueError, match=rf"QUANT_MIGRATION_PRODUCERS='{re.escape(value)}' is not a number .* "

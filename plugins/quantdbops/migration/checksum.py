@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from quantdbops.migration.plan import ALL_REGIONS, COPY_DELIMITER, COPY_NULL, ESCAPED_NULL_TEXT, NO_DAY, copy_columns
+from quantdbops.migration.source_plan import (
+    ALL_REGIONS,
+    COPY_DELIMITER,
+    COPY_NULL,
+    ESCAPED_NULL_TEXT,
+    NO_DAY,
+    copy_columns,
+)
 from quantdbops.registry import Column, Table
 
 # How the source side rendered and hashed its rows, kept with every checksum row: sums written by another

@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any
 
 from quantdbops import REGIONS
-from quantdbops.migration.plan import SliceFilter
+from quantdbops.migration.source_plan import SliceFilter
 from quantdbops.paramcheck import ParamError, choice_list, optional_date
 from quantdbops.registry import migratable_tables
 

@@ -15,8 +15,8 @@ import sqlite3
 import psycopg
 from psycopg import sql
 
-from quantdbops.migration.load import would_load_tickers
 from quantdbops.migration.results import PruneResult
+from quantdbops.migration.source_queries import would_load_tickers
 from quantdbops.registry import ticker_references
 
 

@@ -199,3 +199,10 @@ def source_key_is_unique(conn: sqlite3.Connection, table: Table) -> bool:
             if None not in columns:  # an index on an expression proves nothing here
                 uniques.append(set(columns))
     return any(u <= key_sources for u in uniques)
+
+
+def inspect_unknown_columns(sconn: sqlite3.Connection, table: Table) -> list[str]:
+    """Source columns the registry does not know: reported, never silently carried or dropped."""
+    have = [r[1] for r in sconn.execute(f'PRAGMA table_info("{table.source}")')]
+    want = expected_source_columns(table)
+    return [c for c in have if c not in want]

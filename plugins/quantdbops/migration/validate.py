@@ -19,17 +19,18 @@ from psycopg import sql
 
 from quantdbops.io.pg import DbMode
 from quantdbops.migration import checksum, provenance
-from quantdbops.migration.load import find_duplicates, known_tickers, slice_regions
-from quantdbops.migration.plan import (
+from quantdbops.migration.producer import read_source
+from quantdbops.migration.source import source_file
+from quantdbops.migration.source_plan import (
     ALL_REGIONS,
     SOURCE_TICKERS,
     UNKNOWN_REGION,
     SliceFilter,
     TablePlan,
     copy_columns,
+    slice_regions,
 )
-from quantdbops.migration.produce import read_source
-from quantdbops.migration.source import source_file
+from quantdbops.migration.source_queries import find_duplicates, known_tickers
 from quantdbops.registry import AGGREGATES, TABLES, Column, LoadMode, RegionRule, Table
 
 SAMPLE_ROWS = 25

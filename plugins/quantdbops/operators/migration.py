@@ -60,7 +60,7 @@ class MigrationStep(QuantOperator[MigrationRequest]):
                 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
                 from quantdbops import CONN_S3
-                from quantdbops.migration.fetch import fetch_source
+                from quantdbops.migration.source_fetch import fetch_source
 
                 fetched = fetch_source(name, run_id=context["run_id"], hook=S3Hook(aws_conn_id=CONN_S3),
                                        expected_sha256=request.source_sha256)
@@ -157,7 +157,7 @@ class MigrateTableOperator(MigrationStep):
         import psycopg
 
         from quantdbops.io.pg import detect_mode
-        from quantdbops.migration.load import load_table
+        from quantdbops.migration.target_load import load_table
 
         if self.table_name not in request.tables:
             raise AirflowSkipException(f"{self.table_name} was not selected in the params")

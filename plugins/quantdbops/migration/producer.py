@@ -37,7 +37,7 @@ from typing import Any
 import apsw
 import orjson
 
-from quantdbops.migration.plan import (
+from quantdbops.migration.source_plan import (
     CALENDAR_REASONS,
     COPY_DELIMITER,
     COPY_NULL,

@@ -434,3 +434,10 @@ class TablePlan:
             ") WHERE rn > 1"
         )
         return sql, tuple(params)
+
+
+def slice_regions(table: Table, flt: SliceFilter) -> list[str]:
+    """The region slices a load of ``table`` replaces (target side)."""
+    if not table.has_region:
+        return [ALL_REGIONS]
+    return list(flt.regions) if flt.regions is not None else list(REGIONS)
