@@ -13,18 +13,20 @@ def _cell(value: object) -> str:
     return "" if value is None else str(value)
 
 
+def _numeric(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, title: str | None = None) -> str:
-    """A fixed-width table; numbers right-aligned with thousands separators."""
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    numeric = [all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) for r in rows) and rows
-               for i in range(len(headers))]
+    """tabulate's "simple" table: a dashed rule under the headers, columns two spaces apart; numbers
+    right-aligned with thousands separators. The end-to-end tests read these tables back from task logs
+    (``tests/e2e/test_e2e_support.parse_table``: the dashed rule gives each column's start)."""
+    from tabulate import tabulate
 
-    def line(values: Sequence[str]) -> str:
-        pairs = enumerate(zip(values, widths, strict=True))
-        return "  ".join(v.rjust(w) if numeric[i] else v.ljust(w) for i, (v, w) in pairs).rstrip()
-
-    out = [title] if title else []
-    out += [line(list(headers)), "  ".join("-" * w for w in widths)]
-    out += [line(r) for r in cells]
-    return "\n".join(out)
+    # Cells are formatted here and never parsed again: a ticker "005930" stays text, a column is numeric only
+    # if every value in it is a number.
+    align = ["right" if rows and all(_numeric(r[i]) for r in rows) else "left" for i in range(len(headers))]
+    table = tabulate([[_cell(v) for v in row] for row in rows], headers=list(headers), tablefmt="simple",
+                     disable_numparse=True, colalign=align, preserve_whitespace=True)
+    lines = [line.rstrip() for line in table.splitlines()]
+    return "\n".join([title, *lines] if title else lines)

@@ -113,7 +113,7 @@ def test_email_over_starttls_with_login(
     assert mail.mail_from == "airflow@quant.example"
     assert mail.rcpt_tos == ["oncall@quant.example", "dba@quant.example"]
     assert mail.message["Subject"] == f"[quant-db-ops] FAILED {DAG_ID}.prepare (run {dag_run.run_id})"
-    body = mail.message.get_content()
+    body = mail.text
     assert str(missing) in body
     assert f"What to do: {SOURCE_WHAT_TO_DO}" in body
 
@@ -230,3 +230,40 @@ def test_an_smtp_channel_that_refuses_is_logged_and_retried_only_when_it_may_hel
     assert len(lines) == 1 and lines[0].startswith("Alert NOT delivered by e-mail via 127.0.0.1"), lines
     assert f"after {attempts} attempt(s)" in lines[0] and logged in lines[0], lines[0]
     assert "right-password" not in lines[0] and "wrong-password" not in lines[0]
+
+
+def test_a_refusing_webhook_is_not_retried_and_only_our_settings_reach_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """HTTP 404 is final at once; the connection's extras (format, attempts, ...) are ours, never request headers."""
+    with webhook_receiver(statuses=[404] * 5) as hook:
+        monkeypatch.setenv(ALERTS_ENV, _webhook_conn(f"{hook.url}/hooks/s3cret-token", format="json"))
+        with caplog.at_level(logging.INFO, logger="quantdbops.alerts"):
+            assert deliver(_report()) is False
+
+    assert len(hook.posts) == 1
+    headers = hook.posts[0].headers
+    assert headers["user-agent"] == "quant-db-ops-alerts"
+    assert not {"format", "attempts", "retry_delay", "timeout", "url"} & set(headers), headers
+    lines = [r.getMessage() for r in caplog.records if r.name == "quantdbops.alerts"]
+    assert len(lines) == 1 and "after 1 attempt(s)" in lines[0] and "HTTP 404 Not Found" in lines[0], lines
+
+
+def test_a_webhooks_path_is_never_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A webhook's path is its secret: neither our lines nor the HTTP provider's name it, refused or not (the
+    provider's hook logs through structlog, straight to the output, hence ``capfd`` too)."""
+    secret = "/services/T0/B0/s3cret-token"
+    with webhook_receiver(statuses=[503]) as hook:
+        for url in (f"http://127.0.0.1:{free_port()}{secret}", f"{hook.url}{secret}"):
+            monkeypatch.setenv(ALERTS_ENV, _webhook_conn(url))
+            with caplog.at_level(logging.INFO):
+                deliver(_report())
+
+    assert [p.path for p in hook.posts] == [secret, secret]  # refused once (503), then delivered
+    said = [r.getMessage() for r in caplog.records]
+    assert any("Alert NOT delivered by webhook" in m for m in said) and any("Alert sent by webhook" in m for m in said)
+    printed = capfd.readouterr()
+    assert not [m for m in said if "s3cret-token" in m]
+    assert "s3cret-token" not in printed.out + printed.err

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import email.policy
+import html
 import ipaddress
 import json
+import re
 import ssl
 import sys
 import threading
@@ -38,6 +40,7 @@ class Post:
     path: str
     content_type: str
     body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -60,7 +63,8 @@ def webhook_receiver(statuses: list[int] | None = None) -> Iterator[WebhookRecei
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            receiver.posts.append(Post(self.path, self.headers.get("Content-Type", ""), json.loads(raw)))
+            receiver.posts.append(Post(self.path, self.headers.get("Content-Type", ""), json.loads(raw),
+                                       {k.lower(): v for k, v in self.headers.items()}))
             status = receiver.statuses.pop(0) if receiver.statuses else 200
             self.send_response(status)
             self.send_header("Content-Length", "2")
@@ -113,6 +117,16 @@ class Mail:
     message: Message
     login: str | None  # who logged in, if anyone did
     tls: bool  # the mail came over an encrypted session
+
+    @property
+    def text(self) -> str:
+        """The body as a reader sees it: the SMTP provider sends HTML only, the report in one ``<pre>`` block."""
+        part = self.message.get_body(preferencelist=("plain", "html"))
+        assert part is not None, "the mail has no text body"
+        body = part.get_content()
+        if part.get_content_type() == "text/html":
+            body = html.unescape(re.sub(r"<[^>]+>", "", body))
+        return body
 
 
 @dataclass

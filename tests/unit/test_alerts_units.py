@@ -112,6 +112,21 @@ def test_retry_is_bounded() -> None:
     assert (err.value.attempts, len(calls), waits) == (3, 3, [1, 2])  # no wait after the last attempt
 
 
+def test_retry_waits_are_capped() -> None:
+    waits: list[float] = []
+    calls, attempt = _flaky(10)
+    with pytest.raises(DeliveryError):
+        Retry(attempts=5, first_delay_s=20).run(attempt, sleep=waits.append)
+    assert (len(calls), waits) == (5, [20, 30, 30, 30])  # doubling, at most max_delay_s
+
+
+def test_recipients_may_be_separated_by_semicolons_as_the_smtp_provider_reads_them() -> None:
+    channel = channel_from_connection(_json(conn_type="smtp", host="mail.example",
+                                            extra={"to": "a@x.example; b@x.example,c@x.example"}))
+    assert isinstance(channel, Email)
+    assert channel.recipients == ("a@x.example", "b@x.example", "c@x.example")
+
+
 def test_a_refusal_is_not_retried() -> None:
     calls, attempt = _flaky(10, DeliveryError)
     with pytest.raises(DeliveryError) as err:

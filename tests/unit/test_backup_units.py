@@ -199,6 +199,23 @@ def test_retries_return_once_it_works() -> None:
     assert with_retries("x", second_time, RetryPolicy(3, 0.0), say=lambda *a: None) == "ok"
 
 
+def test_retry_waits_double_up_to_the_cap() -> None:
+    assert RetryPolicy(attempts=6, first_delay_s=5, max_delay_s=60).delays() == [5, 10, 20, 40, 60]
+    assert RetryPolicy(attempts=1).delays() == []
+
+
+def test_an_error_that_is_no_s3_error_propagates_untouched_at_once() -> None:
+    calls = []
+
+    def bug() -> None:
+        calls.append(1)
+        raise ValueError("a bug, not the network")
+
+    with pytest.raises(ValueError, match="a bug, not the network"):
+        with_retries("x", bug, RetryPolicy(3, 0.0), say=lambda *a: None)
+    assert len(calls) == 1
+
+
 def _client_error(code: str, status: int) -> Exception:
     from botocore.exceptions import ClientError
 

@@ -6,10 +6,10 @@ leaves nothing); (2) its size, and before "latest" moves its SHA-256, are read b
 (3) the manifest is written beside it and (4) the "latest" marker moves to it. A failed or partial upload
 therefore never has a manifest and is never "latest".
 
-Every call goes through ``with_retries``, which asks ``s3_error`` whether another attempt can help: what a
-retry cannot fix (no such bucket, access denied, bad credentials) fails at once with ``ActionableFailure``,
-which Airflow does not retry either; what may pass (timeouts, refused connections, throttling, 5xx) is tried
-again with back-off, then fails normally so Airflow's task retries follow.
+Every call goes through ``with_retries``, tenacity with ``s3_error`` as its retry predicate: what a retry
+cannot fix (no such bucket, access denied, bad credentials) fails at once with ``ActionableFailure``, which
+Airflow does not retry either; what may pass (timeouts, refused connections, throttling, 5xx) is tried again
+with capped exponential back-off, then fails normally so Airflow's task retries follow.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import tenacity
+
 from quantdbops import CONN_S3
 from quantdbops.backup.naming import BUCKET_VARIABLE, DUMP_SUFFIX, LATEST_NAME, MANIFEST_SUFFIX, BackupName
 from quantdbops.errors import ActionableFailure
-from quantdbops.retry import Exhausted, backoff_delays, call_with_retries
 
 log = logging.getLogger(__name__)
 MB = 1024 * 1024
@@ -35,14 +36,29 @@ class BackupStoreError(RuntimeError):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """In-task retries with exponential back-off (Airflow's task retries come on top)."""
+    """In-task retries of the S3 calls: ``attempts`` in all, waiting ``first_delay_s`` after the first failure
+    and twice as long after each next one, at most ``max_delay_s`` (Airflow's task retries come on top)."""
 
     attempts: int = 3
     first_delay_s: float = 5.0
     max_delay_s: float = 60.0
 
+    def wait(self) -> tenacity.wait.wait_base:
+        return tenacity.wait_exponential(multiplier=self.first_delay_s, max=self.max_delay_s)
+
     def delays(self) -> list[float]:
-        return backoff_delays(self.attempts, self.first_delay_s, self.max_delay_s)
+        """The waits between the attempts, as tenacity computes them."""
+        wait, state = self.wait(), tenacity.RetryCallState(None, None, (), {})
+        out = []
+        for n in range(1, self.attempts):
+            state.attempt_number = n
+            out.append(wait(state))
+        return out
+
+    def retrying(self, **hooks: Any) -> tenacity.Retrying:
+        """tenacity's loop for this policy: only transient S3 errors (``s3_error``) are tried again."""
+        return tenacity.Retrying(stop=tenacity.stop_after_attempt(self.attempts), wait=self.wait(),
+                                 retry=tenacity.retry_if_exception(_transient), **hooks)
 
 
 DEFAULT_RETRY = RetryPolicy()
@@ -165,16 +181,21 @@ def with_retries(what: str, fn: Callable[[], Any], policy: RetryPolicy,
                  hook: Any = None) -> Any:
     """Run ``fn``; on a transient S3 error wait and try again; after the last attempt raise
     ``BackupStoreError`` with the story. A deterministic error raises ``ActionableFailure`` at once."""
-    def retrying(attempt: int, exc: BaseException, wait: float) -> None:
+    errors: list[BaseException] = []
+
+    def retrying(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception()  # type: ignore[union-attr]
         code = (s3_error(exc) or ("", type(exc).__name__))[1]
-        say("%s failed (attempt %d of %d, transient %s: %s); retrying in %.1fs", what, attempt, policy.attempts,
-            code, exc, wait)
+        say("%s failed (attempt %d of %d, transient %s: %s); retrying in %.1fs", what, state.attempt_number,
+            policy.attempts, code, exc, state.next_action.sleep)  # type: ignore[union-attr]
+
+    def failed(state: tenacity.RetryCallState) -> None:
+        errors.append(state.outcome.exception())  # type: ignore[union-attr, arg-type]
 
     try:
-        return call_with_retries(fn, attempts=policy.attempts, first_delay_s=policy.first_delay_s,
-                                 max_delay_s=policy.max_delay_s, retry_on=_transient, on_retry=retrying)[0]
-    except Exhausted as exc:
-        story = "; ".join(f"attempt {n}: {type(e).__name__}: {e}" for n, e in enumerate(exc.errors, 1))
+        return policy.retrying(after=failed, before_sleep=retrying)(fn)
+    except tenacity.RetryError:
+        story = "; ".join(f"attempt {n}: {type(e).__name__}: {e}" for n, e in enumerate(errors, 1))
         raise BackupStoreError(f"{what} failed after {policy.attempts} attempts: {story}. These errors are "
                                "transient (network, throttling, server errors): the task fails normally and "
                                "Airflow's task retries follow") from None

@@ -1,4 +1,6 @@
-"""Where alerts go: a webhook (HTTP POST of JSON) or e-mail (SMTP), read from one Airflow connection.
+"""Where alerts go: a webhook (HTTP POST of JSON) or e-mail (SMTP), read from one Airflow connection and sent by
+the Airflow providers' notifiers (``HttpNotifier`` of apache-airflow-providers-http, ``SmtpNotifier`` of
+apache-airflow-providers-smtp).
 
 The connection's type picks the channel:
 
@@ -7,32 +9,58 @@ The connection's type picks the channel:
   ``https`` is taken as the scheme, as the HTTP provider does, and ``extra.endpoint`` is the path then).
   ``extra.format``: ``json`` (default: every field of the report plus ``text``) or ``slack`` (only
   ``{"text": ...}``, what Slack's and Mattermost's incoming webhooks take).
-- ``smtp`` / ``email``: host, port, login, password; ``extra.to`` (a list or comma-separated, required),
-  ``extra.from`` (default: the login, else ``airflow@<host name>``), ``extra.starttls`` (default: true on
-  port 587), ``extra.ssl`` (SMTPS, default: true on port 465).
+- ``smtp`` / ``email``: host, port, login, password; ``extra.to`` (a list, or separated by commas or
+  semicolons; required), ``extra.from`` (default: the login, else ``airflow@<host name>``), ``extra.starttls``
+  (default: true on port 587), ``extra.ssl`` (SMTPS, default: true on port 465).
 
-Both retry a failed delivery a few times (``extra.attempts``, default 3, at most 5; the wait starts at
-``extra.retry_delay`` seconds, default 2, and doubles) with ``extra.timeout`` seconds (default 10) per
-attempt, so a dead channel costs the failing task well under a minute. Nothing here raises anything but
-``DeliveryError`` and ``ChannelConfigError``.
+The providers' hooks do not read these extras as they are (the HTTP hook would send each unknown extra as a
+header; the SMTP hook's defaults are SMTPS and STARTTLS both on, with retries of its own), so each channel hands
+its hook a connection of the hook's own spelling. Both retry a failed delivery a few times through tenacity
+(``extra.attempts``, default 3, at most 5; the wait starts at ``extra.retry_delay`` seconds, default 2, and
+doubles, at most 30 s) with ``extra.timeout`` seconds (default 10; whole seconds for e-mail) per attempt, so a
+dead channel costs the failing task well under a minute. Only what may pass is retried: a refused connection,
+a timeout, HTTP 429 and 5xx, SMTP 4xx. Nothing here raises anything but ``DeliveryError`` and
+``ChannelConfigError``.
 """
 
 from __future__ import annotations
 
+import html
 import json
+import logging
+import math
+import re
+import smtplib
 import socket
+import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import requests
+import tenacity
+from airflow.providers.http.hooks.http import HttpHook
+from airflow.providers.http.notifications.http import HttpNotifier
+from airflow.providers.smtp.hooks.smtp import SmtpHook
+from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+from airflow.sdk import Connection
+from airflow.sdk.exceptions import AirflowException
+
 from quantdbops.notifiers.message import FailureReport
-from quantdbops.retry import Exhausted, call_with_retries
 
 WEBHOOK_TYPES = frozenset({"http", "https", "webhook"})
 EMAIL_TYPES = frozenset({"smtp", "email"})
 MAX_ATTEMPTS = 5
+USER_AGENT = "quant-db-ops-alerts"
+_CONN_ID = "quant_alerts"  # the name the providers' hooks carry; their connection is built here, not looked up
 T = TypeVar("T")
+
+# The HTTP hook's own lines quote the request URL, whose path is a webhook's secret: they go to this logger,
+# which keeps errors only. Our lines (``failure.deliver``) say what happened without the path.
+_HOOK_LOG = logging.getLogger("quantdbops.alerts.provider")
+_HOOK_LOG.setLevel(logging.ERROR)
 
 
 class ChannelConfigError(ValueError):
@@ -53,27 +81,29 @@ class _Retryable(Exception):
 
 @dataclass(frozen=True)
 class Retry:
+    """Delivery retries: ``attempts`` in all, waiting ``first_delay_s`` after the first failure and twice as
+    long after each next one, at most ``max_delay_s``; only ``_Retryable`` failures are tried again."""
+
     attempts: int = 3
     first_delay_s: float = 2.0
     timeout_s: float = 10.0
+    max_delay_s: float = 30.0
 
     def run(self, attempt: Callable[[], T], sleep: Callable[[float], None] | None = None) -> tuple[T, int]:
         """``(attempt(), attempts used)``; ``_Retryable`` failures are retried, others are final."""
-        tries = 0
-
-        def counted() -> T:
-            nonlocal tries
-            tries += 1
-            return attempt()
-
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.attempts),
+            wait=tenacity.wait_exponential(multiplier=self.first_delay_s, max=self.max_delay_s),
+            retry=tenacity.retry_if_exception_type(_Retryable), sleep=sleep or time.sleep)
         try:
-            return call_with_retries(counted, attempts=self.attempts, first_delay_s=self.first_delay_s,
-                                     retry_on=(_Retryable,), sleep=sleep)
-        except Exhausted as exc:
-            raise DeliveryError(str(exc.errors[-1]), tries) from exc.errors[-1]
+            result = retrying(attempt)
+        except tenacity.RetryError as exc:
+            last = exc.last_attempt.exception()
+            raise DeliveryError(str(last), self.attempts) from last
         except DeliveryError as exc:
-            exc.attempts = tries
+            exc.attempts = retrying.statistics["attempt_number"]
             raise
+        return result, retrying.statistics["attempt_number"]
 
 
 def _flag(value: object, default: bool) -> bool:
@@ -106,9 +136,49 @@ def _retry(extra: dict[str, Any]) -> Retry:
                  timeout_s=_number(extra, "timeout", 10.0, 0.1, 60))
 
 
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception of a chain (requests' ConnectionError -> urllib3 -> ``ConnectionRefusedError``):
+    its words name the cause without the URL the outer ones quote."""
+    seen = {id(exc)}
+    while (inner := exc.__cause__ or exc.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        exc = inner
+    return exc
+
+
+class _HttpStatus(Exception):
+    """The receiver answered with an error status."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"HTTP {status} {reason}")
+        self.status = status
+
+
+class _WebhookHook(HttpHook):
+    """The HTTP provider's hook POSTing to one URL: a connection of the hook's spelling (the whole URL as host,
+    no extras) and an error status raised with its code, without logging the receiver's answer."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(method="POST", http_conn_id=_CONN_ID)
+        self.url = url
+        self.status: int | None = None
+
+    @property
+    def log(self) -> logging.Logger:  # type: ignore[override]
+        return _HOOK_LOG
+
+    def get_connection(self, conn_id: str) -> Connection:  # type: ignore[override]
+        return Connection(conn_id=conn_id, conn_type="http", host=self.url)
+
+    def check_response(self, response: requests.Response) -> None:
+        self.status = response.status_code
+        if response.status_code >= 400:
+            raise _HttpStatus(response.status_code, response.reason)
+
+
 @dataclass(frozen=True)
 class Webhook:
-    """HTTP POST of the report as JSON."""
+    """HTTP POST of the report as JSON, by the HTTP provider's ``HttpNotifier``."""
 
     url: str
     fmt: str
@@ -118,39 +188,64 @@ class Webhook:
         parts = urlsplit(self.url)  # never the path: a webhook's path is its secret
         return f"webhook {parts.scheme}://{parts.netloc} ({self.fmt})"
 
-    def body(self, report: FailureReport) -> bytes:
-        payload = {"text": report.text()} if self.fmt == "slack" else report.as_json()
-        return json.dumps(payload, default=str).encode()
+    def payload(self, report: FailureReport) -> dict[str, Any]:
+        return {"text": report.text()} if self.fmt == "slack" else report.as_json()
 
     def send(self, report: FailureReport) -> str:
-        import urllib.error
-        import urllib.request
-
-        data = self.body(report)
+        payload = json.loads(json.dumps(self.payload(report), default=str))  # what json.dumps can send
 
         def attempt() -> int:
-            req = urllib.request.Request(self.url, data=data, method="POST", headers={
-                "Content-Type": "application/json", "User-Agent": "quant-db-ops-alerts"})
+            notifier = HttpNotifier(http_conn_id=_CONN_ID, json=payload, headers={"User-Agent": USER_AGENT},
+                                    extra_options={"timeout": self.retry.timeout_s})
+            notifier.hook = hook = _WebhookHook(self.url)  # a fresh hook and session for each attempt
             try:
-                with urllib.request.urlopen(req, timeout=self.retry.timeout_s) as resp:
-                    return resp.status
-            except urllib.error.HTTPError as exc:
-                if exc.code == 429 or exc.code >= 500:
-                    raise _Retryable(f"HTTP {exc.code} {exc.reason}") from exc
-                raise DeliveryError(f"HTTP {exc.code} {exc.reason}: the receiver refused the alert "
-                                    "(check the URL and its token)", 1) from exc
-            except (urllib.error.URLError, OSError) as exc:  # refused, unreachable, timed out
-                raise _Retryable(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}") from exc
-            except ValueError as exc:  # a URL urllib cannot use (bad port, bad host)
-                raise DeliveryError(f"the webhook URL is not usable: {exc}", 1) from exc
+                notifier.notify({})  # not notifier(context): the report is rendered already, no Jinja on it
+            except _HttpStatus as exc:
+                if exc.status == 429 or exc.status >= 500:
+                    raise _Retryable(str(exc)) from exc
+                raise DeliveryError(f"{exc}: the receiver refused the alert (check the URL and its token)",
+                                    1) from exc
+            except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema, ValueError) as exc:
+                raise DeliveryError(f"the webhook URL is not usable ({type(exc).__name__}): check its host and "
+                                    "port", 1) from exc
+            except (requests.exceptions.RequestException, OSError) as exc:  # refused, unreachable, timed out
+                raise _Retryable(f"{type(exc).__name__}: {_root_cause(exc)}") from exc
+            return hook.status or 0
 
         status, attempts = self.retry.run(attempt)
-        return f"HTTP {status}, {attempts} attempt(s), {len(data):,} bytes"
+        size = len(json.dumps(payload).encode())
+        return f"HTTP {status}, {attempts} attempt(s), {size:,} bytes"
+
+
+class _MailHook(SmtpHook):
+    """The SMTP provider's hook on one ``Email`` channel: a connection of the hook's spelling (its TLS choice,
+    sender and timeout; no retries of its own: the delivery's retries are ours) that hangs up when STARTTLS or
+    the login fails."""
+
+    def __init__(self, channel: Email) -> None:
+        super().__init__(smtp_conn_id=_CONN_ID)
+        self.channel = channel
+
+    def get_connection(self, conn_id: str) -> Connection:  # type: ignore[override]
+        c = self.channel
+        extra = {"from_email": c.sender, "disable_ssl": not c.ssl, "disable_tls": not c.starttls or c.ssl,
+                 "retry_limit": 0, "timeout": max(1, math.ceil(c.retry.timeout_s))}
+        return Connection(conn_id=conn_id, conn_type="smtp", host=c.host, port=c.port, login=c.login,
+                          password=c.password, extra=json.dumps(extra))
+
+    def get_conn(self) -> SmtpHook:
+        try:
+            return super().get_conn()
+        except BaseException:
+            if self._smtp_client is not None:  # connected, then STARTTLS or the login failed: hang up
+                self.__exit__(None, None, None)
+            raise
 
 
 @dataclass(frozen=True)
 class Email:
-    """One plain-text mail per alert over SMTP (optionally STARTTLS or SMTPS, optionally with login)."""
+    """One mail per alert over SMTP (optionally STARTTLS or SMTPS, optionally with login), by the SMTP
+    provider's ``SmtpNotifier``; the report's text as the body (the provider sends HTML: a ``<pre>`` block)."""
 
     host: str
     port: int
@@ -166,32 +261,15 @@ class Email:
         tls = "SMTPS" if self.ssl else "STARTTLS" if self.starttls else "no TLS"
         return f"e-mail via {self.host}:{self.port} ({tls}) to {', '.join(self.recipients)}"
 
-    def message(self, report: FailureReport) -> Any:
-        from email.message import EmailMessage
-
-        msg = EmailMessage()
-        msg["Subject"] = report.subject
-        msg["From"] = self.sender
-        msg["To"] = ", ".join(self.recipients)
-        msg.set_content(report.text())
-        return msg
-
     def send(self, report: FailureReport) -> str:
-        import smtplib
-        import ssl
-
-        msg = self.message(report)
+        body = f"<pre>{html.escape(report.text())}</pre>"
 
         def attempt() -> None:
+            notifier = SmtpNotifier(to=list(self.recipients), from_email=self.sender, subject=report.subject,
+                                    html_content=body, smtp_conn_id=_CONN_ID)
+            notifier.hook = _MailHook(self)  # a fresh hook and SMTP session for each attempt
             try:
-                cls = smtplib.SMTP_SSL if self.ssl else smtplib.SMTP
-                kwargs: dict[str, Any] = {"context": ssl.create_default_context()} if self.ssl else {}
-                with cls(self.host, self.port, timeout=self.retry.timeout_s, **kwargs) as smtp:
-                    if self.starttls and not self.ssl:
-                        smtp.starttls(context=ssl.create_default_context())
-                    if self.login:
-                        smtp.login(self.login, self.password or "")
-                    smtp.send_message(msg)
+                notifier.notify({})  # not notifier(context): the report is rendered already, no Jinja on it
             except ssl.SSLCertVerificationError as exc:
                 raise DeliveryError(f"the SMTP server's TLS certificate is not trusted here: {exc.verify_message}",
                                     1) from exc
@@ -206,6 +284,11 @@ class Email:
                 raise DeliveryError(f"every recipient was refused: {sorted(exc.recipients)}", 1) from exc
             except (smtplib.SMTPException, OSError) as exc:  # down, disconnected, TLS failed, timed out
                 raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+            except AirflowException as exc:
+                # The hook's "Unable to connect to smtp server" stands for a server that hung up at once.
+                if isinstance(exc.__context__, smtplib.SMTPServerDisconnected):
+                    raise _Retryable(f"{type(exc.__context__).__name__}: {exc.__context__}") from exc
+                raise DeliveryError(str(exc), 1) from exc
 
         _, attempts = self.retry.run(attempt)
         return f"{len(self.recipients)} recipient(s), {attempts} attempt(s)"
@@ -241,7 +324,7 @@ def _email(conn: Any, extra: dict[str, Any]) -> Email:
     if not conn.host:
         raise ChannelConfigError("an SMTP connection needs a host")
     to = extra.get("to") or []
-    recipients = tuple(x.strip() for x in (to.split(",") if isinstance(to, str) else to) if x.strip())
+    recipients = tuple(x.strip() for x in (re.split(r"[,;]", to) if isinstance(to, str) else to) if x.strip())
     if not recipients:
         raise ChannelConfigError("an SMTP connection needs extra.to (who gets the alerts)")
     port = int(conn.port or 25)

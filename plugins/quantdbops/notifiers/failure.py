@@ -51,6 +51,10 @@ def deliver(report: FailureReport, conn_id: str = CONN_ALERTS) -> bool:
                   "is down or refuses it; the failure is in this log.", channel.describe(), conn_id,
                   exc.attempts, time.monotonic() - started, exc)
         return False
+    except Exception as exc:  # the provider's notifier failed in a way no channel rule names: still only a log line
+        log.error("Alert NOT delivered by %s (connection %r) in %.1f s: unexpected %s: %s. The failure is in "
+                  "this log.", channel.describe(), conn_id, time.monotonic() - started, type(exc).__name__, exc)
+        return False
     log.info("Alert sent by %s (connection %r): %s, %.2f s.", channel.describe(), conn_id, outcome,
              time.monotonic() - started)
     return True
