@@ -13,11 +13,11 @@ database.
 Each round times, in the same run against the same database (after ``sync`` and a CHECKPOINT each):
 
 (a) a bare ``pg_dump -Fc`` to a local file: the baseline;
-(b) the DAG's dump-and-upload: ``nightly.dump`` (pg_dump -Fc in an exported snapshot, SHA-256 while it
-    streams, per-table row counts, manifest, ops.backups) then ``nightly.upload`` (re-hash of the kept
+(b) the DAG's dump-and-upload: ``nightly_steps.dump`` (pg_dump -Fc in an exported snapshot, SHA-256 while it
+    streams, per-table row counts, manifest, ops.backups) then ``nightly_steps.upload`` (re-hash of the kept
     file, multipart upload through the amazon provider's S3Hook, size and SHA-256 read back, manifest PUT):
     exactly what the ``dump`` and ``upload`` tasks call; the verification restore is excluded;
-(c) the verification restore on its own: ``nightly.verify`` (pg_restore into a scratch database,
+(c) the verification restore on its own: ``nightly_steps.verify`` (pg_restore into a scratch database,
     TimescaleDB's pre/post restore steps, row counts against the manifest, drop).
 
 (a) and (b) alternate their order from round to round. Medians are printed with the ratio (b)/(a) against
@@ -54,7 +54,7 @@ from bench import backup_report as report  # noqa: E402
 from bench.backup_report import BASELINE, OURS, RESTORE, Leg  # noqa: E402
 from pgcluster import Cluster, free_port, timescaledb_available  # noqa: E402
 from quantdbops import CONN_S3  # noqa: E402
-from quantdbops.backup import nightly, store  # noqa: E402
+from quantdbops.backup import nightly_steps, store  # noqa: E402
 from quantdbops.backup.dump import client_major, pg_env, tool  # noqa: E402
 from quantdbops.backup.naming import TZ  # noqa: E402
 from quantdbops.backup.settings import BackupSettings  # noqa: E402
@@ -107,9 +107,9 @@ def dag_dump_upload(kw: dict[str, object], plan: dict[str, Any], s: BackupSettin
                     leg: Leg) -> dict[str, Any]:
     """(b): the ``dump`` task's function then the ``upload`` task's (each task makes its own hook)."""
     started = time.perf_counter()
-    d = nightly.dump(kw, plan, s, run_id=run_id, say=quiet)
+    d = nightly_steps.dump(kw, plan, s, run_id=run_id, say=quiet)
     dumped = time.perf_counter()
-    u = nightly.upload(kw, store.make_hook(s.aws_conn_id, transfer=s.transfer), d, s, say=quiet)
+    u = nightly_steps.upload(kw, store.make_hook(s.aws_conn_id, transfer=s.transfer), d, s, say=quiet)
     done = time.perf_counter()
     leg.add_part("pg_dump -Fc streamed through SHA-256", d["dump_seconds"])
     leg.add_part("rest of dump task (snapshot, row counts, manifest, journal)", dumped - started - d["dump_seconds"])
@@ -123,7 +123,7 @@ def dag_dump_upload(kw: dict[str, object], plan: dict[str, Any], s: BackupSettin
 def verify_restore(kw: dict[str, object], u: dict[str, Any], s: BackupSettings, leg: Leg) -> dict[str, Any]:
     """(c): the ``verify`` task's function: pg_restore into a scratch database, checks, drop."""
     started = time.perf_counter()
-    v = nightly.verify(kw, store.make_hook(s.aws_conn_id, transfer=s.transfer), u, s, say=quiet)
+    v = nightly_steps.verify(kw, store.make_hook(s.aws_conn_id, transfer=s.transfer), u, s, say=quiet)
     total = time.perf_counter() - started
     leg.add_part("pg_restore (TimescaleDB pre/post restore included)", v["verify_seconds"])
     leg.add_part("create + row counts vs manifest + drop + manifest/latest", total - v["verify_seconds"])
@@ -214,7 +214,7 @@ def run_rounds(args: argparse.Namespace, cluster: Cluster, moto: backup_env.Moto
     say(f"Running {args.repeat} rounds ((a) and (b) alternate their order; then (c))...")
     for rep in range(1, args.repeat + 1):
         hook = store.make_hook(s.aws_conn_id, transfer=s.transfer)
-        plan = nightly.preflight(kw, hook, s, base_when + timedelta(minutes=rep))  # untimed: not dump/upload
+        plan = nightly_steps.preflight(kw, hook, s, base_when + timedelta(minutes=rep))  # untimed: not dump/upload
         uploaded: dict[str, Any] = {}
 
         def run_bare() -> int:

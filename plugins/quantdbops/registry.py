@@ -5,8 +5,8 @@ this module, so a column, a key or a chunk interval is never written down twice.
 
 A ``Table`` says where its rows come from (the source table in the Spock SQLite file, if any), how each
 source column maps to a target column and type, the natural key, how the region of a row is found, the
-time column with its hypertable / partition settings, and the constraints and indexes of the seeds'
-DATABASE_SCHEMA (``include/sql`` holds the rest: ops tables, roles, aggregates).
+time column with its hypertable / partition settings, and the constraints and indexes of the platform's
+database schema (``include/sql`` holds the rest: ops tables, roles, aggregates).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from test_backup_support import (  # noqa: F401  (sample_file_fixture registers 
     task_states,
 )
 
-from quantdbops.backup.restore import drop_database
+from quantdbops.backup.databases import drop_database
 from quantdbops.io.pg import connect
 
 pytestmark = pytest.mark.slow
@@ -87,8 +87,8 @@ def test_nightly_backup_then_restore_into_a_fresh_database(setup: dict[str, Any]
         assert safety.s3_key in keys(setup["endpoint"], bucket)
         # The safety dump (in the bucket only: no worker kept a copy) holds the damaged state: restore it, look.
         assert safety.local_copy is None
+        from quantdbops.backup.databases import create_database
         from quantdbops.backup.dump import run_pg_restore
-        from quantdbops.backup.restore import create_database
 
         check = f"safety_{uuid.uuid4().hex[:8]}"
         create_database(kw, check)
@@ -122,7 +122,7 @@ def test_dry_run_writes_nothing(setup: dict[str, Any]) -> None:
 
 
 def test_restore_dag_refuses_a_corrupted_object_and_leaves_the_target_alone(setup: dict[str, Any]) -> None:
-    from quantdbops.backup import nightly, store
+    from quantdbops.backup import nightly_steps, store
     from quantdbops.backup.settings import BackupSettings
 
     kw, bucket = setup["kw"], setup["bucket"]
@@ -130,8 +130,8 @@ def test_restore_dag_refuses_a_corrupted_object_and_leaves_the_target_alone(setu
     from datetime import datetime
 
     hook = store.make_hook()
-    p = nightly.preflight(kw, hook, s, datetime.now().astimezone())
-    u = nightly.dump(kw, hook, p, s, run_id="seed")
+    p = nightly_steps.preflight(kw, hook, s, datetime.now().astimezone())
+    u = nightly_steps.dump(kw, hook, p, s, run_id="seed")
     client = s3_client(setup["endpoint"])
     client.put_object(Bucket=bucket, Key=u.s3_key, Body=b"\x00" * u.size_bytes)
 

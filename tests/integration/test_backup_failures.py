@@ -24,7 +24,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 from test_backup_support import conn_kwargs, new_bucket, set_s3_endpoint
 
-from quantdbops.backup import nightly, store, stream
+from quantdbops.backup import nightly_steps, store, stream
 from quantdbops.backup.naming import TZ
 from quantdbops.backup.settings import BackupSettings
 from quantdbops.backup.store import BackupStoreError, RetryPolicy
@@ -107,7 +107,7 @@ def test_preflight_fails_at_once_on_a_missing_bucket(s3: str, pg_dsn: str, tmp_p
     hook, sent = counted_hook()
     s = BackupSettings(bucket=missing, local_dir=tmp_path, retry=FAST_RETRY)
     with pytest.raises(ActionableFailure) as failed:
-        nightly.preflight(conn_kwargs(pg_dsn), hook, s, WHEN)
+        nightly_steps.preflight(conn_kwargs(pg_dsn), hook, s, WHEN)
     assert isinstance(failed.value, AirflowFailException)  # Airflow does not retry it
     assert sent == ["HEAD"]  # one HeadBucket: not retried here either
     message = failed.value.message
@@ -214,4 +214,4 @@ def test_preflight_fails_at_once_on_a_misspelled_database(s3: str, pg_dsn: str, 
     bucket = new_bucket(s3, f"bk-{uuid.uuid4().hex[:10]}")
     s = BackupSettings(bucket=bucket, local_dir=tmp_path, retry=FAST_RETRY)
     with pytest.raises(ActionableFailure, match=r'database "quant_platfrom" does not exist; not retried'):
-        nightly.preflight({**conn_kwargs(pg_dsn), "dbname": "quant_platfrom"}, store.make_hook(), s, WHEN)
+        nightly_steps.preflight({**conn_kwargs(pg_dsn), "dbname": "quant_platfrom"}, store.make_hook(), s, WHEN)

@@ -1,6 +1,6 @@
 """The nightly backup's steps on a real PostgreSQL 15 (both modes) and moto's real S3 server.
 
-The steps are called exactly as the DAG's operators call them (``quantdbops.backup.nightly``), with the
+The steps are called exactly as the DAG's operators call them (``quantdbops.backup.nightly_steps``), with the
 quant_s3 connection read through Airflow from ``AIRFLOW_CONN_QUANT_S3``. Faults are real: a closed loopback
 port for "S3 unreachable", a TCP proxy that cuts the connection mid-request for "failing mid-upload". The
 dump streams into the bucket: no step leaves a file on the worker's disk, which the tests check.
@@ -32,7 +32,7 @@ from test_backup_support import (  # noqa: F401  (sample_file_fixture registers 
 )
 
 from conftest import MODES
-from quantdbops.backup import nightly, recover, store, stream
+from quantdbops.backup import nightly_steps, restore_steps, store, stream
 from quantdbops.backup.naming import TZ, BackupName, latest_key
 from quantdbops.backup.settings import BackupSettings
 from quantdbops.backup.store import BackupStoreError, RetryPolicy
@@ -64,10 +64,10 @@ def _backup(kw: dict[str, object], s: BackupSettings, when: datetime = WHEN, *, 
 
     s = replace(s, verify=verify)
     hook = store.make_hook(s.aws_conn_id)
-    p = nightly.preflight(kw, hook, s, when)
-    d = nightly.dump(kw, hook, p, s, run_id=f"test-{when:%H%M%S}")
+    p = nightly_steps.preflight(kw, hook, s, when)
+    d = nightly_steps.dump(kw, hook, p, s, run_id=f"test-{when:%H%M%S}")
     if verify:
-        assert nightly.verify(kw, hook, d, s).verified
+        assert nightly_steps.verify(kw, hook, d, s).verified
     return d
 
 
@@ -110,10 +110,10 @@ def test_round_trip_restores_every_table_equal(mode: str, loaded: dict[str, obje
 
     target = f"rt_{uuid.uuid4().hex[:10]}"
     hook = store.make_hook()
-    resolved = recover.resolve(hook, settings, "latest", str(loaded["dbname"]))
-    assert recover.check(hook, settings, resolved).sha256 == v.sha256
+    resolved = restore_steps.resolve(hook, settings, "latest", str(loaded["dbname"]))
+    assert restore_steps.check(hook, settings, resolved).sha256 == v.sha256
     try:
-        result = recover.restore(loaded, hook, settings, target, resolved)
+        result = restore_steps.restore(loaded, hook, settings, target, resolved)
         assert result.ok, result.problems
         after = fingerprints({**loaded, "dbname": target}, skip=("ops.backups",))
         assert after == before
@@ -126,7 +126,7 @@ def test_round_trip_restores_every_table_equal(mode: str, loaded: dict[str, obje
             assert hyper == set(manifest["hypertables"])
             assert restoring == "off"  # timescaledb_post_restore() ran
     finally:
-        from quantdbops.backup.restore import drop_database
+        from quantdbops.backup.databases import drop_database
 
         drop_database(loaded, target)
 
@@ -135,14 +135,14 @@ def test_s3_unreachable_fails_after_retries_and_leaves_nothing(loaded: dict[str,
                                                                s3_endpoint: str,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     hook = store.make_hook()
-    p = nightly.preflight(loaded, hook, settings, WHEN)
+    p = nightly_steps.preflight(loaded, hook, settings, WHEN)
     with socket.socket() as s:  # a loopback port nobody listens on
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
     set_s3_endpoint(monkeypatch, f"http://127.0.0.1:{closed}")
     warnings: list[str] = []
     with pytest.raises(BackupStoreError, match=r"failed after 3 attempts"):
-        nightly.dump(loaded, store.make_hook(connect_timeout=1), p, settings, run_id="unreachable",
+        nightly_steps.dump(loaded, store.make_hook(connect_timeout=1), p, settings, run_id="unreachable",
                      say=lambda msg, *a: warnings.append(msg % a))
     assert len([w for w in warnings if "retrying" in w]) == 2  # two back-offs between three attempts
     assert keys(s3_endpoint, settings.bucket) == []
@@ -152,7 +152,7 @@ def test_s3_unreachable_fails_after_retries_and_leaves_nothing(loaded: dict[str,
 
     # S3 is back: the retried task dumps again and completes.
     set_s3_endpoint(monkeypatch, s3_endpoint)
-    d = nightly.dump(loaded, store.make_hook(), p, settings, run_id="unreachable")
+    d = nightly_steps.dump(loaded, store.make_hook(), p, settings, run_id="unreachable")
     assert keys(s3_endpoint, settings.bucket) == sorted([d.s3_key, d.manifest_key])  # latest: after verify
 
 
@@ -213,13 +213,13 @@ def test_a_connection_cut_mid_upload_leaves_no_object_no_manifest_and_no_latest(
 
     s = replace(settings, part_size=5 * store.MB)
     hook = store.make_hook()
-    p = nightly.preflight(loaded, hook, s, WHEN)
+    p = nightly_steps.preflight(loaded, hook, s, WHEN)
     # every connection dies once it carried 4 kB: the upload is created, each attempt at a part is cut
     proxy = CuttingProxy(s3_endpoint, limit=4096, cuts=1000)
     set_s3_endpoint(monkeypatch, proxy.url)
     try:
         with pytest.raises(BackupStoreError, match=r"part 1 of .* failed after 3 attempts"):
-            nightly.dump(loaded, store.make_hook(read_timeout=5), p, s, run_id="cut")
+            nightly_steps.dump(loaded, store.make_hook(read_timeout=5), p, s, run_id="cut")
     finally:
         proxy.close()
     assert proxy.cut >= 3  # every attempt really was cut mid-body
@@ -231,11 +231,11 @@ def test_a_connection_cut_mid_upload_leaves_no_object_no_manifest_and_no_latest(
 def test_one_cut_connection_is_retried_and_the_upload_completes(
         loaded: dict[str, object], settings: BackupSettings, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     hook = store.make_hook()
-    p = nightly.preflight(loaded, hook, settings, WHEN)
+    p = nightly_steps.preflight(loaded, hook, settings, WHEN)
     proxy = CuttingProxy(s3_endpoint, limit=4096, cuts=1)  # the first connection dies in a part
     set_s3_endpoint(monkeypatch, proxy.url)
     try:
-        d = nightly.dump(loaded, store.make_hook(read_timeout=5), p, settings, run_id="cut-once")
+        d = nightly_steps.dump(loaded, store.make_hook(read_timeout=5), p, settings, run_id="cut-once")
     finally:
         proxy.close()
     assert proxy.cut == 1
@@ -243,7 +243,7 @@ def test_one_cut_connection_is_retried_and_the_upload_completes(
     assert hashlib.sha256(body).hexdigest() == d.sha256 and len(body) == d.size_bytes
     assert get_json(s3_endpoint, settings.bucket, d.manifest_key)["sha256"] == d.sha256
     set_s3_endpoint(monkeypatch, s3_endpoint)
-    nightly.verify(loaded, store.make_hook(), d, settings)  # and it restores equal to its manifest
+    nightly_steps.verify(loaded, store.make_hook(), d, settings)  # and it restores equal to its manifest
 
 
 def test_a_stream_goes_multipart_with_bounded_parts_and_is_read_back(
@@ -317,23 +317,23 @@ def test_a_corrupted_object_is_refused_before_the_target_is_touched(
     target = str(loaded["dbname"])
     before = fingerprints(loaded)
     hook = store.make_hook()
-    resolved = recover.resolve(hook, settings, v.s3_key, target)
-    assert recover.check_target(loaded, target, target) is True
-    with pytest.raises(recover.RestoreRefused, match="checksum mismatch"):
-        recover.check(hook, settings, resolved)
-    with pytest.raises(recover.RestoreRefused, match="checksum mismatch"):  # the restore proves it again itself
-        recover.restore(loaded, hook, settings, target, resolved)
+    resolved = restore_steps.resolve(hook, settings, v.s3_key, target)
+    assert restore_steps.check_target(loaded, target, target) is True
+    with pytest.raises(restore_steps.RestoreRefused, match="checksum mismatch"):
+        restore_steps.check(hook, settings, resolved)
+    with pytest.raises(restore_steps.RestoreRefused, match="checksum mismatch"):  # the restore proves it again itself
+        restore_steps.restore(loaded, hook, settings, target, resolved)
     assert fingerprints(loaded) == before
     assert _files(Path(settings.work_dir)) == []
 
 
 def test_an_existing_target_needs_its_name_repeated(loaded: dict[str, object]) -> None:
     target = str(loaded["dbname"])
-    with pytest.raises(recover.RestoreRefused, match="confirm_target"):
-        recover.check_target(loaded, target, "")
-    with pytest.raises(recover.RestoreRefused, match="confirm_target"):
-        recover.check_target(loaded, target, target.upper())
-    assert recover.check_target(loaded, f"new_{uuid.uuid4().hex[:8]}", "") is False
+    with pytest.raises(restore_steps.RestoreRefused, match="confirm_target"):
+        restore_steps.check_target(loaded, target, "")
+    with pytest.raises(restore_steps.RestoreRefused, match="confirm_target"):
+        restore_steps.check_target(loaded, target, target.upper())
+    assert restore_steps.check_target(loaded, f"new_{uuid.uuid4().hex[:8]}", "") is False
 
 
 def test_preflight_refuses_a_missing_bucket_and_too_little_disk(loaded: dict[str, object],
@@ -342,9 +342,9 @@ def test_preflight_refuses_a_missing_bucket_and_too_little_disk(loaded: dict[str
 
     hook = store.make_hook()
     with pytest.raises(ActionableFailure, match="does not exist"):
-        nightly.preflight(loaded, hook, replace(settings, bucket=f"missing-{uuid.uuid4().hex[:8]}"), WHEN)
-    with pytest.raises(nightly.DiskShortage, match="free on this worker"):
-        nightly.preflight(loaded, hook, replace(settings, disk_headroom=1e9), WHEN)
+        nightly_steps.preflight(loaded, hook, replace(settings, bucket=f"missing-{uuid.uuid4().hex[:8]}"), WHEN)
+    with pytest.raises(nightly_steps.DiskShortage, match="free on this worker"):
+        nightly_steps.preflight(loaded, hook, replace(settings, disk_headroom=1e9), WHEN)
 
 
 # --- retention ---------------------------------------------------------------------------------------------
@@ -385,10 +385,10 @@ def test_retention_deletes_exactly_the_expired_and_keeps_the_protected(
                       ("seed", "verified" if verified else "uploaded", name.dump_key(), verified))
     client.put_object(Bucket=s.bucket, Key=latest_key(dbname), Body=b'{"name": "none"}')
 
-    dry = nightly.retention(loaded, store.make_hook(), replace(s, dry_run=True), dbname=dbname, now=now)
+    dry = nightly_steps.retention(loaded, store.make_hook(), replace(s, dry_run=True), dbname=dbname, now=now)
     assert len(keys(s3_endpoint, s.bucket)) == 2 * len(SEEDED) + 1  # dry run: nothing deleted
 
-    r = nightly.retention(loaded, store.make_hook(), s, dbname=dbname, now=now)
+    r = nightly_steps.retention(loaded, store.make_hook(), s, dbname=dbname, now=now)
     expected_deleted = {stem for stem, e in names.items() if e == "delete"}
     assert set(r.deleted) == set(dry.deleted) == expected_deleted
     remaining = {BackupName.parse(k).stem for k in keys(s3_endpoint, s.bucket) if BackupName.parse(k)}
@@ -405,13 +405,13 @@ def test_a_backup_that_does_not_restore_equal_is_not_verified_and_latest_stays(
         loaded: dict[str, object], settings: BackupSettings, s3_endpoint: str) -> None:
     first = _backup(loaded, settings)
     hook = store.make_hook()
-    p = nightly.preflight(loaded, hook, settings, datetime(2025, 10, 18, 2, 0, tzinfo=TZ))
-    d = nightly.dump(loaded, hook, p, settings, run_id="second")
+    p = nightly_steps.preflight(loaded, hook, settings, datetime(2025, 10, 18, 2, 0, tzinfo=TZ))
+    d = nightly_steps.dump(loaded, hook, p, settings, run_id="second")
     m = get_json(s3_endpoint, settings.bucket, d.manifest_key)  # the manifest claims one row more
     m["row_counts"]["public.tickers"] += 1
     _put_manifest(settings, d.manifest_key, m)
-    with pytest.raises(nightly.VerificationError) as failed:
-        nightly.verify(loaded, hook, d, settings)
+    with pytest.raises(nightly_steps.VerificationError) as failed:
+        nightly_steps.verify(loaded, hook, d, settings)
     cause, matched, where = str(failed.value).splitlines()
     assert where.startswith("The scratch database ") and " was dropped. 'latest' still points at " in where
     assert first.name in where and "ago): that is the backup a restore takes now" in where
@@ -465,14 +465,14 @@ def test_views_stale_at_dump_time_verify_and_move_latest(mode: str, pg_dsn: str,
     target = f"st_{uuid.uuid4().hex[:10]}"
     try:
         hook = store.make_hook()
-        result = recover.restore(kw, hook, settings, target, recover.resolve(hook, settings, v.s3_key, "x"))
+        result = restore_steps.restore(kw, hook, settings, target, restore_steps.resolve(hook, settings, v.s3_key, "x"))
         assert result.ok, result.problems
         assert _count({**kw, "dbname": target}, view) > 0
         with connect({**kw, "dbname": target}, autocommit=True) as c:
             assert c.execute("SELECT relispopulated FROM pg_class WHERE oid = %s::regclass",
                              (unpopulated,)).fetchone()[0] is False
     finally:
-        from quantdbops.backup.restore import drop_database
+        from quantdbops.backup.databases import drop_database
 
         drop_database(kw, target)
 
@@ -485,11 +485,11 @@ def test_a_view_populated_at_dump_time_must_be_populated_after_restore(
     with connect(kw, autocommit=True) as c:
         c.execute("REFRESH MATERIALIZED VIEW public.ohlcv_monthly WITH NO DATA")
     hook = store.make_hook()
-    d = nightly.dump(kw, hook, nightly.preflight(kw, hook, settings, WHEN), settings, run_id="view")
+    d = nightly_steps.dump(kw, hook, nightly_steps.preflight(kw, hook, settings, WHEN), settings, run_id="view")
     m = get_json(s3_endpoint, settings.bucket, d.manifest_key)  # claims the view was populated
     m["relations"]["public.ohlcv_monthly"]["populated"] = True
     _put_manifest(settings, d.manifest_key, m)
-    with pytest.raises(nightly.VerificationError, match=(
+    with pytest.raises(nightly_steps.VerificationError, match=(
             r"differs from the manifest: public\.ohlcv_monthly \(materialized view\): populated at dump time, "
             r"not populated after restore\nevery other relation matched.*\nThe scratch database \S+ was dropped")):
-        nightly.verify(kw, hook, d, settings)
+        nightly_steps.verify(kw, hook, d, settings)

@@ -28,7 +28,7 @@ from test_rule_declaration import plant_every_rule, relaxed_copy
 
 from conftest import MODES
 from quantdbops import PLATFORM_TZ
-from quantdbops.backup.restore import drop_database
+from quantdbops.backup.databases import drop_database
 from quantdbops.registry import declared_rules, migratable_tables
 from quantdbops.sample import generate
 

@@ -29,7 +29,7 @@ from test_maintenance_support import (
 from conftest import MODES
 from quantdbops import PLATFORM_TZ
 from quantdbops.io.pg import connect
-from quantdbops.maintenance import plain, timescale
+from quantdbops.maintenance import plain_upkeep, timescaledb_upkeep
 from quantdbops.registry import table
 from quantdbops.schema.partitions import partition_bounds, partition_name
 
@@ -217,18 +217,19 @@ def test_locked_table_is_skipped_within_the_lock_timeout(mode: str, pg_dsn: str,
 
 def test_plain_mode_creates_next_months_partitions(pg_dsn: str, schema_conn: psycopg.Connection) -> None:
     today = datetime.now(ZoneInfo(PLATFORM_TZ)).date()
-    last = plain.add_months(today, 6)
+    last = plain_upkeep.add_months(today, 6)
     partitioned = [n for n in ("ohlcv_data", "factor_scores", "backtest_results", "api_logs")]
     expected = {n: [partition_name(table(n), s) for s, _ in partition_bounds(table(n), today.replace(day=1), last)]
                 for n in partitioned}
-    missing_before = {n: plain.missing_partitions(schema_conn, n, today.replace(day=1), last) for n in partitioned}
+    missing_before = {n: plain_upkeep.missing_partitions(schema_conn, n, today.replace(day=1), last)
+                      for n in partitioned}
     assert all(missing_before.values())  # schema apply creates 3 months ahead, 6 were asked
 
     def step(s: object, r: object) -> object:
-        return plain.create_partitions_ahead(s.conn, r, s.log, s.timeouts, say)  # type: ignore[attr-defined]
+        return plain_upkeep.create_partitions_ahead(s.conn, r, s.log, s.timeouts, say)  # type: ignore[attr-defined]
 
     run(pg_dsn, "dry", step, tables=partitioned, months_ahead=6, dry_run=True)
-    assert {n: plain.missing_partitions(schema_conn, n, today.replace(day=1), last) for n in partitioned} \
+    assert {n: plain_upkeep.missing_partitions(schema_conn, n, today.replace(day=1), last) for n in partitioned} \
         == missing_before
     run(pg_dsn, "ahead", step, tables=partitioned, months_ahead=6)
 
@@ -258,10 +259,10 @@ def test_timescaledb_compresses_old_chunks_and_refreshes_aggregates(mode: str, p
     assert old and recent
 
     def step(s: object, r: object) -> object:
-        out = timescale.compress_old_chunks(s.conn, r, s.mode, s.log, s.timeouts, say)  # type: ignore[attr-defined]
-        timescale.refresh_aggregates(s.conn, r, s.log, s.timeouts, say)  # type: ignore[attr-defined]
-        timescale.report_chunks(s.conn, r, s.mode, s.log, s.timeouts)  # type: ignore[attr-defined]
-        timescale.report_jobs(s.conn, s.log)  # type: ignore[attr-defined]
+        out = timescaledb_upkeep.compress_old_chunks(s.conn, r, s.mode, s.log, s.timeouts, say)  # type: ignore[attr-defined]
+        timescaledb_upkeep.refresh_aggregates(s.conn, r, s.log, s.timeouts, say)  # type: ignore[attr-defined]
+        timescaledb_upkeep.report_chunks(s.conn, r, s.mode, s.log, s.timeouts)  # type: ignore[attr-defined]
+        timescaledb_upkeep.report_jobs(s.conn, s.log)  # type: ignore[attr-defined]
         return out
 
     run(pg_dsn, "ts", step, tables=["ohlcv_data"])

@@ -136,6 +136,6 @@ def sizes_step(s: Any, r: MaintenanceRequest) -> Any:
 
 
 def compress_step(s: Any, r: MaintenanceRequest) -> Any:
-    from quantdbops.maintenance.timescale import compress_old_chunks
+    from quantdbops.maintenance.timescaledb_upkeep import compress_old_chunks
 
     return compress_old_chunks(s.conn, r, s.mode, s.log, s.timeouts, say)

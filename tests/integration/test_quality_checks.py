@@ -20,7 +20,7 @@ from conftest import MODES
 from quantdbops.io.pg import connect
 from quantdbops.quality.checks import CHECK_NAMES, check
 from quantdbops.quality.compose import compose
-from quantdbops.quality.results import QualityResult
+from quantdbops.quality.report import QualityResult
 from quantdbops.quality.runner import prepare_session, run_all, run_check
 from quantdbops.registry import OHLCV_DATA
 

@@ -33,7 +33,7 @@ from conftest import MODES
 from pgcluster import Cluster
 from quantdbops.io.pg import connect
 from quantdbops.quality.params import QualityRequest
-from quantdbops.quality.results import QualityResult
+from quantdbops.quality.report import QualityResult
 from quantdbops.quality.runner import run_all, run_check
 from quantdbops.registry import OHLCV_DATA
 from quantdbops.schema.apply import apply_schema

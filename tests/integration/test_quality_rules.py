@@ -24,7 +24,7 @@ from quantdbops import REGIONS
 from quantdbops.io.pg import connect
 from quantdbops.quality.checks import check
 from quantdbops.quality.compose import compose
-from quantdbops.quality.results import load_results, record
+from quantdbops.quality.report import load_results, record
 from quantdbops.quality.rules import rule_check_name
 from quantdbops.quality.runner import prepare_session, run_check
 from quantdbops.registry import OHLCV_DATA, TABLES, Table

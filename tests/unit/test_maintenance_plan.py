@@ -8,8 +8,7 @@ from datetime import datetime, timedelta
 import psycopg
 import pytest
 
-from quantdbops.maintenance.params import TABLE_NAMES, MaintenanceRequest, ParamError
-from quantdbops.maintenance.plan import (
+from quantdbops.maintenance.decisions import (
     IndexBloat,
     TableStats,
     btree_bloat_pct,
@@ -21,6 +20,7 @@ from quantdbops.maintenance.plan import (
     reindex_decision,
     vacuum_order,
 )
+from quantdbops.maintenance.params import TABLE_NAMES, MaintenanceRequest, ParamError
 from quantdbops.maintenance.record import jsonable
 from quantdbops.maintenance.session import Timeouts, classify
 

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 
 from quantdbops.io.pg import installed_extension
-from quantdbops.maintenance.plan import btree_bloat_pct, estimated_bloat_pct
+from quantdbops.maintenance.decisions import btree_bloat_pct, estimated_bloat_pct
 from quantdbops.sqlfiles import read_sql
 
 PGSTATTUPLE = "pgstattuple"

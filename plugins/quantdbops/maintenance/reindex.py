@@ -20,9 +20,9 @@ from psycopg import sql
 from quantdbops.io.pg import DbMode
 from quantdbops.maintenance import catalog
 from quantdbops.maintenance.bloat import measure_index, measure_table, method_for
+from quantdbops.maintenance.decisions import IndexBloat, is_reindex_leftover, reindex_candidates, reindex_decision
 from quantdbops.maintenance.locked import LockedTables
 from quantdbops.maintenance.params import MaintenanceRequest
-from quantdbops.maintenance.plan import IndexBloat, is_reindex_leftover, reindex_candidates, reindex_decision
 from quantdbops.maintenance.record import MaintenanceLog
 from quantdbops.maintenance.session import Timeouts, attempt_call
 from quantdbops.sqlfiles import read_sql

@@ -10,8 +10,8 @@ import psycopg
 
 from quantdbops.io.pg import DbMode, installed_extension
 from quantdbops.maintenance import catalog
+from quantdbops.maintenance.decisions import growth
 from quantdbops.maintenance.params import MaintenanceRequest
-from quantdbops.maintenance.plan import growth
 from quantdbops.maintenance.record import MaintenanceLog
 from quantdbops.maintenance.session import Timeouts, classify
 from quantdbops.sqlfiles import read_sql

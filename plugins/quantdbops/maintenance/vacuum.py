@@ -11,9 +11,9 @@ from psycopg import sql
 
 from quantdbops.io.pg import DbMode
 from quantdbops.maintenance import catalog
+from quantdbops.maintenance.decisions import TableStats, vacuum_order
 from quantdbops.maintenance.locked import LockedTables
 from quantdbops.maintenance.params import MaintenanceRequest
-from quantdbops.maintenance.plan import TableStats, vacuum_order
 from quantdbops.maintenance.record import MaintenanceLog
 from quantdbops.maintenance.session import Timeouts
 from quantdbops.sqlfiles import read_sql

@@ -1,6 +1,6 @@
 """Full-content comparison: the same canonical row text and row hash on both sides.
 
-The source side is computed while the rows stream into COPY (``load.py`` hashes each COPY line and sums
+The source side is computed while the rows stream into COPY (``producer.py`` hashes each COPY line and sums
 the first 64 bits of each line's SHA-256 per region and day into ``ops.migration_checksums``). The target side renders
 every stored row back into exactly that text in SQL. Equal sums and counts per table, region and month
 mean the same rows, whatever their order; a difference is drilled down to the day and then to the rows.

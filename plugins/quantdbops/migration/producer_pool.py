@@ -25,8 +25,7 @@ PARALLEL_MIN_ROWS = 50_000
 
 def default_workers(server_shares_cores: bool = False) -> int:
     """Producer processes: one per core, at most 4; one fewer when PostgreSQL runs on this machine, where its
-    COPY needs a core of its own (measured on 2 cores with the server local: 1 producer loads the indexed
-    ohlcv_data 9 % faster than 2, and the pk-only table as fast with less CPU)."""
+    COPY needs a core of its own (the load benchmark, ``make bench``, compares one producer with two)."""
     cores = os.cpu_count() or 1
     return max(1, min(4, cores - 1 if server_shares_cores else cores))
 

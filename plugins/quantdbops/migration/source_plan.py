@@ -11,8 +11,8 @@ batch-level look for the rare text or blob in a numeric column. The COPY column 
 part, dates and timestamps, numbers (``copy_columns``), on both checksum sides. Every reason, wherever it is found,
 has one place in ``SourceQuery.reasons``: a row with several defects is reported by the first.
 
-Checking happens before COPY because PostgreSQL silently accepts malformed input (NOTES.md): 'YYYY/MM/DD'
-becomes a date, 'DD-MM-YYYY' a different date, 'NaN' a number. Whatever PostgreSQL would refuse or misread
+Checking happens before COPY because PostgreSQL silently accepts malformed input: 'YYYY/MM/DD' becomes a
+date, 'DD-MM-YYYY' (day <= 12) a different date, 'NaN' a number. Whatever PostgreSQL would refuse or misread
 is refused here first, with its reason, so COPY never aborts.
 """
 

@@ -104,7 +104,7 @@ class BackupPreflightOperator(BackupStep):
 
     def run(self, request: BackupRequest, context: Any) -> BackupPlan:
         from quantdbops.backup.dump import PgToolError
-        from quantdbops.backup.nightly import DiskShortage, PreflightError, preflight
+        from quantdbops.backup.nightly_steps import DiskShortage, PreflightError, preflight
 
         s = self.settings(request)
         try:
@@ -152,7 +152,7 @@ class DumpDatabaseOperator(BackupStep):
         self.plan = plan  # preflight's BackupPlan
 
     def run(self, request: BackupRequest, context: Any) -> UploadedBackup:
-        from quantdbops.backup.nightly import dump
+        from quantdbops.backup.nightly_steps import dump
         from quantdbops.backup.store import BackupStoreError
 
         if request.dry_run:
@@ -191,7 +191,7 @@ class VerifyBackupOperator(BackupStep):
         self.uploaded = uploaded  # dump's UploadedBackup
 
     def run(self, request: BackupRequest, context: Any) -> Verification:
-        from quantdbops.backup.nightly import VerificationError, verify
+        from quantdbops.backup.nightly_steps import VerificationError, verify
 
         if request.dry_run:
             raise AirflowSkipException("dry run: nothing to verify")
@@ -224,7 +224,7 @@ class BackupRetentionOperator(BackupStep):
         self.plan = plan  # preflight's BackupPlan
 
     def run(self, request: BackupRequest, context: Any) -> RetentionOutcome:
-        from quantdbops.backup.nightly import retention
+        from quantdbops.backup.nightly_steps import retention
 
         s = self.settings(request)
         plan: BackupPlan = _needed(self.plan, "preflight")
@@ -291,7 +291,7 @@ class ResolveRestoreOperator(RestoreStep):
     results = (RestorePlan,)
 
     def run(self, request: RestoreRequest, context: Any) -> RestorePlan:
-        from quantdbops.backup.recover import RestoreRefused, check_target, resolve
+        from quantdbops.backup.restore_steps import RestoreRefused, check_target, resolve
 
         s = self.settings(request)
         db = self.database
@@ -333,7 +333,7 @@ class FetchBackupOperator(_PlannedRestoreStep):
     results = (DumpProof,)
 
     def run(self, request: RestoreRequest, context: Any) -> DumpProof:
-        from quantdbops.backup.recover import RestoreRefused, check
+        from quantdbops.backup.restore_steps import RestoreRefused, check
 
         try:
             f = check(self.s3, self.settings(request), self.planned(), say=self.log.info)
@@ -353,7 +353,7 @@ class SafetyBackupOperator(_PlannedRestoreStep):
     results = (SafetyBackup,)
 
     def run(self, request: RestoreRequest, context: Any) -> SafetyBackup:
-        from quantdbops.backup.recover import safety_backup
+        from quantdbops.backup.restore_steps import safety_backup
 
         plan = self.planned()
         if not plan.target_exists:
@@ -374,7 +374,7 @@ class RestoreDatabaseOperator(_PlannedRestoreStep):
         super().__init__(**kwargs)
 
     def run(self, request: RestoreRequest, context: Any) -> RestoreOutcome:
-        from quantdbops.backup.recover import RestoreRefused, restore
+        from quantdbops.backup.restore_steps import RestoreRefused, restore
 
         plan = self.planned()
         try:

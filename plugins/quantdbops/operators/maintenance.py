@@ -31,7 +31,7 @@ def _short(text: str | None, width: int = 80) -> str:
 
 
 def _rows_table(rows: Sequence[dict[str, Any]], title: str) -> str:
-    from quantdbops.maintenance.plan import headline
+    from quantdbops.maintenance.decisions import headline
 
     return format_table(
         ["action", "object", "status", "before", "after", "seconds", "message"],
@@ -151,15 +151,15 @@ class TimescaleUpkeepOperator(MaintenanceStep):
     mode_required = "timescaledb"
 
     def work(self, session: Any, request: MaintenanceRequest) -> dict[str, Any]:
-        from quantdbops.maintenance import timescale
+        from quantdbops.maintenance import timescaledb_upkeep
 
         conn, mode, log, timeouts = session.conn, session.mode, session.log, session.timeouts
-        compressed = timescale.compress_old_chunks(conn, request, mode, log, timeouts, self.log.info)
-        refreshed = timescale.refresh_aggregates(conn, request, log, timeouts, self.log.info)
-        chunks = timescale.report_chunks(conn, request, mode, log, timeouts)
+        compressed = timescaledb_upkeep.compress_old_chunks(conn, request, mode, log, timeouts, self.log.info)
+        refreshed = timescaledb_upkeep.refresh_aggregates(conn, request, log, timeouts, self.log.info)
+        chunks = timescaledb_upkeep.report_chunks(conn, request, mode, log, timeouts)
         self.log.info("%s", format_table(["hypertable", "chunks", "compressed", "uncompressed", "ratio"], chunks,
                                          title="Chunks and compression"))
-        jobs = timescale.report_jobs(conn, log)
+        jobs = timescaledb_upkeep.report_jobs(conn, log)
         if jobs:
             self.log.warning("%s", format_table(["job", "procedure", "hypertable", "problem"], jobs,
                                                 title="TimescaleDB jobs that failed or never ran"))
@@ -173,11 +173,11 @@ class PlainUpkeepOperator(MaintenanceStep):
     mode_required = "postgresql"
 
     def work(self, session: Any, request: MaintenanceRequest) -> dict[str, Any]:
-        from quantdbops.maintenance import plain
+        from quantdbops.maintenance import plain_upkeep
 
-        partitions = plain.create_partitions_ahead(session.conn, request, session.log, session.timeouts,
+        partitions = plain_upkeep.create_partitions_ahead(session.conn, request, session.log, session.timeouts,
                                                    self.log.info)
-        views = plain.refresh_views(session.conn, request, session.log, session.timeouts, self.log.info)
+        views = plain_upkeep.refresh_views(session.conn, request, session.log, session.timeouts, self.log.info)
         return {"partitions": partitions, "views": views}
 
 
@@ -186,7 +186,7 @@ class UsageReportOperator(MaintenanceStep):
 
     def work(self, session: Any, request: MaintenanceRequest) -> dict[str, Any]:
         from quantdbops.maintenance import usage
-        from quantdbops.maintenance.plan import human_bytes
+        from quantdbops.maintenance.decisions import human_bytes
 
         queries = usage.slow_queries(session.conn, request, session.log)
         if queries:
@@ -223,7 +223,7 @@ class MaintenanceSummaryOperator(QuantOperator[MaintenanceRequest]):
         return sorted(t for t, s in run_states.items() if s in ("failed", "upstream_failed"))
 
     def run(self, request: MaintenanceRequest, context: Any) -> MaintenanceSummary:
-        from quantdbops.maintenance.plan import summarise_statuses
+        from quantdbops.maintenance.decisions import summarise_statuses
         from quantdbops.maintenance.record import MaintenanceLog, ops_schema_ready, run_rows
 
         run_id = context["run_id"]

@@ -8,7 +8,6 @@ once), records what it found and succeeds: whether the data is good enough is de
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowSkipException
@@ -16,26 +15,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from quantdbops.errors import ActionableFailure
 from quantdbops.operators.base import QuantOperator
 from quantdbops.quality.params import QualityRequest
-from quantdbops.results import XComResult
-
-
-@dataclass(frozen=True)
-class CheckOutcome(XComResult):
-    """One check over every requested region: its violations and the results it recorded (no sample rows)."""
-
-    check: str
-    violations: int
-    results: int
-    failed: int
-
-
-@dataclass(frozen=True)
-class QualityVerdict(XComResult):
-    """The run's results: how many, how many found something, how many of those are errors."""
-
-    results: int
-    failed: int
-    errors: int
+from quantdbops.quality.results import CheckOutcome, QualityVerdict
 
 
 class QualityStep(QuantOperator[QualityRequest]):
@@ -58,7 +38,7 @@ class QualityCheckOperator(QualityStep):
         self.check = check(check_name)  # an unknown name fails when the DAG is parsed
 
     def run(self, request: QualityRequest, context: Any) -> CheckOutcome:
-        from quantdbops.quality.results import check_table, record
+        from quantdbops.quality.report import check_table, record
         from quantdbops.quality.runner import run_check
 
         if self.check.name not in request.checks:
@@ -88,7 +68,7 @@ class QualityReportOperator(QualityStep):
         super().__init__(**kwargs)
 
     def run(self, request: QualityRequest, context: Any) -> QualityVerdict:
-        from quantdbops.quality.results import (
+        from quantdbops.quality.report import (
             errors,
             failing_samples,
             load_results,

@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from quantdbops.quality.checks import check
 from quantdbops.quality.compose import ALL_REGIONS, compose
 from quantdbops.quality.params import QualityRequest
-from quantdbops.quality.results import QualityResult
+from quantdbops.quality.report import QualityResult
 from quantdbops.registry import Table
 from quantdbops.sqlfiles import read_sql
 

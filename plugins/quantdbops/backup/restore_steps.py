@@ -17,6 +17,7 @@ from typing import Any
 
 from quantdbops.backup import manifest as mf
 from quantdbops.backup import store
+from quantdbops.backup.databases import database_exists, drop_database, restore_and_check
 from quantdbops.backup.dump import DumpProcess, check_client_compatible, sha256_file
 from quantdbops.backup.naming import (
     DUMP_SUFFIX,
@@ -25,8 +26,7 @@ from quantdbops.backup.naming import (
     latest_key,
     manifest_key_for,
 )
-from quantdbops.backup.nightly import fetched, local_copy
-from quantdbops.backup.restore import database_exists, drop_database, restore_and_check
+from quantdbops.backup.nightly_steps import fetched, local_copy
 from quantdbops.backup.results import DumpProof, RestoreOutcome, RestorePlan, SafetyBackup
 from quantdbops.backup.settings import BackupSettings
 from quantdbops.backup.stream import ObjectMismatch, download, upload_stream

@@ -25,9 +25,9 @@ import psycopg
 
 from quantdbops.backup import journal, store
 from quantdbops.backup import manifest as mf
+from quantdbops.backup.databases import drop_database, restore_and_check
 from quantdbops.backup.dump import DumpProcess, check_client_compatible
 from quantdbops.backup.naming import BackupName, latest_key
-from quantdbops.backup.restore import drop_database, restore_and_check
 from quantdbops.backup.results import BackupPlan, RetentionOutcome, UploadedBackup, Verification
 from quantdbops.backup.retention import Candidate, RetentionPlan, plan
 from quantdbops.backup.settings import BackupSettings
