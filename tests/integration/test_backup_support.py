@@ -21,7 +21,7 @@ from quantdbops.migration.load import load_table
 from quantdbops.migration.plan import SliceFilter
 from quantdbops.migration.source import open_source
 from quantdbops.registry import migratable_tables
-from quantdbops.sample import generate
+from sample import generate
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = {"tickers_per_region": 3, "days": 60, "seed": 7}

@@ -30,7 +30,7 @@ from conftest import MODES
 from quantdbops import PLATFORM_TZ
 from quantdbops.backup.restore import drop_database
 from quantdbops.registry import declared_rules, migratable_tables
-from quantdbops.sample import generate
+from sample import generate
 
 pytestmark = pytest.mark.slow
 SEOUL = ZoneInfo(PLATFORM_TZ)

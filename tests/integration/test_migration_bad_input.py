@@ -15,8 +15,8 @@ from conftest import MODES
 from quantdbops.migration.params import MigrationRequest, ParamError
 from quantdbops.migration.source import SourceError, inspect_source, open_source, require_complete
 from quantdbops.registry import migratable_tables
-from quantdbops.sample import generate
 from quantdbops.schema.apply import apply_schema
+from sample import generate
 
 pytestmark = pytest.mark.slow
 

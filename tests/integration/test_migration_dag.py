@@ -28,8 +28,8 @@ from test_migration_support import (
 
 from conftest import MODES
 from quantdbops.registry import OHLCV_DATA, migratable_tables
-from quantdbops.sample import generate
 from quantdbops.schema.apply import apply_schema
+from sample import generate
 
 pytestmark = pytest.mark.slow
 LOAD_TASKS = {f"load_{t.name}" for t in migratable_tables()}

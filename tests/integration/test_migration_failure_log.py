@@ -15,7 +15,7 @@ from test_alerts_support import log_to_this_tests_stdout, task_log
 from test_migration_support import CLEAN_SAMPLE, load_dag, plant_tamper_trigger, task_states
 
 from conftest import MODES
-from quantdbops.sample import generate
+from sample import generate
 
 pytestmark = pytest.mark.slow
 TAIL = 15

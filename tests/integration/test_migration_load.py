@@ -42,7 +42,7 @@ from test_migration_support import (
 from conftest import MODES
 from quantdbops.migration.plan import SliceFilter
 from quantdbops.registry import OHLCV_DATA
-from quantdbops.sample import generate
+from sample import generate
 
 pytestmark = pytest.mark.parametrize("mode", MODES)
 # Tables with a time column: what a date filter slices (the others are loaded whole).

@@ -16,8 +16,8 @@ from conftest import MODES
 from quantdbops.migration import verdict
 from quantdbops.migration.prune import prune_tickers
 from quantdbops.migration.source import open_source
-from quantdbops.sample import generate
 from quantdbops.schema.apply import apply_schema
+from sample import generate
 
 
 def _one_ohlcv_row(path: Path) -> tuple[int, str, str, str]:

@@ -23,7 +23,7 @@ from test_migration_support import (
 )
 
 from conftest import MODES
-from quantdbops.sample.shapes import SHAPES
+from sample.shapes import SHAPES
 
 pytestmark = pytest.mark.parametrize("mode", MODES)
 SIZE = {"tickers_per_region": 3, "days": 70, "seed": 31}

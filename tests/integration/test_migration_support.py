@@ -26,8 +26,8 @@ from quantdbops.migration.plan import SliceFilter
 from quantdbops.migration.source import open_source
 from quantdbops.migration.validate import CheckResult, Validator
 from quantdbops.registry import Table, migratable_tables, table
-from quantdbops.sample import generate
 from quantdbops.schema.apply import apply_schema
+from sample import generate
 
 REPO = Path(__file__).resolve().parents[2]
 MIGRATABLE: tuple[Table, ...] = migratable_tables()

@@ -25,8 +25,8 @@ from test_backup_support import load_dag as load_any_dag
 from test_backup_support import load_sample, new_bucket, s3_client, sample_file_fixture  # noqa: F401
 from test_migration_support import CLEAN_SAMPLE, load_dag, task_states
 
-from quantdbops.sample import generate
 from quantdbops.schema.apply import apply_schema
+from sample import generate
 
 pytestmark = pytest.mark.slow
 SCREEN = 60

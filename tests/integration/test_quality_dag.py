@@ -11,8 +11,8 @@ import pytest
 from test_migration_support import REPO, load
 from test_quality_support import CLEAN
 
-from quantdbops.sample import generate
 from quantdbops.schema.apply import apply_schema
+from sample import generate
 
 pytestmark = pytest.mark.slow
 

@@ -18,8 +18,8 @@ from test_migration_support import load
 
 from quantdbops.io.pg import connect
 from quantdbops.quality.params import QualityRequest
-from quantdbops.sample import generate
 from quantdbops.schema.apply import apply_schema
+from sample import generate
 
 DEFECTS = {"tickers_per_region": 3, "days": 70, "seed": 23, "defects": True}
 CLEAN = {"tickers_per_region": 3, "days": 70, "seed": 23}

@@ -34,8 +34,8 @@ from quantdbops.registry import (
     Table,
     declared_rules,
 )
-from quantdbops.sample import generate
 from quantdbops.schema.apply import apply_schema
+from sample import generate
 
 SAMPLE = {"tickers_per_region": 2, "days": 45, "seed": 31}
 
