@@ -3,7 +3,7 @@ provisioning and dashboard, and how they refer to each other and to docker-compo
 
 Every PromQL expression is parsed (promql-parser) and may only name metrics that exist: the custom
 queries' ``<namespace>_<column>``, the standard postgres_exporter metrics listed in
-tests/monitoring_support.py, and Prometheus' own ``up``/``ALERTS``. That the SQL runs is checked against a
+tests/support/monitoring.py, and Prometheus' own ``up``/``ALERTS``. That the SQL runs is checked against a
 real database in tests/integration/test_monitoring_queries.py.
 """
 
@@ -20,7 +20,10 @@ import pytest
 import yaml
 from test_compose import REPO_ROOT, TARGET_DATABASE, _raw_compose, environment, interpolate, mounts
 
-from monitoring_support import (
+from quantdbops.quality.checks import CHECK_NAMES
+from quantdbops.quality.params import DEFAULTS as QUALITY_DEFAULTS
+from quantdbops.registry import TABLES
+from support.monitoring import (
     DASHBOARD_DIR,
     DASHBOARD_PROVIDERS_FILE,
     STANDARD_METRICS,
@@ -38,9 +41,6 @@ from monitoring_support import (
     selectors,
     sql_targets,
 )
-from quantdbops.quality.checks import CHECK_NAMES
-from quantdbops.quality.params import DEFAULTS as QUALITY_DEFAULTS
-from quantdbops.registry import TABLES
 
 SEVERITIES = ("critical", "warning", "info")
 # The seeds' alerts this stack must have, and the metric each must judge.

@@ -22,7 +22,13 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
-from test_e2e_support import (
+
+from airflowstack import AirflowApi, AirflowStack, postgres_metadata_uri
+from pgcluster import Cluster, free_port
+from quantdbops import CONN_POSTGRES, CONN_S3, CONN_SQLITE, PLATFORM_TZ
+from quantdbops.migration.load import PARALLEL_MIN_ROWS, PRODUCERS_ENV
+from quantdbops.registry import OHLCV_DATA, migratable_tables
+from support.e2e import (
     browser_missing,
     chromium,
     cron_fires_at,
@@ -38,12 +44,6 @@ from test_e2e_support import (
     trigger_to_end,
     wait_for,
 )
-
-from airflowstack import AirflowApi, AirflowStack, postgres_metadata_uri
-from pgcluster import Cluster, free_port
-from quantdbops import CONN_POSTGRES, CONN_S3, CONN_SQLITE, PLATFORM_TZ
-from quantdbops.migration.load import PARALLEL_MIN_ROWS, PRODUCERS_ENV
-from quantdbops.registry import OHLCV_DATA, migratable_tables
 
 pytestmark = pytest.mark.slow
 

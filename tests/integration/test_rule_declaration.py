@@ -20,9 +20,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_migration_support import MIGRATABLE, failures, load, target_counts, validate
 
-from conftest import MODES
 from quantdbops import REGIONS
 from quantdbops.registry import (
     MALFORMED_TIMESTAMP,
@@ -36,6 +34,8 @@ from quantdbops.registry import (
 )
 from quantdbops.schema.apply import apply_schema
 from sample import generate
+from support.harness import MODES
+from support.migration import MIGRATABLE, failures, load, target_counts, validate
 
 SAMPLE = {"tickers_per_region": 2, "days": 45, "seed": 31}
 
