@@ -18,11 +18,12 @@ from urllib.parse import urlsplit
 import promql_parser
 import pytest
 import yaml
-from test_compose import REPO_ROOT, TARGET_DATABASE, _raw_compose, environment, interpolate, mounts
 
 from quantdbops.quality.checks import CHECK_NAMES
 from quantdbops.quality.params import DEFAULTS as QUALITY_DEFAULTS
 from quantdbops.registry import TABLES
+from support import REPO
+from support.compose import TARGET_DATABASE, environment, mounts
 from support.monitoring import (
     DASHBOARD_DIR,
     DASHBOARD_PROVIDERS_FILE,
@@ -77,11 +78,6 @@ DASHBOARD_COVERAGE = {
     "migration runs": "ops.migration_runs",
 }
 COMPRESSED_TABLES = {t.name for t in TABLES if t.compression}
-
-
-@pytest.fixture(scope="module")
-def services() -> dict[str, dict[str, Any]]:
-    return interpolate(_raw_compose())["services"]
 
 
 def _all_promql() -> list[Any]:
@@ -249,7 +245,7 @@ def test_dashboards_folder_is_provisioned(services: dict[str, dict[str, Any]]) -
     assert str(home.parent) == dashboards_target[0]
     assert (DASHBOARD_DIR / home.name).is_file()
     provisioning = [s for t, s in grafana_mounts.items() if t == "/etc/grafana/provisioning"]
-    assert provisioning and (REPO_ROOT / provisioning[0]).resolve() == DASHBOARD_PROVIDERS_FILE.parents[1]
+    assert provisioning and (REPO / provisioning[0]).resolve() == DASHBOARD_PROVIDERS_FILE.parents[1]
 
 
 # --- the dashboard ---------------------------------------------------------------------------------------
