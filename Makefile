@@ -102,8 +102,9 @@ $(AIRFLOW_HOME)/.migrated: $(VENV)/.installed
 demo: pg $(SAMPLE) $(AIRFLOW_HOME)/.migrated
 	@$(PY) scripts/demo.py --sample $(SAMPLE)
 
-# tests/e2e/ starts a real Airflow (and Chromium; Redis and Celery workers for the Celery/TLS module) once
-# per module; `-m "not slow"` leaves out every whole-DAG run.
+# The tiers, each a folder of tests/: dags (integrity), unit, compose (the stack's files), integration (a real
+# PostgreSQL and S3 endpoint) and e2e, which starts a real Airflow (and Chromium; Redis and Celery workers for
+# the Celery/TLS module) once per module; `-m "not slow"` leaves out every whole-DAG run.
 test: system-deps browser-deps redis-deps venv
 	$(PY) -m pytest
 

@@ -88,7 +88,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def ensure_sample(path: Path) -> int:
     """The source's OHLCV row count; the 1M-row sample is generated first when the file is missing."""
     if not path.exists():
-        from quantdbops.sample import generate
+        from sample import generate
 
         say(f"Generating {path} ({SAMPLE_SIZE['tickers_per_region']} tickers per region x "
             f"{SAMPLE_SIZE['days']} days, ~15 s)...")

@@ -3,7 +3,7 @@
     python scripts/bench_quality.py                       # .local/bench/quality_10m.db: 6 x 2000 tickers x 840 days
     python scripts/bench_quality.py --explain-region US   # the EXPLAIN section for one region's request
 
-1. The sample (``quantdbops.sample.generate``, no planted defects) is generated only if the SQLite file or its
+1. The sample (``sample.generate``, no planted defects) is generated only if the SQLite file or its
    manifest is missing.
 2. A throw-away PostgreSQL 15 cluster (fsync off; TimescaleDB where installed) under
    ``.local/bench/pg-quality`` receives ``tickers`` and ``ohlcv_data`` through the migration's own
@@ -57,9 +57,9 @@ from quantdbops.quality.params import QualityRequest  # noqa: E402
 from quantdbops.quality.runner import prepare_session, run_check  # noqa: E402
 from quantdbops.registry import OHLCV_DATA, TICKERS  # noqa: E402
 from quantdbops.report import format_table  # noqa: E402
-from quantdbops.sample import generate  # noqa: E402
 from quantdbops.schema.apply import apply_schema  # noqa: E402
 from quantdbops.schema.partitions import ensure_partitions  # noqa: E402
+from sample import generate  # noqa: E402
 
 LOCAL = REPO / ".local" / "bench"
 GOAL_WHOLE_HISTORY_S = 30.0

@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO / "plugins"))
 from quantdbops import HEAVY_DB_POOL  # noqa: E402
 from quantdbops.registry import declared_rules, migratable_tables  # noqa: E402
 from quantdbops.report import format_table  # noqa: E402
-from quantdbops.sample.unplantable import CAUSES, NOT_NULL, UNIQUE, all_unplantable  # noqa: E402
+from sample.unplantable import CAUSES, NOT_NULL, UNIQUE, all_unplantable  # noqa: E402
 
 # A rejected row's rule as the registry declares it: its detail without the note an invalid_text detail carries
 # ('name: a NUL byte'), a duplicate key's detail ('key already loaded from source rowid N') as 'key'.

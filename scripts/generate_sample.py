@@ -22,11 +22,12 @@ import time
 from datetime import date
 from pathlib import Path
 
-# Runs from a checkout: the package lives under plugins/, which only Airflow puts on the path.
+# Runs from a checkout: the generator (scripts/sample) sits beside this script; the registry it plants by lives
+# under plugins/, which only Airflow puts on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
-from quantdbops.sample import generate
-from quantdbops.sample.shapes import SHAPES
+from sample import generate
+from sample.shapes import SHAPES
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

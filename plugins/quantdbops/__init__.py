@@ -4,8 +4,9 @@ Modules are small and have one job each:
 
 - ``registry``: the declarative description of every target table (read by everything else);
 - ``schema``: renders and applies the target schema in TimescaleDB or plain-PostgreSQL mode;
-- ``io``: connections to PostgreSQL, SQLite and S3 (all I/O lives there);
-- ``sample``: the deterministic sample-database generator.
+- ``io``: connections to PostgreSQL, SQLite and S3 (all I/O lives there).
+
+The sample-database generator is dev-side code: ``scripts/sample``, never shipped with the bundle.
 """
 
 from __future__ import annotations

@@ -7,16 +7,7 @@ from pathlib import Path
 import pytest
 
 from quantdbops.notifiers import CONN_ALERTS, RunFailureAlert, TaskFailureAlert
-
-REPO = Path(__file__).resolve().parents[2]
-DAG_FILES = sorted(p for p in (REPO / "dags").glob("*.py") if not p.name.startswith("_"))
-
-
-@pytest.fixture(scope="module")
-def dagbag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(REPO / "dags"))
+from support.dags import DAG_FILES
 
 
 def _as_list(callbacks: object) -> list:

@@ -14,17 +14,10 @@ from pathlib import Path
 import pytest
 
 from quantdbops.dag_policy import OWNER, TAGS
+from support import REPO
+from support.dags import DAG_FILES
 
-REPO = Path(__file__).resolve().parents[2]
-DAG_FILES = sorted(p for p in (REPO / "dags").glob("*.py") if not p.name.startswith("_"))
 FORBIDDEN_AT_IMPORT = ("connect(", "Variable.get(", "get_connection(", "open(", "Hook(")
-
-
-@pytest.fixture(scope="module")
-def dagbag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(REPO / "dags"))
 
 
 def test_there_are_dag_files() -> None:

@@ -29,7 +29,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from test_e2e_support import generate_sample, outcome, run_to_end, trigger_to_end
 
 from airflowstack import AirflowApi, AirflowStack, postgres_metadata_uri
 from celerystack import CeleryMode, CeleryWorker, private_mounts_missing, redis_server_missing
@@ -37,6 +36,7 @@ from pgcluster import Cluster, free_port
 from quantdbops import CONN_POSTGRES, CONN_S3, CONN_SQLITE
 from quantdbops.backup.naming import DUMP_SUFFIX, LATEST_NAME
 from quantdbops.registry import migratable_tables
+from support.e2e import generate_sample, outcome, run_to_end, trigger_to_end
 
 _NO_REDIS = redis_server_missing()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(_NO_REDIS is not None, reason=_NO_REDIS or "")]
@@ -102,7 +102,7 @@ def shared_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def deployment(plain_cluster: Cluster, tls_cluster: Cluster, s3_endpoint: str, shared_data: Path,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """Airflow with the CeleryExecutor and two workers, the pool and three connections made over the API."""
-    from test_backup_support import new_bucket
+    from support.backup import new_bucket
 
     assert tls_cluster.tls
     suffix = uuid.uuid4().hex[:8]
@@ -222,7 +222,7 @@ def test_the_nightly_backup_succeeds(backup: Run, capsys: pytest.CaptureFixture[
 
 
 def test_the_backup_and_latest_are_in_the_bucket_encrypted(deployment: Deployment, backup: Run) -> None:
-    from test_backup_support import get_json, keys, s3_client
+    from support.backup import get_json, keys, s3_client
 
     prefix = f"backups/{deployment.dbname}/"
     stored = keys(deployment.s3_endpoint, deployment.bucket, prefix)
@@ -249,7 +249,7 @@ def test_the_restore_of_latest_succeeds(restore: tuple[Run, str], capsys: pytest
 
 
 def test_the_restored_database_equals_the_source(deployment: Deployment, restore: tuple[Run, str]) -> None:
-    from test_backup_support import fingerprints
+    from support.backup import fingerprints
 
     _, target = restore
     source = fingerprints(deployment.target.dsn(deployment.dbname), skip=NOT_COMPARED)

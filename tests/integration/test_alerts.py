@@ -12,7 +12,12 @@ import logging
 from pathlib import Path
 
 import pytest
-from test_alerts_support import (
+
+from pgcluster import free_port
+from quantdbops.notifiers import deliver
+from quantdbops.notifiers.message import FailureReport
+from quantdbops.operators.migration import SOURCE_WHAT_TO_DO
+from support.alerts import (
     ALERTS_ENV,
     fail_prepare,
     mail_receiver,
@@ -20,12 +25,7 @@ from test_alerts_support import (
     task_log,
     webhook_receiver,
 )
-from test_migration_support import load_dag, task_states
-
-from pgcluster import free_port
-from quantdbops.notifiers import deliver
-from quantdbops.notifiers.message import FailureReport
-from quantdbops.operators.migration import SOURCE_WHAT_TO_DO
+from support.migration import load_dag, task_states
 
 pytestmark = pytest.mark.slow
 DAG_ID = "migrate_sqlite_to_postgres"

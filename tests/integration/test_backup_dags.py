@@ -7,21 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_backup_support import (  # noqa: F401  (sample_file_fixture registers the fixture)
+
+from quantdbops.backup.databases import drop_database
+from quantdbops.io.pg import connect
+from support.backup import (
     conn_kwargs,
     fingerprints,
-    get_json,
     keys,
     load_dag,
     load_sample,
     new_bucket,
     s3_client,
-    sample_file_fixture,
     task_states,
 )
-
-from quantdbops.backup.databases import drop_database
-from quantdbops.io.pg import connect
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,6 @@ from typing import Any
 import psycopg
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
-from test_backup_support import conn_kwargs, new_bucket, set_s3_endpoint
 
 from quantdbops.backup import nightly_steps, store, stream
 from quantdbops.backup.naming import TZ
@@ -30,6 +29,7 @@ from quantdbops.backup.settings import BackupSettings
 from quantdbops.backup.store import BackupStoreError, RetryPolicy
 from quantdbops.errors import ActionableFailure
 from quantdbops.io.pg import connect
+from support.backup import conn_kwargs, new_bucket, set_s3_endpoint
 
 FAST_RETRY = RetryPolicy(attempts=3, first_delay_s=0.05, max_delay_s=0.2)
 WHEN = datetime(2025, 10, 17, 2, 0, tzinfo=TZ)

@@ -19,7 +19,14 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
-from test_backup_support import (  # noqa: F401  (sample_file_fixture registers the fixture)
+
+from quantdbops.backup import nightly_steps, restore_steps, store, stream
+from quantdbops.backup.naming import TZ, BackupName, latest_key
+from quantdbops.backup.settings import BackupSettings
+from quantdbops.backup.store import BackupStoreError, RetryPolicy
+from quantdbops.errors import ActionableFailure
+from quantdbops.io.pg import connect
+from support.backup import (
     conn_kwargs,
     fingerprints,
     get_json,
@@ -27,17 +34,9 @@ from test_backup_support import (  # noqa: F401  (sample_file_fixture registers 
     load_sample,
     new_bucket,
     s3_client,
-    sample_file_fixture,
     set_s3_endpoint,
 )
-
-from conftest import MODES
-from quantdbops.backup import nightly_steps, restore_steps, store, stream
-from quantdbops.backup.naming import TZ, BackupName, latest_key
-from quantdbops.backup.settings import BackupSettings
-from quantdbops.backup.store import BackupStoreError, RetryPolicy
-from quantdbops.errors import ActionableFailure
-from quantdbops.io.pg import connect
+from support.harness import MODES
 
 FAST_RETRY = RetryPolicy(attempts=3, first_delay_s=0.05, max_delay_s=0.2)
 WHEN = datetime(2025, 10, 17, 2, 0, tzinfo=TZ)

@@ -21,16 +21,16 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
-from test_backup_support import fingerprints as all_fingerprints
-from test_backup_support import get_json, load_dag, new_bucket
 from test_migration_hostile import _poison
 from test_rule_declaration import plant_every_rule, relaxed_copy
 
-from conftest import MODES
 from quantdbops import PLATFORM_TZ
 from quantdbops.backup.databases import drop_database
 from quantdbops.registry import declared_rules, migratable_tables
-from quantdbops.sample import generate
+from sample import generate
+from support.backup import fingerprints as all_fingerprints
+from support.backup import get_json, load_dag, new_bucket
+from support.harness import MODES
 
 pytestmark = pytest.mark.slow
 SEOUL = ZoneInfo(PLATFORM_TZ)

@@ -8,8 +8,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from conftest import MODES
 from quantdbops import CONN_POSTGRES, CONN_S3, CONN_SQLITE
+from support.harness import MODES
 
 
 def test_s3_connection_reaches_the_loopback_endpoint(airflow_connections: dict, tmp_path: Path) -> None:
@@ -48,13 +48,12 @@ def test_pg_stat_statements_is_preloaded(mode: str, pg_conn: psycopg.Connection)
     assert ("timescaledb" in preload) == (mode == "timescaledb")
 
 
-def test_a_cluster_never_takes_another_servers_port_for_its_own(plain_cluster: Any) -> None:
+def test_a_cluster_never_takes_another_servers_port_for_its_own(plain_cluster: Any, session_dir: Path) -> None:
     """`make demo` in a second checkout, with the first one's PostgreSQL on the same port, must stop with a
     clear error instead of loading into the other server."""
-    from conftest import _SESSION_DIR
     from pgcluster import Cluster
 
-    other = Cluster(_SESSION_DIR / "second-checkout", plain_cluster.port, fsync=False, timescaledb=False)
+    other = Cluster(session_dir / "second-checkout", plain_cluster.port, fsync=False, timescaledb=False)
     try:
         with pytest.raises(RuntimeError, match=rf"port {plain_cluster.port} is served by another PostgreSQL "
                                                rf"\(data directory {plain_cluster.data.resolve()}\)"):

@@ -12,12 +12,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from test_maintenance_support import load_dag, records, seed_ohlcv, seed_tickers, wait_for_stats, write
 
-from conftest import MODES
 from quantdbops.io.pg import detect_mode
 from quantdbops.registry import table
 from quantdbops.schema.partitions import ensure_partitions
+from support.harness import MODES
+from support.maintenance import load_dag, records, seed_ohlcv, seed_tickers, wait_for_stats, write
 
 pytestmark = pytest.mark.slow
 STEPS = ("vacuum_analyze", "measure_bloat", "reindex_bloated", "timescaledb_upkeep", "plain_upkeep", "usage_report")

@@ -15,7 +15,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from test_maintenance_support import (
+
+from quantdbops.io.pg import connect
+from quantdbops.registry import table
+from quantdbops.schema.partitions import ensure_partitions
+from support.harness import MODES
+from support.maintenance import (
     bloat_step,
     compress_step,
     lock_timeouts,
@@ -28,11 +33,6 @@ from test_maintenance_support import (
     wait_for_stats,
     write,
 )
-
-from conftest import MODES
-from quantdbops.io.pg import connect
-from quantdbops.registry import table
-from quantdbops.schema.partitions import ensure_partitions
 
 HOLDER_APP = "nightly-import"
 

@@ -1,6 +1,6 @@
 """The maintenance steps on a real PostgreSQL 15, in both modes where behaviour differs.
 
-Steps are called as the DAG's operators call them (``test_maintenance_support.run``); every expectation
+Steps are called as the DAG's operators call them (``support.maintenance.run``); every expectation
 is derived from the database itself (statistics, relfilenodes, sizes, the catalog), not hard-coded.
 """
 
@@ -11,7 +11,14 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
-from test_maintenance_support import (
+
+from quantdbops import PLATFORM_TZ
+from quantdbops.io.pg import connect
+from quantdbops.maintenance import plain_upkeep, timescaledb_upkeep
+from quantdbops.registry import table
+from quantdbops.schema.partitions import partition_bounds, partition_name
+from support.harness import MODES
+from support.maintenance import (
     bloat_and_reindex_step,
     bloat_step,
     index_state,
@@ -25,13 +32,6 @@ from test_maintenance_support import (
     wait_for_stats,
     write,
 )
-
-from conftest import MODES
-from quantdbops import PLATFORM_TZ
-from quantdbops.io.pg import connect
-from quantdbops.maintenance import plain_upkeep, timescaledb_upkeep
-from quantdbops.registry import table
-from quantdbops.schema.partitions import partition_bounds, partition_name
 
 
 def _norm(name: str) -> str:

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_migration_support import CLEAN_SAMPLE, fingerprints, load, load_dag, ops_counts, task_states
 
-from conftest import MODES
 from quantdbops.migration.params import MigrationRequest, ParamError
 from quantdbops.migration.source import SourceError, inspect_source, open_source, require_complete
 from quantdbops.registry import migratable_tables
-from quantdbops.sample import generate
 from quantdbops.schema.apply import apply_schema
+from sample import generate
+from support.harness import MODES
+from support.migration import CLEAN_SAMPLE, fingerprints, load, load_dag, ops_counts, task_states
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from test_migration_support import (
+
+from quantdbops.registry import OHLCV_DATA, migratable_tables
+from quantdbops.schema.apply import apply_schema
+from sample import generate
+from support.harness import MODES
+from support.migration import (
     CLEAN_SAMPLE,
     DEFECTS_SAMPLE,
     MIGRATABLE,
@@ -25,11 +30,6 @@ from test_migration_support import (
     target_counts,
     task_states,
 )
-
-from conftest import MODES
-from quantdbops.registry import OHLCV_DATA, migratable_tables
-from quantdbops.sample import generate
-from quantdbops.schema.apply import apply_schema
 
 pytestmark = pytest.mark.slow
 LOAD_TASKS = {f"load_{t.name}" for t in migratable_tables()}

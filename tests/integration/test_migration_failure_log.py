@@ -11,11 +11,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_alerts_support import log_to_this_tests_stdout, task_log
-from test_migration_support import CLEAN_SAMPLE, load_dag, plant_tamper_trigger, task_states
 
-from conftest import MODES
-from quantdbops.sample import generate
+from sample import generate
+from support.alerts import log_to_this_tests_stdout, task_log
+from support.harness import MODES
+from support.migration import CLEAN_SAMPLE, load_dag, plant_tamper_trigger, task_states
 
 pytestmark = pytest.mark.slow
 TAIL = 15

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_migration_support import CLEAN_SAMPLE, failures, fingerprints, load, source_counts, target_counts, validate
 
-from conftest import MODES
 from quantdbops.migration.source import inspect_source, open_source, require_complete
 from quantdbops.registry import OHLCV_DATA, TICKERS, table
-from quantdbops.sample import generate
 from quantdbops.schema.apply import apply_schema
+from sample import generate
+from support.harness import MODES
+from support.migration import CLEAN_SAMPLE, failures, fingerprints, load, source_counts, target_counts, validate
 
 # (table, how the row is poisoned (SQL assignment), the reject's reason, its detail, the raw value kept)
 POISON = [

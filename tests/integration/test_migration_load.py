@@ -20,11 +20,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_migration_support import (
+
+from quantdbops.migration.source_plan import SliceFilter
+from quantdbops.registry import OHLCV_DATA
+from sample import generate
+from support import REPO
+from support.harness import MODES
+from support.migration import (
     CLEAN_SAMPLE,
     DEFECTS_SAMPLE,
     MIGRATABLE,
-    REPO,
     duplicate_keys,
     failures,
     fingerprint,
@@ -38,11 +43,6 @@ from test_migration_support import (
     target_counts,
     validate,
 )
-
-from conftest import MODES
-from quantdbops.migration.source_plan import SliceFilter
-from quantdbops.registry import OHLCV_DATA
-from quantdbops.sample import generate
 
 pytestmark = pytest.mark.parametrize("mode", MODES)
 # Tables with a time column: what a date filter slices (the others are loaded whole).

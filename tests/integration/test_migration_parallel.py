@@ -10,14 +10,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_migration_support import DEFECTS_SAMPLE, failures, fingerprints, make_sample, validate
 
-from conftest import MODES
 from quantdbops.io.pg import connect, detect_mode
 from quantdbops.migration.source import open_source
 from quantdbops.migration.source_plan import SliceFilter
 from quantdbops.migration.target_load import load_table
 from quantdbops.registry import OHLCV_DATA, TICKERS
+from support.harness import MODES
+from support.migration import DEFECTS_SAMPLE, failures, fingerprints, make_sample, validate
 
 pytestmark = pytest.mark.parametrize("mode", MODES)
 

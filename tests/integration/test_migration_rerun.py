@@ -10,14 +10,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_migration_support import CLEAN_SAMPLE, MIGRATABLE, failures, load, validate
 
-from conftest import MODES
 from quantdbops.migration import verdict
 from quantdbops.migration.prune import prune_tickers
 from quantdbops.migration.source import open_source
-from quantdbops.sample import generate
 from quantdbops.schema.apply import apply_schema
+from sample import generate
+from support.harness import MODES
+from support.migration import CLEAN_SAMPLE, MIGRATABLE, failures, load, validate
 
 
 def _one_ohlcv_row(path: Path) -> tuple[int, str, str, str]:

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_migration_support import (
+
+from sample.shapes import SHAPES
+from support.harness import MODES
+from support.migration import (
     MIGRATABLE,
     failures,
     load,
@@ -21,9 +24,6 @@ from test_migration_support import (
     target_counts,
     validate,
 )
-
-from conftest import MODES
-from quantdbops.sample.shapes import SHAPES
 
 pytestmark = pytest.mark.parametrize("mode", MODES)
 SIZE = {"tickers_per_region": 3, "days": 70, "seed": 31}

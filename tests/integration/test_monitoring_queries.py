@@ -3,7 +3,7 @@
 postgres_exporter's custom queries (monitoring/postgres-exporter/queries.yaml) and the Grafana dashboard's
 SQL panels run exactly as written (Grafana macros expanded as Grafana expands them), logged in as
 ``quant_monitor`` after the role file ran before the schema existed, as in the compose stack. Values are
-checked against what the seed wrote (tests/integration/test_monitoring_support.py).
+checked against what the seed wrote (tests/support/monitoring_seed.py).
 """
 
 from __future__ import annotations
@@ -17,23 +17,23 @@ from typing import Any
 
 import psycopg
 import pytest
-from test_monitoring_support import (
-    MONITOR_ROLE,
-    Seeded,
-    apply_monitoring_role,
-    monitor_dsn,
-    seeded_database,
-)
 
-from conftest import MODES
-from monitoring_support import (
+from quantdbops.registry import OHLCV_DATA, TABLES
+from support.harness import MODES
+from support.monitoring import (
     dashboard,
     declared_columns,
     exporter_queries,
     render_grafana_sql,
     sql_targets,
 )
-from quantdbops.registry import OHLCV_DATA, TABLES
+from support.monitoring_seed import (
+    MONITOR_ROLE,
+    Seeded,
+    apply_monitoring_role,
+    monitor_dsn,
+    seeded_database,
+)
 
 NAMESPACES = [pytest.param(name, id=name) for name in exporter_queries()]
 SQL_TARGETS = [pytest.param(where, target, id=re.sub(r"\W+", "-", where).strip("-"))

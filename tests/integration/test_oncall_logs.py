@@ -20,13 +20,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from test_alerts_support import log_to_this_tests_stdout, task_log
-from test_backup_support import load_dag as load_any_dag
-from test_backup_support import load_sample, new_bucket, s3_client, sample_file_fixture  # noqa: F401
-from test_migration_support import CLEAN_SAMPLE, load_dag, task_states
 
-from quantdbops.sample import generate
 from quantdbops.schema.apply import apply_schema
+from sample import generate
+from support.alerts import log_to_this_tests_stdout, task_log
+from support.backup import load_dag as load_any_dag
+from support.backup import load_sample, new_bucket, s3_client
+from support.migration import CLEAN_SAMPLE, load_dag, task_states
 
 pytestmark = pytest.mark.slow
 SCREEN = 60

@@ -14,15 +14,15 @@ from datetime import date, timedelta
 
 import psycopg
 import pytest
-from test_quality_support import CLEAN, DEFECTS, Loaded, loaded_database, request, rolled_back
 
-from conftest import MODES
 from quantdbops.io.pg import connect
 from quantdbops.quality.checks import CHECK_NAMES, check
 from quantdbops.quality.compose import compose
 from quantdbops.quality.report import QualityResult
 from quantdbops.quality.runner import prepare_session, run_all, run_check
 from quantdbops.registry import OHLCV_DATA
+from support.harness import MODES
+from support.quality import CLEAN, DEFECTS, Loaded, loaded_database, request, rolled_back
 
 
 @pytest.fixture(scope="module", params=MODES)

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import date
 from pathlib import Path
 
 import psycopg
 import pytest
-from test_migration_support import REPO, load
-from test_quality_support import CLEAN
 
-from quantdbops.sample import generate
 from quantdbops.schema.apply import apply_schema
+from sample import generate
+from support.dags import load_dag
+from support.migration import load
+from support.quality import CLEAN
 
 pytestmark = pytest.mark.slow
-
-
-def _dag():
-    spec = importlib.util.spec_from_file_location("data_quality_daily_dag_test",
-                                                  REPO / "dags" / "data_quality_daily.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
 
 
 def _prepare(conn: psycopg.Connection, dsn: str, path: str) -> date:
@@ -37,7 +29,7 @@ def test_clean_data_succeeds_and_an_orphan_fails_the_run(
 ) -> None:
     last = _prepare(pg_conn, airflow_connections["pg_dsn"], airflow_connections["sqlite_path"])
     conf = {"as_of": last.isoformat(), "lookback_days": 0}
-    ok = _dag().test(run_conf=conf)
+    ok = load_dag("data_quality_daily").test(run_conf=conf)
     states = {ti.task_id: ti.state for ti in ok.get_task_instances()}
     assert ok.state == "success", states
     rows = pg_conn.execute("SELECT count(*), count(*) FILTER (WHERE NOT passed) FROM ops.quality_results "
@@ -46,7 +38,7 @@ def test_clean_data_succeeds_and_an_orphan_fails_the_run(
 
     pg_conn.execute("INSERT INTO public.ohlcv_data (ticker, region, date, timeframe, open, high, low, close, volume, "
                     "created_at) VALUES ('ZZORPHAN', 'KR', %s, 'D', 10, 11, 9, 10, 100, now())", (last,))
-    bad = _dag().test(run_conf={**conf, "checks": ["referential", "freshness"]})
+    bad = load_dag("data_quality_daily").test(run_conf={**conf, "checks": ["referential", "freshness"]})
     states = {ti.task_id: (ti.state, ti.try_number) for ti in bad.get_task_instances()}
     assert bad.state == "failed"
     assert states["report"] == ("failed", 1)

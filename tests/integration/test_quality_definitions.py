@@ -27,9 +27,7 @@ from datetime import date, timedelta
 
 import psycopg
 import pytest
-from test_quality_support import rolled_back
 
-from conftest import MODES
 from pgcluster import Cluster
 from quantdbops.io.pg import connect
 from quantdbops.quality.params import QualityRequest
@@ -38,6 +36,8 @@ from quantdbops.quality.runner import run_all, run_check
 from quantdbops.registry import OHLCV_DATA
 from quantdbops.schema.apply import apply_schema
 from quantdbops.schema.partitions import ensure_partitions
+from support.harness import MODES
+from support.quality import rolled_back
 
 JAN = date(2025, 1, 1)
 LAST = date(2025, 1, 28)

@@ -17,9 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
-from test_quality_support import DEFECTS, Loaded, loaded_database, request, rolled_back
 
-from conftest import MODES
 from quantdbops import REGIONS
 from quantdbops.io.pg import connect
 from quantdbops.quality.checks import check
@@ -28,6 +26,8 @@ from quantdbops.quality.report import load_results, record
 from quantdbops.quality.rules import rule_check_name
 from quantdbops.quality.runner import prepare_session, run_check
 from quantdbops.registry import OHLCV_DATA, TABLES, Table
+from support.harness import MODES
+from support.quality import DEFECTS, Loaded, loaded_database, request, rolled_back
 
 
 @pytest.fixture(scope="module", params=MODES)

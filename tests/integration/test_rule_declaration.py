@@ -20,9 +20,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_migration_support import MIGRATABLE, failures, load, target_counts, validate
 
-from conftest import MODES
 from quantdbops import REGIONS
 from quantdbops.registry import (
     MALFORMED_TIMESTAMP,
@@ -34,8 +32,10 @@ from quantdbops.registry import (
     Table,
     declared_rules,
 )
-from quantdbops.sample import generate
 from quantdbops.schema.apply import apply_schema
+from sample import generate
+from support.harness import MODES
+from support.migration import MIGRATABLE, failures, load, target_counts, validate
 
 SAMPLE = {"tickers_per_region": 2, "days": 45, "seed": 31}
 

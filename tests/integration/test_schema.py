@@ -7,9 +7,9 @@ from datetime import date
 import psycopg
 import pytest
 
-from conftest import MODES
 from quantdbops.registry import AGGREGATES, TABLES
 from quantdbops.schema.apply import apply_schema
+from support.harness import MODES
 
 pytestmark = pytest.mark.parametrize("mode", MODES)
 

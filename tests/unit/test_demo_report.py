@@ -8,7 +8,7 @@ import pytest
 
 from demo import quarantine_lines
 from quantdbops.registry import declared_rules, migratable_tables
-from quantdbops.sample import generate
+from sample import generate
 
 
 @pytest.fixture(scope="module")

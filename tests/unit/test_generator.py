@@ -25,13 +25,13 @@ if str(REPO / "plugins") not in sys.path:
     sys.path.insert(0, str(REPO / "plugins"))
 
 from quantdbops.registry import declared_rules, migratable_tables, table  # noqa: E402
-from quantdbops.sample import generate  # noqa: E402
-from quantdbops.sample.defects import KINDS, REASONS  # noqa: E402
-from quantdbops.sample.entries import stored_value  # noqa: E402
-from quantdbops.sample.shapes import INSERT_STAMPS, SHAPES, stamp_columns, utc_columns  # noqa: E402
-from quantdbops.sample.source_ddl import ALL_TABLES, CONTRACT_DDL, EXTRA_DDL  # noqa: E402
-from quantdbops.sample.universe import build_universe, region_of_code  # noqa: E402
-from quantdbops.sample.unplantable import NOT_NULL, all_unplantable  # noqa: E402
+from sample import generate  # noqa: E402
+from sample.defects import KINDS, REASONS  # noqa: E402
+from sample.entries import stored_value  # noqa: E402
+from sample.shapes import INSERT_STAMPS, SHAPES, stamp_columns, utc_columns  # noqa: E402
+from sample.source_ddl import ALL_TABLES, CONTRACT_DDL, EXTRA_DDL  # noqa: E402
+from sample.universe import build_universe, region_of_code  # noqa: E402
+from sample.unplantable import NOT_NULL, all_unplantable  # noqa: E402
 
 CLEAN = {"tickers_per_region": 3, "days": 260}
 DIRTY = {"tickers_per_region": 3, "days": 120, "defects": True}

@@ -15,7 +15,7 @@ from quantdbops.migration.params import MIGRATABLE, MigrationRequest, ParamError
 from quantdbops.migration.producer import plain_number, render_numbers, render_numbers_batch
 from quantdbops.migration.source_plan import SliceFilter, TablePlan
 from quantdbops.registry import TABLES, dependency_order, migratable_tables, table
-from quantdbops.sample.source_ddl import CONTRACT_DDL
+from sample.source_ddl import CONTRACT_DDL
 
 
 # --- params -------------------------------------------------------------------------------------------------

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import date
-from pathlib import Path
 
 import pytest
 
 from quantdbops.quality.checks import CHECK_NAMES, CHECKS, Severity
 from quantdbops.quality.params import ParamError, QualityRequest
 from quantdbops.sqlfiles import SQL_ROOT
-
-REPO = Path(__file__).resolve().parents[2]
+from support.dags import load_dag
 
 
 @pytest.fixture(scope="module")
 def dag():
-    spec = importlib.util.spec_from_file_location("data_quality_daily_under_test",
-                                                  REPO / "dags" / "data_quality_daily.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
+    return load_dag("data_quality_daily")
 
 
 @pytest.mark.parametrize(("name", "value"), [

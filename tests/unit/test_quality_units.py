@@ -4,9 +4,7 @@ written down once, and the quality package standing on its own."""
 from __future__ import annotations
 
 import ast
-import importlib.util
 from datetime import date
-from pathlib import Path
 
 import pytest
 
@@ -20,8 +18,8 @@ from quantdbops.quality.rules import (
     rule_check_name,
 )
 from quantdbops.registry import OHLCV_DATA, TABLES, Rule, declared_rules
-
-REPO = Path(__file__).resolve().parents[2]
+from support import REPO
+from support.dags import load_dag
 
 
 @pytest.mark.parametrize("table", [pytest.param(t, id=t.name) for t in TABLES])
@@ -64,10 +62,7 @@ def test_a_rule_broken_in_words(expr: str, broken: str) -> None:
 
 @pytest.fixture(scope="module")
 def doc_md() -> str:
-    spec = importlib.util.spec_from_file_location("data_quality_daily_doc", REPO / "dags" / "data_quality_daily.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return " ".join(module.dag.doc_md.split())
+    return " ".join(load_dag("data_quality_daily").doc_md.split())
 
 
 @pytest.mark.parametrize("qc", [pytest.param(c, id=c.name) for c in CHECKS])

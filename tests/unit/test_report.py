@@ -3,24 +3,17 @@ thousands separators, text as it is, and read back by the end-to-end tests' pars
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from quantdbops.report import format_table
 
-E2E_SUPPORT = Path(__file__).resolve().parents[1] / "e2e" / "test_e2e_support.py"
-
 
 @pytest.fixture(scope="module")
 def parse_table():
-    """The parser ``tests/e2e`` reads task-log tables with (loaded from its file: tests/e2e is no package)."""
-    spec = importlib.util.spec_from_file_location("e2e_support_for_report", E2E_SUPPORT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.parse_table
+    """The parser ``tests/e2e`` reads task-log tables with."""
+    from support.e2e import parse_table
+
+    return parse_table
 
 
 def test_numbers_are_right_aligned_with_separators_and_text_stays_text() -> None:

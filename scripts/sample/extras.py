@@ -7,9 +7,9 @@ import json
 import random
 from datetime import datetime, time, timedelta
 
-from quantdbops.sample.ohlcv import Market
-from quantdbops.sample.reference import Row
-from quantdbops.sample.stamps import iso_stamp
+from sample.ohlcv import Market
+from sample.reference import Row
+from sample.stamps import iso_stamp
 
 _ENDPOINTS: tuple[tuple[str, str], ...] = (
     ("/uapi/domestic-stock/v1/quotations/inquire-daily-itemchartprice", "FHKST03010100"),

@@ -7,9 +7,9 @@ import random
 from bisect import bisect_right
 from datetime import date, timedelta
 
-from quantdbops.sample.ohlcv import Market
-from quantdbops.sample.stamps import iso_stamp
-from quantdbops.sample.universe import ETF_INDEXES, REGION_BY_CODE, SECTORS, Ticker
+from sample.ohlcv import Market
+from sample.stamps import iso_stamp
+from sample.universe import ETF_INDEXES, REGION_BY_CODE, SECTORS, Ticker
 
 Row = dict[str, object]
 

@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from quantdbops.registry import OHLCV_DATA, REASONS
-from quantdbops.sample import declared
-from quantdbops.sample.entries import Entry, manifest_value, placeholder, reject
-from quantdbops.sample.ohlcv import Market, full_precision_indicators
-from quantdbops.sample.prices import full_bar, indicator_columns, price_decimals, round_price, series_calm
-from quantdbops.sample.stamps import iso_stamp
-from quantdbops.sample.universe import REGION_BY_CODE, REGIONS, SECTORS, Ticker, fresh_codes, region_of_code
+from sample import declared
+from sample.entries import Entry, manifest_value, placeholder, reject
+from sample.ohlcv import Market, full_precision_indicators
+from sample.prices import full_bar, indicator_columns, price_decimals, round_price, series_calm
+from sample.stamps import iso_stamp
+from sample.universe import REGION_BY_CODE, REGIONS, SECTORS, Ticker, fresh_codes, region_of_code
 
 __all__ = ["KINDS", "REASONS", "Planter", "check_plantable", "plant"]
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from itertools import chain, repeat
 
-from quantdbops.sample.prices import Bars, full_bar, full_digits, indicator_columns, simulate
-from quantdbops.sample.stamps import iso_stamp
-from quantdbops.sample.universe import REGIONS, Ticker
+from sample.prices import Bars, full_bar, full_digits, indicator_columns, simulate
+from sample.stamps import iso_stamp
+from sample.universe import REGIONS, Ticker
 
 _INSERT = f"INSERT INTO ohlcv_data VALUES ({', '.join('?' * 27)})"
 

@@ -1,13 +1,12 @@
-"""Shared helpers of the backup tests (no tests here): a loaded database, S3 hooks, fingerprints.
+"""Helpers of the backup tests: a loaded database, S3 hooks, fingerprints (the session's sample file is the
+``sample_file`` fixture of tests/integration/conftest.py, generated with ``SAMPLE``).
 
-Kept in a ``test_backup_*`` module (not a second ``conftest``), so the top-level conftest stays the one
-that defines the clusters. Expected values are computed here independently of the code under test:
+Expected values are computed here independently of the code under test:
 content fingerprints are md5 of every row's text in a fixed order, straight from the catalog.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -21,19 +20,11 @@ from quantdbops.migration.source import open_source
 from quantdbops.migration.source_plan import SliceFilter
 from quantdbops.migration.target_load import load_table
 from quantdbops.registry import migratable_tables
-from quantdbops.sample import generate
+from support import dags
 
-REPO = Path(__file__).resolve().parents[2]
 SAMPLE = {"tickers_per_region": 3, "days": 60, "seed": 7}
 # Tables loaded into the backed-up database: enough for hypertables, partitions, FKs and aggregates.
 LOADED = ("tickers", "ohlcv_data", "technical_analysis", "exchange_rate_history")
-
-
-@pytest.fixture(scope="session", name="sample_file")
-def sample_file_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("backup-sample") / "spock_local.db"
-    generate(path, **SAMPLE)
-    return path
 
 
 def conn_kwargs(dsn: str) -> dict[str, object]:
@@ -115,18 +106,13 @@ def set_s3_endpoint(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
 
 
 def load_dag(file_stem: str) -> Any:
-    """A DAG object from dags/ (not a package on sys.path)."""
-    spec = importlib.util.spec_from_file_location(f"{file_stem}_under_test", REPO / "dags" / f"{file_stem}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
+    """A DAG object from dags/."""
+    return dags.load_dag(file_stem)
 
 
 def task_states(dag_run: Any) -> dict[str, str | None]:
     return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
 
 
-__all__ = ["LOADED", "REPO", "SAMPLE", "conn_kwargs", "fingerprint", "fingerprints", "get_json", "keys", "load_dag",
-           "load_sample", "new_bucket", "s3_client", "sample_file_fixture", "set_s3_endpoint", "task_states",
-           "user_tables"]
+__all__ = ["LOADED", "SAMPLE", "conn_kwargs", "fingerprint", "fingerprints", "get_json", "keys", "load_dag",
+           "load_sample", "new_bucket", "s3_client", "set_s3_endpoint", "task_states", "user_tables"]

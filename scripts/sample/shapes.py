@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 from quantdbops import PLATFORM_TZ
 from quantdbops.registry import migratable_tables
-from quantdbops.sample.prices import full_digits
+from sample.prices import full_digits
 
 
 class Shape(StrEnum):

@@ -15,14 +15,16 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
-from quantdbops.sample import activity, declared, extras, reference
-from quantdbops.sample import defects as planting
-from quantdbops.sample.ohlcv import write_ohlcv
-from quantdbops.sample.reference import Row
-from quantdbops.sample.shapes import SHAPES, Shape, full_precision_row, reshape
-from quantdbops.sample.source_ddl import ALL_TABLES, CONTRACT_DDL, EXTRA_DDL
-from quantdbops.sample.universe import REGIONS, build_universe, business_days
+from sample import activity, declared, extras, reference
+from sample import defects as planting
+from sample.ohlcv import write_ohlcv
+from sample.reference import Row
+from sample.shapes import SHAPES, Shape, full_precision_row, reshape
+from sample.source_ddl import ALL_TABLES, CONTRACT_DDL, EXTRA_DDL
+from sample.universe import REGIONS, build_universe, business_days
 
+# The manifest's name for this generator, kept from when it lived in plugins/ as quantdbops.sample: a manifest
+# written now equals one written before the move.
 GENERATOR = "quantdbops.sample"
 MANIFEST_VERSION = 1
 MIN_DAYS = 30

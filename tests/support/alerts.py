@@ -1,4 +1,4 @@
-"""Real alert receivers on loopback for the alert tests (no tests here).
+"""Real alert receivers on loopback for the alert tests.
 
 ``WebhookReceiver`` is an ``http.server`` in a thread that records every POST and answers with the
 statuses it is given (then 200). ``MailReceiver`` is aiosmtpd's SMTP server in a thread, optionally
@@ -27,10 +27,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from test_migration_support import load_dag
-
-from conftest import repoint_root_stream_handlers
 from pgcluster import free_port
+from support.harness import repoint_root_stream_handlers
+from support.migration import load_dag
 
 ALERTS_ENV = "AIRFLOW_CONN_QUANT_ALERTS"
 

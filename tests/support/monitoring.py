@@ -1,4 +1,4 @@
-"""The files under monitoring/ read the way their consumers read them (plain module, no tests, no database).
+"""The files under monitoring/ read the way their consumers read them (no database).
 
 postgres_exporter exports each custom query column as ``<namespace>_<column>``; Grafana panels carry a
 datasource reference and PromQL or SQL targets; Prometheus rules carry PromQL. Parsing PromQL uses
@@ -12,13 +12,13 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import promql_parser
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from support import REPO
+
 MONITORING = REPO / "monitoring"
 QUERIES_FILE = MONITORING / "postgres-exporter" / "queries.yaml"
 ROLE_FILE = MONITORING / "postgres" / "create_monitoring_role.sql"

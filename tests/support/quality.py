@@ -1,4 +1,4 @@
-"""Shared helpers of the quality tests (no tests here): loaded sample databases, reused per module.
+"""Helpers of the quality tests: loaded sample databases, reused per module.
 
 A database is generated, loaded through the migration's own ``load_table`` and then only read by the
 checks; tests that plant defects with SQL do it in a transaction they roll back.
@@ -14,12 +14,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_migration_support import load
 
 from quantdbops.io.pg import connect
 from quantdbops.quality.params import QualityRequest
-from quantdbops.sample import generate
 from quantdbops.schema.apply import apply_schema
+from sample import generate
+from support.migration import load
 
 DEFECTS = {"tickers_per_region": 3, "days": 70, "seed": 23, "defects": True}
 CLEAN = {"tickers_per_region": 3, "days": 70, "seed": 23}

@@ -1,4 +1,4 @@
-"""Shared helpers of the monitoring query tests (no tests here): a seeded database per mode with the
+"""A database seeded for the monitoring query tests: one per mode, with the
 monitoring role (monitoring/postgres/create_monitoring_role.sql, run with psql as compose runs it).
 
 The seed writes what the DAGs write (ops.backups, ops.quality_results, ...) plus a few OHLCV bars per
@@ -17,12 +17,12 @@ from datetime import date, datetime, timedelta
 import psycopg
 import pytest
 
-from monitoring_support import ROLE_FILE
 from pgcluster import PG_BIN
 from quantdbops.io.pg import connect
 from quantdbops.registry import OHLCV_DATA
 from quantdbops.schema.apply import apply_schema
 from quantdbops.schema.partitions import ensure_partitions
+from support.monitoring import ROLE_FILE
 
 MONITOR_ROLE = "quant_monitor"
 MONITOR_PASSWORD = "monitor-test-password"

@@ -7,10 +7,10 @@ import math
 import random
 from datetime import date, timedelta
 
-from quantdbops.sample.ohlcv import Market
-from quantdbops.sample.reference import Row
-from quantdbops.sample.stamps import iso_stamp, sql_stamp
-from quantdbops.sample.universe import SECTORS
+from sample.ohlcv import Market
+from sample.reference import Row
+from sample.stamps import iso_stamp, sql_stamp
+from sample.universe import SECTORS
 
 _PATTERNS = ("VCP", "Cup and Handle", "Flat Base", "Double Bottom", "Ascending Triangle")
 # (currency, KRW per unit around October 2025, daily volatility)

@@ -3,7 +3,7 @@ provisioning and dashboard, and how they refer to each other and to docker-compo
 
 Every PromQL expression is parsed (promql-parser) and may only name metrics that exist: the custom
 queries' ``<namespace>_<column>``, the standard postgres_exporter metrics listed in
-tests/monitoring_support.py, and Prometheus' own ``up``/``ALERTS``. That the SQL runs is checked against a
+tests/support/monitoring.py, and Prometheus' own ``up``/``ALERTS``. That the SQL runs is checked against a
 real database in tests/integration/test_monitoring_queries.py.
 """
 
@@ -18,9 +18,13 @@ from urllib.parse import urlsplit
 import promql_parser
 import pytest
 import yaml
-from test_compose import REPO_ROOT, TARGET_DATABASE, _raw_compose, environment, interpolate, mounts
 
-from monitoring_support import (
+from quantdbops.quality.checks import CHECK_NAMES
+from quantdbops.quality.params import DEFAULTS as QUALITY_DEFAULTS
+from quantdbops.registry import TABLES
+from support import REPO
+from support.compose import TARGET_DATABASE, environment, mounts
+from support.monitoring import (
     DASHBOARD_DIR,
     DASHBOARD_PROVIDERS_FILE,
     STANDARD_METRICS,
@@ -38,9 +42,6 @@ from monitoring_support import (
     selectors,
     sql_targets,
 )
-from quantdbops.quality.checks import CHECK_NAMES
-from quantdbops.quality.params import DEFAULTS as QUALITY_DEFAULTS
-from quantdbops.registry import TABLES
 
 SEVERITIES = ("critical", "warning", "info")
 # The seeds' alerts this stack must have, and the metric each must judge.
@@ -77,11 +78,6 @@ DASHBOARD_COVERAGE = {
     "migration runs": "ops.migration_runs",
 }
 COMPRESSED_TABLES = {t.name for t in TABLES if t.compression}
-
-
-@pytest.fixture(scope="module")
-def services() -> dict[str, dict[str, Any]]:
-    return interpolate(_raw_compose())["services"]
 
 
 def _all_promql() -> list[Any]:
@@ -249,7 +245,7 @@ def test_dashboards_folder_is_provisioned(services: dict[str, dict[str, Any]]) -
     assert str(home.parent) == dashboards_target[0]
     assert (DASHBOARD_DIR / home.name).is_file()
     provisioning = [s for t, s in grafana_mounts.items() if t == "/etc/grafana/provisioning"]
-    assert provisioning and (REPO_ROOT / provisioning[0]).resolve() == DASHBOARD_PROVIDERS_FILE.parents[1]
+    assert provisioning and (REPO / provisioning[0]).resolve() == DASHBOARD_PROVIDERS_FILE.parents[1]
 
 
 # --- the dashboard ---------------------------------------------------------------------------------------

@@ -6,6 +6,6 @@ the real data's problems, each planted row listed in the manifest with what the 
 
 from __future__ import annotations
 
-from quantdbops.sample.generator import generate
+from sample.generator import generate
 
 __all__ = ["generate"]

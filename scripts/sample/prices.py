@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate, pairwise
 
-from quantdbops.sample.universe import REGION_BY_CODE
+from sample.universe import REGION_BY_CODE
 
 # Below the checks' 3.0 so the small differences between return definitions (simple vs log, sample vs
 # population standard deviation) cannot push a clean value over.

@@ -1,12 +1,7 @@
-"""Helpers of the end-to-end tests (no tests here): runs, log tables, expected counts, the browser.
-
-Kept in a ``test_*_support`` module rather than ``tests/e2e/conftest.py``: a second module named
-``conftest`` would shadow the top-level one.
-"""
+"""Helpers of the end-to-end tests: runs, log tables, expected counts, the browser."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import sys
@@ -16,9 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-# The source-side counts are computed by the migration tests' own SQL (independent of the loader).
-sys.path.append(str(REPO / "tests" / "integration"))
+from support import REPO
+from support.dags import load_dag
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
@@ -123,7 +117,8 @@ def generate_sample(out: Path, args: Sequence[str]) -> Path:
 
 def expected_rows(sample: Path, regions: Sequence[str]) -> dict[str, dict[str, int]]:
     """Per target table, source rows per region ('ALL' for market-wide tables) for the chosen regions."""
-    from test_migration_support import MIGRATABLE, source_counts
+    # The source-side counts of the migration tests' own SQL (independent of the loader).
+    from support.migration import MIGRATABLE, source_counts
 
     return {t.name: {str(r): n for r, n in source_counts(sample, t, regions=regions).items()} for t in MIGRATABLE}
 
@@ -131,11 +126,7 @@ def expected_rows(sample: Path, regions: Sequence[str]) -> dict[str, dict[str, i
 # --- the scheduled DAGs -------------------------------------------------------------------------------------
 def declared_cron(dag_id: str) -> tuple[str, str]:
     """(cron expression, timezone name) the DAG file declares, read from the DAG object it builds."""
-    spec = importlib.util.spec_from_file_location(f"{dag_id}_e2e", REPO / "dags" / f"{dag_id}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    timetable = module.dag.timetable
+    timetable = load_dag(dag_id).timetable
     cron = getattr(timetable, "timetable", timetable)  # AssetOrTimeSchedule wraps the cron timetable
     expression = getattr(cron, "expression", None) or cron._expression
     tz = getattr(cron, "timezone", None) or cron._timezone

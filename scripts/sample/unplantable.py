@@ -33,7 +33,7 @@ from quantdbops.registry import (
     declared_rules,
     migratable_tables,
 )
-from quantdbops.sample.source_ddl import CONTRACT_DDL
+from sample.source_ddl import CONTRACT_DDL
 
 # Why a rule has no row of its own: the contract keeps it (a NOT NULL column, the rowid, a unique key), or a
 # row breaking it breaks an earlier rule first (a derived column's cause, the region's ticker).

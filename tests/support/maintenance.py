@@ -1,4 +1,4 @@
-"""Shared helpers of the maintenance tests (no tests here).
+"""Helpers of the maintenance tests: data written as the platform writes it, the steps run as the operators run them.
 
 Data is written with plain SQL on a separate connection that is closed right away: a backend flushes its
 table statistics when it ends, so the maintenance sees the dead tuples the test just made.
@@ -6,7 +6,6 @@ table statistics when it ends, so the maintenance sees the dead tuples the test 
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +17,7 @@ from psycopg import sql
 from quantdbops.io.pg import connect
 from quantdbops.maintenance.params import MaintenanceRequest
 from quantdbops.maintenance.session import maintenance_session
-
-REPO = Path(__file__).resolve().parents[2]
+from support import dags
 
 
 def say(*_args: object) -> None:
@@ -101,12 +99,8 @@ def index_state(conn: psycopg.Connection, qualified: str) -> tuple[int, int] | N
 
 
 def load_dag() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "postgres_maintenance_weekly_under_test", REPO / "dags" / "postgres_maintenance_weekly.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
+    """The weekly maintenance DAG object."""
+    return dags.load_dag("postgres_maintenance_weekly")
 
 
 # Step adapters: (session, request) -> result, exactly the calls the operators make.

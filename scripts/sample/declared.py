@@ -40,12 +40,12 @@ from quantdbops.registry import (
     declared_rules,
     migratable_tables,
 )
-from quantdbops.sample.entries import Entry, RawText, manifest_value, placeholder, reject
-from quantdbops.sample.universe import REGIONS, business_days, fresh_codes, listing_name, region_of_code
-from quantdbops.sample.unplantable import Unplantable, unplantable
+from sample.entries import Entry, RawText, manifest_value, placeholder, reject
+from sample.universe import REGIONS, business_days, fresh_codes, listing_name, region_of_code
+from sample.unplantable import Unplantable, unplantable
 
 if TYPE_CHECKING:
-    from quantdbops.sample.defects import Planter
+    from sample.defects import Planter
 
 KINDS: tuple[str, ...] = ("declared_rule", "new_listing")
 Row = dict[str, object]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,10 +15,10 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_FILE = REPO_ROOT / "docker-compose.yaml"
-SETTINGS_FILE = REPO_ROOT / "airflow_settings.yaml"
-REQUIREMENTS_FILE = REPO_ROOT / "requirements.txt"
+from support import REPO
+from support.compose import SETTINGS_FILE, TARGET_DATABASE, environment, mounts, raw_compose
+
+REQUIREMENTS_FILE = REPO / "requirements.txt"
 
 AIRFLOW_SERVICES = (
     "airflow-apiserver",
@@ -33,78 +32,18 @@ AIRFLOW_HOME = PurePosixPath("/opt/airflow")
 POOL_NAME = "quant_db_heavy"
 POOL_SLOTS = 2
 BACKUP_BUCKET = "quant-db-backups"
-TARGET_DATABASE = "quant_platform"
 # conn_id -> conn_type; the ids are fixed because every DAG refers to them.
 CONNECTIONS = {"quant_postgres": "postgres", "quant_s3": "aws", "spock_sqlite": "sqlite"}
-
-# Compose interpolation: `$$` escapes a dollar; `${VAR}`, `${VAR:-default}`, `${VAR-default}`,
-# `${VAR:?error}`, `${VAR:+alt}` and bare `$VAR`.
-_INTERPOLATION = re.compile(
-    r"\$\$|\$\{(?P<name>\w+)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}|\$(?P<bare>[A-Za-z_]\w*)"
-)
-
-
-def _substitute(match: re.Match[str]) -> str:
-    if match.group(0) == "$$":
-        return "$"
-    op = match.group("op") or ""
-    if op.endswith("-"):
-        return match.group("arg")
-    if op.endswith("?"):
-        raise ValueError(f"required variable {match.group('name')} has no default: {match.group(0)}")
-    # Unset with no default (or `:+alt`, which only applies when set) interpolates to "".
-    return ""
-
-
-def interpolate(node: Any) -> Any:
-    """Return ``node`` with compose variables resolved as if no variable were set."""
-    if isinstance(node, str):
-        return _INTERPOLATION.sub(_substitute, node)
-    if isinstance(node, list):
-        return [interpolate(item) for item in node]
-    if isinstance(node, dict):
-        return {key: interpolate(value) for key, value in node.items()}
-    return node
-
-
-@cache
-def _raw_compose() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
 
 
 def _services_with_depends_on() -> list[Any]:
     # Parametrisation happens at collection time; a missing/broken file is reported by the tests
     # themselves (through the fixtures) rather than as a collection error.
     try:
-        services = _raw_compose()["services"]
+        services = raw_compose()["services"]
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         return []
     return [pytest.param(name, id=name) for name in sorted(services) if services[name].get("depends_on")]
-
-
-@pytest.fixture(scope="module")
-def raw_services() -> dict[str, dict[str, Any]]:
-    """Services exactly as written (variables not substituted)."""
-    return _raw_compose()["services"]
-
-
-@pytest.fixture(scope="module")
-def services() -> dict[str, dict[str, Any]]:
-    """Services as compose would run them with an empty environment."""
-    return interpolate(_raw_compose())["services"]
-
-
-@pytest.fixture(scope="module")
-def settings() -> dict[str, Any]:
-    return yaml.safe_load(SETTINGS_FILE.read_text(encoding="utf-8"))["airflow"]
-
-
-def environment(service: dict[str, Any]) -> dict[str, str]:
-    env = service.get("environment") or {}
-    if isinstance(env, list):
-        # List form: ["KEY=value", "KEY_WITHOUT_VALUE"].
-        return dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
-    return {key: "" if value is None else str(value) for key, value in env.items()}
 
 
 def command_text(service: dict[str, Any]) -> str:
@@ -116,18 +55,6 @@ def command_text(service: dict[str, Any]) -> str:
         elif value is not None:
             parts.append(str(value))
     return "\n".join(parts)
-
-
-def mounts(service: dict[str, Any]) -> dict[str, str]:
-    """Container target -> source of a service's volumes, short or long syntax."""
-    result: dict[str, str] = {}
-    for volume in service.get("volumes") or []:
-        if isinstance(volume, dict):
-            result[volume["target"]] = str(volume.get("source", ""))
-        else:
-            source, target = str(volume).split(":")[:2]
-            result[target] = source
-    return result
 
 
 def compose_connection(service: dict[str, Any], conn_id: str) -> dict[str, Any]:
@@ -577,7 +504,7 @@ def _project_path(source: str) -> Path | None:
     """A bind-mount source as a path in the repository (None for a named volume)."""
     if not source.startswith((".", "/")):
         return None
-    return (REPO_ROOT / source).resolve()
+    return (REPO / source).resolve()
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, id=n) for n in MONITORING_SERVICES])
@@ -606,7 +533,7 @@ def test_monitoring_mounts_exist_in_the_repository(services: dict[str, dict[str,
     assert binds, f"{name} mounts nothing from ./monitoring"
     for target, path in binds.items():
         assert path.exists(), f"{name}: {path} (mounted at {target}) is not in the repository"
-        assert REPO_ROOT / "monitoring" in path.parents, f"{name}: {path} is outside ./monitoring"
+        assert REPO / "monitoring" in path.parents, f"{name}: {path} is outside ./monitoring"
 
 
 def test_host_ports_are_unique(services: dict[str, dict[str, Any]]) -> None:
@@ -667,7 +594,7 @@ def test_exporter_custom_queries_file_is_mounted(services: dict[str, dict[str, A
     match = re.search(r"--extend\.query-path=(\S+)", command_text(exporter))
     assert match
     source = _project_path(mounts(exporter)[match.group(1)])
-    assert source == REPO_ROOT / "monitoring" / "postgres-exporter" / "queries.yaml"
+    assert source == REPO / "monitoring" / "postgres-exporter" / "queries.yaml"
 
 
 @pytest.mark.parametrize(
@@ -711,7 +638,7 @@ def test_alert_connection_reaches_the_services_that_send_alerts(services: dict[s
     from quantdbops.notifiers import CONN_ALERTS
 
     var = f"AIRFLOW_CONN_{CONN_ALERTS.upper()}"
-    raw = (REPO_ROOT / "docker-compose.yaml").read_text(encoding="utf-8")
+    raw = (REPO / "docker-compose.yaml").read_text(encoding="utf-8")
     assert f"{var}: ${{{var}:-}}" in raw  # taken from the operator's environment, empty by default
     for name in AIRFLOW_SERVICES:
         assert var in environment(services[name]), f"{name} does not get {var}"

@@ -1,7 +1,4 @@
-"""Shared helpers of the migration tests (no tests here).
-
-Kept in a ``test_migration_*`` module rather than ``tests/integration/conftest.py``: a second module
-named ``conftest`` would shadow the top-level one that ``test_schema.py`` imports ``MODES`` from.
+"""Helpers of the migration tests: samples, source and target counts, the migration's own load and validation.
 
 Everything the tests compare against is computed here independently of the loader: source counts with
 our own SQL over the SQLite file, target fingerprints from ``information_schema`` and ``md5``.
@@ -9,7 +6,6 @@ our own SQL over the SQLite file, target fingerprints from ``information_schema`
 
 from __future__ import annotations
 
-import importlib.util
 import sqlite3
 from collections.abc import Iterable
 from datetime import date
@@ -27,10 +23,10 @@ from quantdbops.migration.source_plan import SliceFilter
 from quantdbops.migration.target_load import load_table
 from quantdbops.migration.validate import CheckResult, Validator
 from quantdbops.registry import Table, migratable_tables, table
-from quantdbops.sample import generate
 from quantdbops.schema.apply import apply_schema
+from sample import generate
+from support import dags
 
-REPO = Path(__file__).resolve().parents[2]
 MIGRATABLE: tuple[Table, ...] = migratable_tables()
 CLEAN_SAMPLE = {"tickers_per_region": 4, "days": 80, "seed": 11}
 DEFECTS_SAMPLE = {"tickers_per_region": 3, "days": 70, "seed": 23, "defects": True}
@@ -207,13 +203,8 @@ def plant_tamper_trigger(conn: psycopg.Connection, source: Path | str) -> tuple[
 
 
 def load_dag() -> Any:
-    """The migration DAG object (dags/ is not a package on sys.path)."""
-    spec = importlib.util.spec_from_file_location(
-        "migrate_sqlite_to_postgres_under_test", REPO / "dags" / "migrate_sqlite_to_postgres.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
+    """The migration DAG object."""
+    return dags.load_dag("migrate_sqlite_to_postgres")
 
 
 def task_states(dag_run: Any) -> dict[str, tuple[str | None, int]]:
@@ -221,7 +212,7 @@ def task_states(dag_run: Any) -> dict[str, tuple[str | None, int]]:
 
 
 __all__ = [
-    "CLEAN_SAMPLE", "DEFECTS_SAMPLE", "MIGRATABLE", "REPO", "content_columns", "duplicate_keys", "failures",
+    "CLEAN_SAMPLE", "DEFECTS_SAMPLE", "MIGRATABLE", "content_columns", "duplicate_keys", "failures",
     "fingerprint", "fingerprints", "load", "load_dag", "make_sample", "ops_counts", "plant_tamper_trigger",
     "quarantine_labels", "source_counts",
     "source_region_expr", "source_time_expr", "table", "target_counts", "task_states", "validate",
