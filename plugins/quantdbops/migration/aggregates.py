@@ -58,7 +58,8 @@ def refresh_after_load(conn: psycopg.Connection, mode: DbMode, tables: Iterable[
         started = time.monotonic()
         conn.execute(statement, params or None)
         seconds = time.monotonic() - started
-        rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("public", view))).fetchone()[0]
+        rows = conn.execute(sql.SQL(read_sql("migration/count_aggregate_rows.sql")).format(
+            view=sql.Identifier("public", view))).fetchone()[0]
         kind = "continuous aggregate" if mode.timescaledb else "materialized view"
         out.append(AggregateRefresh(view, kind, how, round(seconds, 3), rows))
         say("%s (%s over %s): %s in %.1fs, %s rows", view, kind, source, how, seconds, f"{rows:,}")

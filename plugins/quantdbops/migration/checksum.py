@@ -22,6 +22,7 @@ from quantdbops.migration.source_plan import (
     copy_columns,
 )
 from quantdbops.registry import Column, Table
+from quantdbops.sqlfiles import read_sql
 
 # How the source side rendered and hashed its rows, kept with every checksum row: sums written by another
 # version (tab-separated text, md5) cannot be compared with today's target side, and validation says so.
@@ -105,29 +106,22 @@ def target_sums_sql(table: Table, *, by: str = "month") -> sql.Composable:
     """Per region and month (or day): rows and hash sum of the target, with filters %(regions)s etc."""
     day = _day_expr(table)
     bucket = sql.SQL("date_trunc('month', {})::date").format(day) if by == "month" else day
-    return sql.SQL(
-        "SELECT {region} AS region, {bucket} AS bucket, count(*) AS n, sum({h}) AS s FROM {t} WHERE {w} "
-        "GROUP BY 1, 2"
-    ).format(region=_region_expr(table), bucket=bucket, h=row_hash_sql(table),
-             t=sql.Identifier("public", table.name), w=target_slice_where(table))
-
-
-# A table's source checksum rows in the selected slices, with parameters %(table)s, %(regions)s, %(start)s
-# and %(end)s (NULL: open).
-_SOURCE_SLICE = ("FROM ops.migration_checksums WHERE table_name = %(table)s AND region = ANY(%(regions)s) "
-                 "AND (day >= %(start)s OR %(start)s IS NULL) AND (day <= %(end)s OR %(end)s IS NULL)")
+    return sql.SQL(read_sql("migration/sum_target_checksums.sql")).format(
+        region=_region_expr(table), bucket=bucket, row_hash=row_hash_sql(table),
+        table=sql.Identifier("public", table.name), slices=target_slice_where(table))
 
 
 def source_formats_sql() -> sql.Composable:
-    """Row formats of a table's source checksums in the selected slices (NULL: written before row_format)."""
-    return sql.SQL("SELECT DISTINCT row_format " + _SOURCE_SLICE)
+    """Row formats of a table's source checksums in the selected slices (NULL: written before row_format), with
+    parameters %(table)s, %(regions)s, %(start)s and %(end)s (NULL: open)."""
+    return sql.SQL(read_sql("migration/select_checksum_formats.sql"))
 
 
 def source_sums_sql(*, by: str = "month") -> sql.Composable:
+    """Per region and month (or day): rows and hash sum of the source checksums, with the parameters of
+    ``source_formats_sql``."""
     bucket = sql.SQL("date_trunc('month', day)::date") if by == "month" else sql.SQL("day")
-    return sql.SQL(
-        "SELECT region, {} AS bucket, sum(row_count) AS n, sum(checksum) AS s " + _SOURCE_SLICE + " GROUP BY 1, 2"
-    ).format(bucket)
+    return sql.SQL(read_sql("migration/sum_source_checksums.sql")).format(bucket=bucket)
 
 
 @dataclass(frozen=True)

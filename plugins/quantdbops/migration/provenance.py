@@ -17,6 +17,7 @@ import psycopg
 from psycopg import sql
 
 from quantdbops.registry import Table
+from quantdbops.sqlfiles import read_sql
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def target_of(pg: psycopg.Connection) -> str:
 
 
 def _ready(pg: psycopg.Connection) -> bool:
-    return pg.execute("SELECT to_regclass('ops.migration_sources') IS NOT NULL").fetchone()[0]
+    return pg.execute(read_sql("migration/select_sources_table_exists.sql")).fetchone()[0]
 
 
 def record_source(pg: psycopg.Connection, run_id: str, source: SourceFile, *, dry_run: bool, mode: str) -> bool:
@@ -71,12 +72,8 @@ def record_source(pg: psycopg.Connection, run_id: str, source: SourceFile, *, dr
     (a dry run before the first migration: nothing may be written)."""
     if not _ready(pg):
         return False
-    pg.execute(
-        "INSERT INTO ops.migration_sources (run_id, source, size_bytes, modified_at, sha256, dry_run, target, mode) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id) DO UPDATE SET source = EXCLUDED.source, "
-        "size_bytes = EXCLUDED.size_bytes, modified_at = EXCLUDED.modified_at, sha256 = EXCLUDED.sha256, "
-        "dry_run = EXCLUDED.dry_run, target = EXCLUDED.target, mode = EXCLUDED.mode, recorded_at = now()",
-        (run_id, source.name, source.size_bytes, source.modified_at, source.sha256, dry_run, target_of(pg), mode))
+    pg.execute(read_sql("migration/upsert_migration_source.sql"), (
+        run_id, source.name, source.size_bytes, source.modified_at, source.sha256, dry_run, target_of(pg), mode))
     return True
 
 
@@ -84,25 +81,21 @@ def previous_run(pg: psycopg.Connection, run_id: str) -> RecordedRun | None:
     """The latest run before ``run_id`` that wrote this database (dry runs write nothing: left out)."""
     if not _ready(pg):
         return None
-    row = pg.execute("SELECT run_id, source, sha256, recorded_at FROM ops.migration_sources WHERE NOT dry_run "
-                     "AND run_id <> %s ORDER BY recorded_at DESC LIMIT 1", (run_id,)).fetchone()
+    row = pg.execute(read_sql("migration/select_previous_run.sql"), (run_id,)).fetchone()
     return RecordedRun(*row) if row else None
 
 
 def runs(pg: psycopg.Connection, run_ids: list[str]) -> dict[str, RecordedRun]:
     if not run_ids or not _ready(pg):
         return {}
-    return {r[0]: RecordedRun(*r) for r in pg.execute(
-        "SELECT run_id, source, sha256, recorded_at FROM ops.migration_sources WHERE run_id = ANY(%s)", (run_ids,))}
+    return {r[0]: RecordedRun(*r) for r in pg.execute(read_sql("migration/select_recorded_runs.sql"), (run_ids,))}
 
 
 def record_merged_keys(pg: psycopg.Connection, table: Table, staged: sql.Identifier, run_id: str) -> None:
     """The run that wrote each key of a merged table's load (in the load's transaction)."""
     key = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in table.key)
-    pg.execute(sql.SQL(
-        "INSERT INTO ops.merged_keys (table_name, key, run_id) SELECT %s, ARRAY[{}], %s FROM {} "
-        "ON CONFLICT (table_name, key) DO UPDATE SET run_id = EXCLUDED.run_id, written_at = now()").format(
-        key, staged), (table.name, run_id))
+    pg.execute(sql.SQL(read_sql("migration/upsert_merged_keys.sql")).format(key=key, staged=staged),
+               (table.name, run_id))
 
 
 def writers(pg: psycopg.Connection, table: Table, keys: list[tuple[str, ...]]) -> dict[tuple[str, ...], str]:
@@ -110,6 +103,6 @@ def writers(pg: psycopg.Connection, table: Table, keys: list[tuple[str, ...]]) -
     wanted = set(keys)
     if not wanted:
         return {}
-    found = pg.execute("SELECT key, run_id FROM ops.merged_keys WHERE table_name = %s AND key[1] = ANY(%s)",
+    found = pg.execute(read_sql("migration/select_merged_key_writers.sql"),
                        (table.name, sorted({k[0] for k in wanted})))
     return {tuple(k): run_id for k, run_id in found if tuple(k) in wanted}

@@ -18,6 +18,7 @@ from psycopg import sql
 from quantdbops.migration.results import PruneResult
 from quantdbops.migration.source_queries import would_load_tickers
 from quantdbops.registry import ticker_references
+from quantdbops.sqlfiles import read_sql
 
 
 def prune_tickers(sconn: sqlite3.Connection, pg: psycopg.Connection, regions: list[str], *,
@@ -25,31 +26,27 @@ def prune_tickers(sconn: sqlite3.Connection, pg: psycopg.Connection, regions: li
     """Delete (not in a dry run) the target tickers of ``regions`` the source does not write and nothing
     references; ``pg`` autocommit (one transaction here)."""
     out = PruneResult(dry_run=dry_run)
-    if pg.execute("SELECT to_regclass('public.tickers')").fetchone()[0] is None:
+    if pg.execute(read_sql("migration/select_tickers_table.sql")).fetchone()[0] is None:
         return out  # a dry run before the first load: nothing to prune
     written = would_load_tickers(sconn)
     with pg.transaction(force_rollback=dry_run):
-        absent = [tuple(r) for r in pg.execute(
-            "SELECT ticker, region FROM public.tickers x WHERE region = ANY(%s) AND (ticker, region) NOT IN "
-            "(SELECT * FROM unnest(%s::text[], %s::text[])) ORDER BY 1, 2",
-            (regions, [w[0] for w in written], [w[1] for w in written]))]
+        absent = [tuple(r) for r in pg.execute(read_sql("migration/select_absent_tickers.sql"),
+                                               (regions, [w[0] for w in written], [w[1] for w in written]))]
         if not absent:
             return out
         tickers, their_regions = [a[0] for a in absent], [a[1] for a in absent]
         for ref in ticker_references():
-            if pg.execute("SELECT to_regclass(%s)", (f"public.{ref.table}",)).fetchone()[0] is None:
+            if pg.execute(read_sql("migration/select_regclass.sql"), (f"public.{ref.table}",)).fetchone()[0] is None:
                 continue
             match = sql.SQL("r.{} = a.ticker").format(sql.Identifier(ref.ticker_column))
             if ref.region_column:
                 match = sql.SQL("{} AND r.{} = a.region").format(match, sql.Identifier(ref.region_column))
-            for ticker, region in pg.execute(sql.SQL(
-                    "SELECT a.ticker, a.region FROM unnest(%s::text[], %s::text[]) AS a(ticker, region) "
-                    "WHERE EXISTS (SELECT 1 FROM {} r WHERE {})").format(sql.Identifier("public", ref.table), match),
-                    (tickers, their_regions)):
+            referenced = sql.SQL(read_sql("migration/select_referenced_tickers.sql")).format(
+                table=sql.Identifier("public", ref.table), match=match)
+            for ticker, region in pg.execute(referenced, (tickers, their_regions)):
                 out.kept.setdefault((ticker, region), []).append(ref.table)
         out.deleted = [a for a in absent if a not in out.kept]
         if out.deleted and not dry_run:
-            pg.execute("DELETE FROM public.tickers x USING unnest(%s::text[], %s::text[]) AS d(ticker, region) "
-                       "WHERE x.ticker = d.ticker AND x.region = d.region",
+            pg.execute(read_sql("migration/delete_tickers.sql"),
                        ([d[0] for d in out.deleted], [d[1] for d in out.deleted]))
     return out

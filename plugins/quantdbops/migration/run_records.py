@@ -18,6 +18,7 @@ from quantdbops.migration.results import TableLoadResult
 from quantdbops.migration.source import raw_rows
 from quantdbops.migration.source_plan import ALL_REGIONS, UNKNOWN_REGION, SliceFilter
 from quantdbops.registry import Table
+from quantdbops.sqlfiles import read_sql
 
 DRY_REJECTS = "_dry_run_rejects"
 
@@ -44,16 +45,15 @@ def write_records(pg: psycopg.Connection, sconn: sqlite3.Connection, table: Tabl
     """Rejects and checksums of the slices, replaced in the load's own transaction; a dry run writes its
     rejects into a temporary table of the same types (so PostgreSQL reads every raw row) and no checksums."""
     if dry_run:
-        pg.execute(sql.SQL("CREATE TEMP TABLE {} (run_id text, table_name text, region text, source_rowid bigint, "
-                           "reason text, detail text, raw_row jsonb, time_value text) ON COMMIT DROP")
-                   .format(sql.Identifier(DRY_REJECTS)))
+        pg.execute(sql.SQL(read_sql("migration/create_dry_rejects_table.sql")).format(
+            table=sql.Identifier(DRY_REJECTS)))
         rejects = sql.Identifier(DRY_REJECTS)
     else:
         slice_regions_all = sorted(set(regions) | set(result.stats) | {UNKNOWN_REGION})
         where, params = ops_slice_where(table, flt, slice_regions_all, "time_value")
-        pg.execute(sql.SQL("DELETE FROM ops.migration_rejects WHERE ") + where, params)
+        pg.execute(sql.SQL(read_sql("migration/delete_slice_rejects.sql")).format(slices=where), params)
         where, params = ops_slice_where(table, flt, slice_regions_all, "day")
-        pg.execute(sql.SQL("DELETE FROM ops.migration_checksums WHERE ") + where, params)
+        pg.execute(sql.SQL(read_sql("migration/delete_slice_checksums.sql")).format(slices=where), params)
         rejects = sql.Identifier("ops", "migration_rejects")
     if result.rejects:
         raw = raw_rows(sconn, table.source or table.name, [r[0] for r in result.rejects])
@@ -61,19 +61,15 @@ def write_records(pg: psycopg.Connection, sconn: sqlite3.Connection, table: Tabl
         if table.time_column:
             col = table.column(table.time_column)
             time_key = table.derived.get(col.name) or col.source_column
-        with pg.cursor() as cur, cur.copy(sql.SQL(
-            "COPY {} (run_id, table_name, region, source_rowid, reason, detail, raw_row, time_value) FROM STDIN"
-        ).format(rejects)) as copy:
+        copy_rejects = sql.SQL(read_sql("migration/copy_rejects.sql")).format(table=rejects)
+        with pg.cursor() as cur, cur.copy(copy_rejects) as copy:
             for rowid, region, reason, detail in result.rejects:
                 row = raw.get(rowid, {})
                 tv = row.get(time_key) if time_key else None
                 copy.write_row((run_id, table.name, region, rowid, reason, detail,
                                 json.dumps(row, default=str), tv if isinstance(tv, str) or tv is None else str(tv)))
     if result.rows and not dry_run:
-        with pg.cursor() as cur, cur.copy(
-            "COPY ops.migration_checksums (table_name, region, day, row_count, checksum, run_id, row_format) "
-            "FROM STDIN"
-        ) as copy:
+        with pg.cursor() as cur, cur.copy(read_sql("migration/copy_checksums.sql")) as copy:
             for (region, day), n in result.rows.items():
                 copy.write_row((table.name, region, day, n, result.sums[(region, day)], run_id, ROW_FORMAT))
 
@@ -84,13 +80,7 @@ def record_run(pg: psycopg.Connection, result: TableLoadResult, flt: SliceFilter
     with pg.transaction():
         for region, st in result.regions.items():
             pg.execute(
-                "INSERT INTO ops.migration_runs (run_id, table_name, region, status, source_rows, loaded_rows, "
-                "rejected_rows, rejects_by_reason, seconds, rows_per_sec, params, finished_at) "
-                "VALUES (%s, %s, %s, 'success', %s, %s, %s, %s, %s, %s, %s, now()) "
-                "ON CONFLICT (run_id, table_name, region) DO UPDATE SET status = EXCLUDED.status, "
-                "source_rows = EXCLUDED.source_rows, loaded_rows = EXCLUDED.loaded_rows, "
-                "rejected_rows = EXCLUDED.rejected_rows, rejects_by_reason = EXCLUDED.rejects_by_reason, "
-                "seconds = EXCLUDED.seconds, rows_per_sec = EXCLUDED.rows_per_sec, finished_at = now()",
+                read_sql("migration/upsert_migration_run.sql"),
                 (result.run_id, result.table, region, st.source_rows, st.loaded, st.rejected_rows,
                  json.dumps(dict(st.rejected)), round(result.seconds, 3), round(result.rows_per_sec), params),
             )

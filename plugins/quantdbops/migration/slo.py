@@ -74,15 +74,11 @@ def _status(p95: float, slo: Slo) -> str:
 
 def pick_subjects(pg: psycopg.Connection, regions: list[str]) -> dict[str, object] | None:
     """The ticker with the longest daily history in the migrated regions, and its region's top 50."""
-    row = pg.execute(
-        "SELECT ticker, region, max(date) FROM ohlcv_data WHERE region = ANY(%s) AND timeframe = 'D' "
-        "GROUP BY ticker, region ORDER BY count(*) DESC, ticker LIMIT 1", (regions,)).fetchone()
+    row = pg.execute(read_sql("migration/select_slo_ticker.sql"), (regions,)).fetchone()
     if not row:
         return None
     ticker, region, last = row
-    universe = [r[0] for r in pg.execute(
-        "SELECT ticker FROM ohlcv_data WHERE region = %s AND timeframe = 'D' AND date > %s::date - 30 "
-        "GROUP BY ticker ORDER BY ticker LIMIT 50", (region, last))]
+    universe = [r[0] for r in pg.execute(read_sql("migration/select_slo_universe.sql"), (region, last))]
     return {"ticker": ticker, "region": region, "last": last, "universe": universe}
 
 
@@ -120,9 +116,7 @@ def compression_check(pg: psycopg.Connection, mode: DbMode, s: dict, runs: int) 
     """TimescaleDB: the same 1-year read on compressed vs uncompressed chunks (where both exist)."""
     if not mode.timescaledb:
         return SloResult("compressed_vs_uncompressed", "plain PostgreSQL: no compression", 0, [], None, "skip")
-    rows = pg.execute(
-        "SELECT is_compressed, min(range_start)::date, max(range_end)::date FROM timescaledb_information.chunks "
-        "WHERE hypertable_name = 'ohlcv_data' GROUP BY is_compressed").fetchall()
+    rows = pg.execute(read_sql("migration/select_chunk_spans.sql")).fetchall()
     spans = {r[0]: (r[1], r[2]) for r in rows}
     if True not in spans or False not in spans:
         state = "no compressed chunks yet" if True not in spans else "every chunk is compressed"
@@ -161,9 +155,7 @@ def record(pg: psycopg.Connection, run_id: str, results: list[SloResult]) -> Non
     with pg.transaction():
         for r in results:
             pg.execute(
-                "INSERT INTO ops.benchmark_results (run_id, query_name, runs, mean_ms, median_ms, p95_ms, p99_ms, "
-                "min_ms, max_ms, target_ms, acceptable_ms, critical_ms, status, details) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                read_sql("migration/insert_benchmark_result.sql"),
                 (run_id, r.name, r.runs, r.stat("mean"), r.stat("median"), r.stat("p95"), r.stat("p99"),
                  r.stat("min"), r.stat("max"), r.slo.target_ms if r.slo else None,
                  r.slo.acceptable_ms if r.slo else None, r.slo.critical_ms if r.slo else None, r.status,

@@ -12,6 +12,7 @@ import psycopg
 from quantdbops.migration.producer import read_source
 from quantdbops.migration.source import source_file, source_key_is_unique
 from quantdbops.migration.source_plan import SliceFilter, TablePlan
+from quantdbops.sqlfiles import read_sql
 
 
 def known_tickers(sconn: sqlite3.Connection, pg: psycopg.Connection | None,
@@ -19,8 +20,8 @@ def known_tickers(sconn: sqlite3.Connection, pg: psycopg.Connection | None,
     """The (ticker, region) pairs a row may reference: the target's tickers; in a dry run (``from_source``),
     where nothing was written, the target's and those the tickers load would write."""
     target: list[tuple[str, str]] = []
-    if pg is not None and pg.execute("SELECT to_regclass('public.tickers')").fetchone()[0]:
-        target = [tuple(r) for r in pg.execute("SELECT ticker, region FROM public.tickers")]
+    if pg is not None and pg.execute(read_sql("migration/select_tickers_table.sql")).fetchone()[0]:
+        target = [tuple(r) for r in pg.execute(read_sql("migration/select_tickers.sql"))]
     if not from_source and pg is not None:
         return target
     return sorted(set(target) | set(would_load_tickers(sconn)))
@@ -33,7 +34,7 @@ def would_load_tickers(sconn: sqlite3.Connection) -> list[tuple[str, str]]:
     refused = {r[0] for r in read_source(source_file(sconn), TICKERS.name, SliceFilter(), None, None,
                                          find_duplicates(sconn, TablePlan(TICKERS), SliceFilter()),
                                          lambda _b: None).rejects}
-    rows = sconn.execute("SELECT rowid, ticker, region FROM main.tickers")
+    rows = sconn.execute(read_sql("migration/source/select_tickers.sql"))
     return [(ticker, region) for rowid, ticker, region in rows if rowid not in refused]
 
 

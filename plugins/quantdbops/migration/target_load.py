@@ -33,6 +33,7 @@ from quantdbops.migration.source_plan import COPY_OPTIONS, SliceFilter, TablePla
 from quantdbops.migration.source_queries import count_rows, find_duplicates, known_tickers, time_range
 from quantdbops.registry import LoadMode, Table
 from quantdbops.schema import partitions, render
+from quantdbops.sqlfiles import read_sql
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def _delete_slices(pg: psycopg.Connection, table: Table, flt: SliceFilter) -> st
     whole = (flt.regions is None or not table.has_region or set(flt.regions) >= set(REGIONS)) \
         and not (flt.start_date or flt.end_date)
     if whole:
-        pg.execute(sql.SQL("TRUNCATE {}").format(ident))
+        pg.execute(sql.SQL(read_sql("migration/truncate_table.sql")).format(table=ident))
         return "truncated"
     conds, params = [], []
     if table.has_region and flt.regions is not None:
@@ -64,12 +65,10 @@ def _delete_slices(pg: psycopg.Connection, table: Table, flt: SliceFilter) -> st
 
 def drop_secondary_indexes(pg: psycopg.Connection, table: Table) -> list[tuple[str, str]]:
     """Drop the table's indexes other than its primary/unique keys; returns (name, definition) of each."""
-    dropped = [(r[0], r[1]) for r in pg.execute(
-        "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
-        "WHERE x.indrelid = %s::regclass AND NOT x.indisprimary AND NOT x.indisunique ORDER BY 1",
-        (f"public.{table.name}",))]
+    dropped = [(r[0], r[1]) for r in pg.execute(read_sql("migration/select_secondary_indexes.sql"),
+                                                (f"public.{table.name}",))]
     for name, _ in dropped:
-        pg.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier("public", name)))
+        pg.execute(sql.SQL(read_sql("migration/drop_index.sql")).format(index=sql.Identifier("public", name)))
     return dropped
 
 
@@ -123,7 +122,7 @@ def load_table(
             + ("(dry run: into temporary tables, rolled back)" if dry_run else f"into {mode.name} mode"))
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in plan.query(flt).columns)
         with pg.transaction(force_rollback=dry_run):
-            pg.execute("SET LOCAL maintenance_work_mem = '256MB'")
+            pg.execute(read_sql("migration/set_load_work_mem.sql"))
             deferred: list[tuple[str, str]] = []
             with pg.cursor() as cur:
                 if dry_run:
@@ -136,8 +135,8 @@ def load_table(
                         if made:
                             say(f"{table.name}: created {len(made)} partitions ({made[0]} .. {made[-1]})")
                     if table.load_mode is LoadMode.MERGE:
-                        cur.execute(sql.SQL("CREATE TEMP TABLE _stage (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP")
-                                    .format(sql.Identifier("public", table.name)))
+                        cur.execute(sql.SQL(read_sql("migration/create_stage_table.sql")).format(
+                            table=sql.Identifier("public", table.name)))
                         target = sql.Identifier("_stage")
                     else:
                         action = _delete_slices(pg, table, flt)
@@ -147,7 +146,9 @@ def load_table(
                             # is much cheaper than updating them row by row (the key stays, it checks the rows).
                             deferred = drop_secondary_indexes(pg, table)
                         target = sql.Identifier("public", table.name)
-                with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN " + COPY_OPTIONS).format(target, cols)) as copy:
+                copy_rows = sql.SQL(read_sql("migration/copy_rows.sql")).format(
+                    target=target, columns=cols, options=sql.SQL(COPY_OPTIONS))
+                with cur.copy(copy_rows) as copy:
                     result = stream(sconn, path, table, flt, known, dups, total, copy.write, say, workers,
                                      progress_seconds, parallel_min_rows)
                 if deferred:
@@ -172,6 +173,6 @@ def _merge(cur: psycopg.Cursor, table: Table, columns: tuple[str, ...]) -> None:
     updates = sql.SQL(", ").join(
         sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
         for c in columns if c not in table.key)
-    cur.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM _stage ON CONFLICT ({}) DO UPDATE SET {}").format(
-        sql.Identifier("public", table.name), cols, cols,
-        sql.SQL(", ").join(sql.Identifier(c) for c in table.key), updates))
+    cur.execute(sql.SQL(read_sql("migration/merge_stage_rows.sql")).format(
+        table=sql.Identifier("public", table.name), columns=cols,
+        key=sql.SQL(", ").join(sql.Identifier(c) for c in table.key), updates=updates))

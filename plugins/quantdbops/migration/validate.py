@@ -32,6 +32,7 @@ from quantdbops.migration.source_plan import (
 )
 from quantdbops.migration.source_queries import find_duplicates, known_tickers
 from quantdbops.registry import AGGREGATES, TABLES, Column, LoadMode, RegionRule, Table
+from quantdbops.sqlfiles import read_sql
 
 SAMPLE_ROWS = 25
 DRILL_DAYS = 3
@@ -87,12 +88,10 @@ class Validator:
             f"{where} GROUP BY 1", params).fetchall())
         where_t, p = self._target_where(table)
         region_t = sql.Identifier("region") if table.has_region else sql.Literal(ALL_REGIONS)
-        target = dict(self.pg.execute(sql.SQL("SELECT {}, count(*) FROM {} WHERE {} GROUP BY 1").format(
-            region_t, sql.Identifier("public", table.name), where_t), p).fetchall())
-        rejected = dict(self.pg.execute(
-            "SELECT region, count(*) FROM ops.migration_rejects WHERE table_name = %(table)s "
-            "AND (time_value >= %(start_s)s OR %(start_s)s IS NULL) AND (time_value < %(end_s)s OR %(end_s)s IS NULL) "
-            "GROUP BY 1", {**p, **self._text_range(table)}).fetchall())
+        target = dict(self.pg.execute(sql.SQL(read_sql("migration/count_target_rows_by_region.sql")).format(
+            region=region_t, table=sql.Identifier("public", table.name), slices=where_t), p).fetchall())
+        rejected = dict(self.pg.execute(read_sql("migration/count_rejects_by_region.sql"),
+                                        {**p, **self._text_range(table)}).fetchall())
         out = []
         for reg in sorted(set(source) | set(target) | set(rejected)):
             if table.has_region and self.flt.regions is not None and reg not in self.flt.regions \
@@ -113,13 +112,8 @@ class Validator:
         that did not load the slice is a stray one."""
         rejects = [{"run_id": r[0], "rows": r[1], "first": r[2].astimezone(UTC).isoformat(timespec="seconds"),
                     "last": r[3].astimezone(UTC).isoformat(timespec="seconds")} for r in self.pg.execute(
-            "SELECT run_id, count(*), min(rejected_at), max(rejected_at) FROM ops.migration_rejects "
-            "WHERE table_name = %(table)s AND region = %(region)s AND (time_value >= %(start_s)s OR %(start_s)s IS "
-            "NULL) AND (time_value < %(end_s)s OR %(end_s)s IS NULL) GROUP BY 1 ORDER BY 3", {**p, "region": region})]
-        loaded = [r[0] for r in self.pg.execute(
-            "SELECT DISTINCT run_id FROM ops.migration_checksums WHERE table_name = %(table)s AND region = %(region)s "
-            "AND (day >= %(start)s OR %(start)s IS NULL) AND (day <= %(end)s OR %(end)s IS NULL)",
-            {**p, "region": region})]
+            read_sql("migration/select_rejects_by_run.sql"), {**p, "region": region})]
+        loaded = [r[0] for r in self.pg.execute(read_sql("migration/select_loading_runs.sql"), {**p, "region": region})]
         return {"rejects_by_run": rejects, "loaded_by_runs": sorted(loaded)}
 
     def _text_range(self, table: Table) -> dict[str, object]:
@@ -136,13 +130,10 @@ class Validator:
         where, p = self._target_where(table)
         region_t = sql.Identifier("region") if table.has_region else sql.Literal(ALL_REGIONS)
         tc = sql.Identifier(table.time_column)
-        target = {r[0]: r[1:] for r in self.pg.execute(sql.SQL(
-            "SELECT {}, min({}::date), max({}::date), count(DISTINCT {}::date) FROM {} WHERE {} GROUP BY 1").format(
-            region_t, tc, tc, tc, sql.Identifier("public", table.name), where), p)}
-        loaded = {r[0]: r[1:] for r in self.pg.execute(
-            "SELECT region, min(day), max(day), count(DISTINCT day) FROM ops.migration_checksums "
-            "WHERE table_name = %(table)s AND region = ANY(%(regions)s) "
-            "AND (day >= %(start)s OR %(start)s IS NULL) AND (day <= %(end)s OR %(end)s IS NULL) GROUP BY 1", p)}
+        coverage = sql.SQL(read_sql("migration/select_target_date_coverage.sql")).format(
+            region=region_t, time=tc, table=sql.Identifier("public", table.name), slices=where)
+        target = {r[0]: r[1:] for r in self.pg.execute(coverage, p)}
+        loaded = {r[0]: r[1:] for r in self.pg.execute(read_sql("migration/select_loaded_date_coverage.sql"), p)}
         out = []
         for reg in sorted(set(target) | set(loaded)):
             t, s = target.get(reg), loaded.get(reg)
@@ -200,16 +191,13 @@ class Validator:
         partitioned = {t.name for t in TABLES if t.partitioned}
         compressed = {t.name for t in TABLES if t.compression}
         if self.mode.timescaledb:
-            rows = dict(self.pg.execute(
-                "SELECT hypertable_name, compression_enabled FROM timescaledb_information.hypertables"))
-            caggs = {r[0] for r in self.pg.execute(
-                "SELECT view_name FROM timescaledb_information.continuous_aggregates")}
+            rows = dict(self.pg.execute(read_sql("migration/select_hypertables.sql")))
+            caggs = {r[0] for r in self.pg.execute(read_sql("migration/select_continuous_aggregates.sql"))}
             got = {"hypertables": set(rows), "compression": {n for n, on in rows.items() if on},
                    "continuous aggregates": caggs}
             want = {"hypertables": partitioned, "compression": compressed, "continuous aggregates": set(AGGREGATES)}
         else:
-            kinds = dict(self.pg.execute(
-                "SELECT relname, relkind FROM pg_class WHERE relnamespace = 'public'::regnamespace"))
+            kinds = dict(self.pg.execute(read_sql("migration/select_public_relations.sql")))
             got = {"partitioned tables": {n for n, k in kinds.items() if k == "p"},
                    "materialized views": {n for n, k in kinds.items() if k == "m"}}
             want = {"partitioned tables": partitioned, "materialized views": set(AGGREGATES)}
@@ -224,14 +212,9 @@ class Validator:
 
     # --- 7. indexes ---------------------------------------------------------------------------------
     def indexes(self) -> list[CheckResult]:
-        present = {r[0] for r in self.pg.execute(
-            "SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")}
+        present = {r[0] for r in self.pg.execute(read_sql("migration/select_public_indexes.sql"))}
         # Every index must be valid, and a partitioned table's index must exist on each partition.
-        broken = {r[0]: r[1] for r in self.pg.execute(
-            "SELECT t.relname, count(*) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
-            "JOIN pg_class t ON t.oid = x.indrelid WHERE t.relnamespace = 'public'::regnamespace AND ("
-            "NOT x.indisvalid OR (t.relkind = 'p' AND (SELECT count(*) FROM pg_inherits h WHERE h.inhparent = i.oid)"
-            " < (SELECT count(*) FROM pg_inherits h WHERE h.inhparent = t.oid))) GROUP BY 1")}
+        broken = {r[0]: r[1] for r in self.pg.execute(read_sql("migration/count_broken_indexes.sql"))}
         out = []
         for table in self.tables:
             want = {ix.name for ix in table.indexes} | {f"{table.name}_pkey"}
@@ -251,9 +234,8 @@ class Validator:
             return [CheckResult("sample_rows", "skip", table.name, None, expected="rows", actual="empty source")]
         step = max(1, (hi - lo) // (SAMPLE_ROWS * 2))
         wanted = list(range(lo, hi + 1, step))[: SAMPLE_ROWS * 2]
-        rejected = {r[0] for r in self.pg.execute(
-            "SELECT source_rowid FROM ops.migration_rejects WHERE table_name = %s AND source_rowid = ANY(%s)",
-            (table.name, wanted))}
+        rejected = {r[0] for r in self.pg.execute(read_sql("migration/select_rejected_rowids.sql"),
+                                                  (table.name, wanted))}
         marks = ",".join("?" * len(wanted))
         cur = self.s.execute(f'SELECT rowid, * FROM main."{table.source}" WHERE rowid IN ({marks})', wanted)
         names = [d[0] for d in cur.description][1:]
@@ -470,10 +452,7 @@ def _convert(col: Column, v: object) -> object:
 
 
 def record_results(pg: psycopg.Connection, run_id: str, results: list[CheckResult]) -> None:
-    with pg.transaction(), pg.cursor() as cur, cur.copy(
-        "COPY ops.validation_results (run_id, check_name, table_name, region, status, expected, actual, details) "
-        "FROM STDIN"
-    ) as copy:
+    with pg.transaction(), pg.cursor() as cur, cur.copy(read_sql("migration/copy_validation_results.sql")) as copy:
         for r in results:
             copy.write_row((run_id, r.check, r.table, r.region, r.status, r.expected, r.actual,
                             json.dumps(r.details, default=str)))

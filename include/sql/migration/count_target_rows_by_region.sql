@@ -1,0 +1,1 @@
+SELECT {region}, count(*) FROM {table} WHERE {slices} GROUP BY 1

@@ -1,0 +1,1 @@
+DELETE FROM ops.migration_checksums WHERE {slices}

@@ -1,0 +1,1 @@
+INSERT INTO {table} ({columns}) SELECT {columns} FROM _stage ON CONFLICT ({key}) DO UPDATE SET {updates}

@@ -1,0 +1,1 @@
+SELECT view_name FROM timescaledb_information.continuous_aggregates

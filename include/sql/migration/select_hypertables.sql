@@ -1,0 +1,1 @@
+SELECT hypertable_name, compression_enabled FROM timescaledb_information.hypertables

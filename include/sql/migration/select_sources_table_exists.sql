@@ -1,0 +1,1 @@
+SELECT to_regclass('ops.migration_sources') IS NOT NULL

@@ -1,0 +1,1 @@
+SELECT ticker, region FROM public.tickers

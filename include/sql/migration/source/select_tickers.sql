@@ -1,0 +1,1 @@
+SELECT rowid, ticker, region FROM main.tickers
