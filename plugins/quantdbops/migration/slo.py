@@ -1,6 +1,6 @@
-"""The seeds' query SLO suite, run against the migrated data after validation.
+"""The platform's query SLO suite, run against the migrated data after validation.
 
-Targets / acceptable / critical thresholds in milliseconds come from the Phase 4 report (single ticker
+Targets, acceptable and critical thresholds in milliseconds are the platform team's (single ticker
 over 250 days, 1 year, 10 years; a 5-year backtest read of 50 tickers). Status goes by the p95:
 ``target`` or ``acceptable`` pass, ``warn`` (past acceptable) is logged, ``critical`` fails the task.
 """

@@ -1,4 +1,5 @@
-"""Post-migration validation: the seeds' eight checks, then a full-content comparison.
+"""Post-migration validation: row counts, date coverage, rules, NULLs, references, database features,
+indexes and sample rows, then a full-content comparison.
 
 Every check returns ``CheckResult`` rows (one per table/region where that makes sense); they all go to
 ``ops.validation_results`` and into one table in the task log. Any ``fail`` fails the task without
