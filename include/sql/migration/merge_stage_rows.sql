@@ -1,1 +1,5 @@
-INSERT INTO {table} ({columns}) SELECT {columns} FROM _stage ON CONFLICT ({key}) DO UPDATE SET {updates}
+INSERT INTO {table} ({columns})
+SELECT {columns}
+FROM _stage
+ON CONFLICT ({key})
+DO UPDATE SET {updates}

@@ -1,1 +1,6 @@
-SELECT DISTINCT row_format FROM ops.migration_checksums WHERE table_name = %(table)s AND region = ANY(%(regions)s) AND (day >= %(start)s OR %(start)s IS NULL) AND (day <= %(end)s OR %(end)s IS NULL)
+SELECT DISTINCT row_format
+FROM ops.migration_checksums
+WHERE table_name = %(table)s
+  AND region = ANY(%(regions)s)
+  AND (day >= %(start)s OR %(start)s IS NULL)
+  AND (day <= %(end)s OR %(end)s IS NULL)

@@ -1,1 +1,4 @@
-SELECT {region}, min({time}::date), max({time}::date), count(DISTINCT {time}::date) FROM {table} WHERE {slices} GROUP BY 1
+SELECT {region}, min({time}::date), max({time}::date), count(DISTINCT {time}::date)
+FROM {table}
+WHERE {slices}
+GROUP BY 1
