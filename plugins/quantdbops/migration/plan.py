@@ -344,11 +344,12 @@ class TablePlan:
     def _finite_condition(self) -> str | None:
         """True when the row's numeric values add up to a finite number: then none is an infinity (NULLs count
         as 0; SQLite stores no NaN). One sum per row instead of a look at every value; a row it flags (an
-        infinity, or finite values whose sum overflows) has its values looked at by the producer."""
+        infinity, or finite values whose sum overflows) has its values looked at by the producer. The sum times
+        0 is 0 when it is finite; an infinite one gives NaN, which SQLite makes NULL (cheaper than abs())."""
         cols = [c for c in self.copy_columns if c.kind == "numeric"]
         if not cols:
             return None
-        return "abs(" + " + ".join(f"ifnull({_ident('m_' + c.name)}, 0)" for c in cols) + ") < 9e999"
+        return "(" + " + ".join(f"ifnull({_ident('m_' + c.name)}, 0)" for c in cols) + ") * 0 = 0"
 
     # The orphan conditions use join columns; they are carried out of the inner query by name.
     def _orphan_inner_columns(self) -> list[str]:
