@@ -506,7 +506,7 @@ def benchmark(args: argparse.Namespace, source: Path, source_rows: int, shape: s
         out = results_path(args.target, shape)
         report.write_json(out, report.as_json(header, legs, validation))
         say(f"\nFigures written to {out}")
-        return ShapeRun(shape or source.name, str(source), legs)
+        return ShapeRun(shape or source.name, str(source), legs, workers, other_workers(workers))
     finally:
         cluster.stop()
         if not args.keep:
@@ -538,6 +538,10 @@ def print_shapes(args: argparse.Namespace, runs: list[ShapeRun]) -> None:
     say(f"\nEvery shape ({args.target} target, median of {args.repeat} runs per method; each shape's methods "
         "ran interleaved on a fresh cluster):")
     say(shape_report.summary_table(runs))
+    busy = [run.shape for run in runs if (run.others() or 0.0) > report.BUSY_CORES]
+    if busy:
+        say(f"WARNING: other processes kept the machine busy while {', '.join(busy)} ran ('others' cores'): "
+            "those ratios are noisy; compare shapes measured on a quiet machine")
     say(shape_report.furthest_line(runs))
     out = BENCH_DIR / f"load-results-{args.target}-shapes.json"
     report.write_json(out, {"target": args.target, "repeat": args.repeat, "shapes": shape_report.as_json(runs)})

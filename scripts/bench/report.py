@@ -136,7 +136,7 @@ def goal_lines(legs: dict[str, Leg], validation: Validation) -> list[str]:
             missing = legs[OURS] if legs[OURS].rate is None else legs[key]
             out.append(f"{name} = n/a (goal >= {shown}): {missing.label}: {_leg_why(missing)}")
         else:
-            figure = f"{value:.1f}x" if key == PGLOADER else f"{value:.2f}"
+            figure = f"{value:.2f}x" if key == PGLOADER else f"{value:.2f}"
             out.append(f"{name} = {figure} (goal >= {shown}): {_verdict(value >= goal)}")
     load, check = legs[OURS].median, validation.median
     if load and check:

@@ -23,6 +23,8 @@ class ShapeRun:
     shape: str
     source: str
     legs: dict[str, Leg]
+    workers: int = 1  # our default producer count, and the count it is compared with
+    other_workers: int = 2
 
     def ratio(self, key: str) -> float | None:
         return ratio(self.legs, key)
@@ -34,6 +36,11 @@ class ShapeRun:
             return None
         return min(p / goal for p, (_, _, goal) in zip(parts, SHAPE_GOALS, strict=True))  # type: ignore[operator]
 
+    def others(self) -> float | None:
+        """Mean cores other processes kept busy during this shape's timed runs (noise when above ~0.25)."""
+        values = [c for leg in self.legs.values() for c in leg.other_cores]
+        return sum(values) / len(values) if values else None
+
     def bound_by(self) -> str:
         """The side of our load that used more CPU per row: with one producer and the server on the other core,
         that side's CPU time is about the wall time."""
@@ -42,6 +49,10 @@ class ShapeRun:
         if client is None or server is None:
             return "?"
         return "producer" if client > server else "server"
+
+
+def _producers(n: int) -> str:
+    return f"{n} producer" + ("s" if n > 1 else "")
 
 
 def _s(leg: Leg) -> str:
@@ -57,22 +68,25 @@ def _goal_cell(run: ShapeRun, key: str, goal: float) -> str:
     value = run.ratio(key)
     if value is None:
         return "n/a"
-    shown = f"{value:.1f}x" if key == PGLOADER else f"{value:.2f}"
+    shown = f"{value:.2f}x" if key == PGLOADER else f"{value:.2f}"
     return f"{shown} {'PASS' if value >= goal else 'SHORT'}"
 
 
 def summary_table(runs: list[ShapeRun]) -> str:
     """Shape, seconds of each method, the two ratios with their verdicts, CPU-s per 1M rows, the bound."""
-    headers = ("shape", "ours s", "2nd producers s", "pgloader s", "raw COPY s",
-               *(f"{name} (>= {goal:g}{'x' if key == PGLOADER else ''})" for name, key, goal in SHAPE_GOALS),
-               "ours producer CPU-s/1M", "ours server CPU-s/1M", "raw COPY server CPU-s/1M", "bound by")
+    first = runs[0]
+    headers = ("shape", f"ours s ({_producers(first.workers)})", f"{_producers(first.other_workers)} s",
+               "pgloader s", "raw COPY s",
+               *(f"{name.replace(' / ', '/')} (>= {goal:g}{'x' if key == PGLOADER else ''})"
+                 for name, key, goal in SHAPE_GOALS),
+               "ours CPU-s/1M: producer", "server", "raw COPY server CPU-s/1M", "bound by", "others' cores")
     rows = []
     for run in runs:
         legs = run.legs
         rows.append((run.shape, _s(legs[OURS]), _s(legs[OURS_OTHER_WORKERS]), _s(legs[PGLOADER]),
                      _s(legs[RAW_COPY]), *(_goal_cell(run, key, goal) for _, key, goal in SHAPE_GOALS),
                      _cpu(legs[OURS], "client"), _cpu(legs[OURS], "server"), _cpu(legs[RAW_COPY], "server"),
-                     run.bound_by()))
+                     run.bound_by(), "-" if run.others() is None else f"{run.others():.1f}"))
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
 
     def line(cells: tuple[str, ...]) -> str:
@@ -107,7 +121,7 @@ def as_json(runs: list[ShapeRun]) -> list[dict[str, object]]:
             "cpu_seconds_per_million_rows": {
                 k: {"client": _round(leg.cpu_per_million("client")), "server": _round(leg.cpu_per_million("server"))}
                 for k, leg in legs.items()},
-            "bound_by": run.bound_by(),
+            "bound_by": run.bound_by(), "other_processes_cores": _round(run.others()),
         })
     return out
 
