@@ -122,12 +122,13 @@ screenshots: system-deps browser-deps venv
 	QUANTDBOPS_SCREENSHOT_DIR=docs $(PY) -m pytest tests/e2e -q -k "grid or task_log_page"
 
 # Each benchmark starts its own PostgreSQL (and S3 endpoint) under .local/bench and prints ratios against a
-# baseline measured in the same run; the quality one needs ~10M OHLCV rows (generated once, then reused).
+# baseline measured in the same run; the quality one needs ~10M OHLCV rows (generated once, then reused). The
+# pk-only load runs on each data shape of the same 1M rows (data/bench_1m*.db, generated once; ~3 min a shape).
 bench: system-deps venv
 	@command -v pgloader >/dev/null || { [ "$$(id -u)" -eq 0 ] && apt-get update -qq && apt-get install -y -qq pgloader >/dev/null; } || \
 	  echo "pgloader is not installed (apt-get install pgloader): the load benchmark skips its leg"
 	$(PY) scripts/bench_load.py
-	$(PY) scripts/bench_load.py --target pk-only
+	$(PY) scripts/bench_load.py --target pk-only --shape all --repeat 3
 	$(PY) scripts/bench_backup.py
 	$(PY) scripts/bench_quality.py
 

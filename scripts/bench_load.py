@@ -3,6 +3,7 @@
     python scripts/bench_load.py                  # data/bench_1m.db (generated if missing), 3 runs each
     python scripts/bench_load.py --repeat 5 --plain
     python scripts/bench_load.py --target pk-only  # the issue's reference table: its primary key only
+    python scripts/bench_load.py --target pk-only --shape all   # every data shape, one after the other
 
 The methods, each into the project's ``ohlcv_data`` (primary key, checks, the seeds' 3 secondary indexes;
 a hypertable, or monthly range partitions created beforehand in plain mode), emptied before every run:
@@ -16,6 +17,12 @@ With ``--target pk-only`` the same legs load a plain table with the same columns
 and nothing else (no CHECKs, no secondary indexes, no hypertable or partitions): the conditions the issue's
 reference rates were measured in. Validation is skipped there (it checks the schema's indexes and features).
 
+With ``--shape`` the same is done for each named data shape of the generator (``scripts/sample/shapes.py``:
+the same 1,008,000 rows with every timestamp distinct, every REAL at full precision, SQLite's CURRENT_TIMESTAMP
+text...), each from its own file (data/bench_1m-<shape>.db, generated if missing; the sample shape's is
+data/bench_1m.db) on a fresh cluster, and a closing table puts the shapes side by side with their ratios
+against the goals and the CPU seconds per 1M rows of our producer side and of the server.
+
 After each of our loads the migration's validation (``Validator.run`` for tickers + ohlcv_data) is timed.
 The runs interleave the methods; each method's median is reported. A throw-away, durable (fsync on)
 PostgreSQL 15 cluster is started under .local/bench/pg-load and stopped at the end; results also go to
@@ -25,6 +32,7 @@ PostgreSQL 15 cluster is started under .local/bench/pg-load and stopped at the e
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -42,7 +50,9 @@ sys.path[:0] = [str(REPO / "plugins"), str(REPO / "scripts")]
 import psycopg  # noqa: E402
 
 from bench import cpu, pgloader_leg, rawcopy, report  # noqa: E402
+from bench import shapes as shape_report  # noqa: E402
 from bench.report import OURS, PGLOADER, RAW_COPY, RAW_COPY_INDEXES_AFTER, Leg, Validation  # noqa: E402
+from bench.shapes import OURS_OTHER_WORKERS, ShapeRun  # noqa: E402
 from pgcluster import Cluster, free_port, timescaledb_available  # noqa: E402
 from quantdbops.io.pg import DbMode, connect  # noqa: E402
 from quantdbops.migration.producer_pool import default_workers  # noqa: E402
@@ -53,14 +63,15 @@ from quantdbops.migration.validate import Validator  # noqa: E402
 from quantdbops.registry import OHLCV_DATA, TICKERS  # noqa: E402
 from quantdbops.schema.apply import apply_schema  # noqa: E402
 from quantdbops.schema.partitions import ensure_partitions  # noqa: E402
+from sample.shapes import SHAPES  # noqa: E402
 
 DB = "quant_platform"
 BENCH_DIR = REPO / ".local" / "bench"
 DEFAULT_SOURCE = REPO / "data" / "bench_1m.db"
 SAMPLE_SIZE = {"tickers_per_region": 400, "days": 420}  # 1,008,000 OHLCV rows
 MIN_ROWS = 1_000_000
-OURS_OTHER_WORKERS = "ours_other_workers"
 SCHEMA_TARGET, PK_ONLY_TARGET = "schema", "pk-only"
+SAMPLE_SHAPE = "sample"
 
 
 def say(text: str = "") -> None:
@@ -70,7 +81,7 @@ def say(text: str = "") -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--source", type=Path, default=DEFAULT_SOURCE,
+    ap.add_argument("--source", type=Path,
                     help=f"SQLite source (default {DEFAULT_SOURCE.relative_to(REPO)}, generated if missing)")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each method; the median is reported")
     ap.add_argument("--plain", action="store_true", help="plain PostgreSQL even where TimescaleDB is installed")
@@ -78,22 +89,50 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--keep", action="store_true", help="keep the stopped cluster and the rendered files")
     ap.add_argument("--target", choices=(SCHEMA_TARGET, PK_ONLY_TARGET), default=SCHEMA_TARGET,
                     help="the project's ohlcv_data (default) or a plain table with its primary key only")
+    ap.add_argument("--shape", nargs="+", choices=(*SHAPES, "all"), metavar="SHAPE",
+                    help=f"data shapes to run one after the other ({', '.join(SHAPES)}, or all), each from its "
+                         "own generated file; with --source, the one shape that file holds (a label)")
     args = ap.parse_args(argv)
     if args.repeat < 1:
         ap.error("--repeat must be >= 1")
+    args.shapes = list(SHAPES) if args.shape and "all" in args.shape else list(dict.fromkeys(args.shape or ()))
+    if args.source is not None and len(args.shapes) > 1:
+        ap.error("--source names one file: give at most one --shape with it")
     return args
 
 
+def shape_source(shape: str) -> Path:
+    """The generated 1M-row file of a shape: data/bench_1m.db for the sample, data/bench_1m-<shape>.db else."""
+    return DEFAULT_SOURCE if shape == SAMPLE_SHAPE else DEFAULT_SOURCE.with_name(f"bench_1m-{shape}.db")
+
+
 # --- set-up (untimed) -------------------------------------------------------------------------------
-def ensure_sample(path: Path) -> int:
-    """The source's OHLCV row count; the 1M-row sample is generated first when the file is missing."""
-    if not path.exists():
+def _manifest_path(path: Path) -> Path:
+    return path.with_name(path.name + ".manifest.json")
+
+
+def _generated_as(path: Path, shape: str) -> bool:
+    """The file is there and its manifest says it was generated in this shape and size."""
+    try:
+        manifest = json.loads(_manifest_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    wanted = {"shape": shape, "defects": False, **SAMPLE_SIZE}
+    return path.exists() and all(manifest.get(k) == v for k, v in wanted.items())
+
+
+def ensure_sample(path: Path, shape: str | None = None) -> int:
+    """The source's OHLCV row count. With ``shape``, the shape's 1M-row file is generated first unless its
+    manifest says it is that shape already; without, only when the file is missing (a file of one's own)."""
+    if (not path.exists()) if shape is None else not _generated_as(path, shape):
         from sample import generate
 
-        say(f"Generating {path} ({SAMPLE_SIZE['tickers_per_region']} tickers per region x "
+        shape = shape or SAMPLE_SHAPE
+        say(f"Generating {path} ({shape} shape, {SAMPLE_SIZE['tickers_per_region']} tickers per region x "
             f"{SAMPLE_SIZE['days']} days, ~15 s)...")
         path.parent.mkdir(parents=True, exist_ok=True)
-        generate(path, **SAMPLE_SIZE)
+        manifest = generate(path, **SAMPLE_SIZE, shape=shape)
+        _manifest_path(path).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     sconn = open_source(path)
     try:
         rows = sconn.execute("SELECT count(*) FROM ohlcv_data").fetchone()[0]
@@ -298,13 +337,15 @@ class Runner:
         after = cpu.sample(self.postmaster)
         others = cpu.other_cores(before, after, time.perf_counter() - started)
         leg.seconds.append(seconds)
-        leg.cpu_seconds.append(after.own - before.own)
+        leg.client_cpu.append(after.client - before.client)
+        leg.server_cpu.append(after.server - before.server)
         leg.rows = rows
         if others is not None:
             leg.other_cores.append(others)
             self.other_cores.append(others)
         say(f"  [{rep}/{self.repeat}] {leg.label:<44} {seconds:8.2f} s  {rows / seconds:>10,.0f} rows/s  "
-            f"CPU {after.own - before.own:6.1f} s" + ("" if others is None else f", others {others:.1f} cores"))
+            f"CPU {after.client - before.client:5.1f} + {after.server - before.server:4.1f} s (client + server)"
+            + ("" if others is None else f", others {others:.1f} cores"))
         return True
 
 
@@ -430,7 +471,12 @@ def code_stamp() -> float:
     return max(p.stat().st_mtime for p in (REPO / "plugins" / "quantdbops").rglob("*.py"))
 
 
-def benchmark(args: argparse.Namespace, source: Path, source_rows: int) -> int:
+def results_path(target: str, shape: str | None) -> Path:
+    name = "load-results" + ("" if target == SCHEMA_TARGET else f"-{target}") + (f"-{shape}" if shape else "")
+    return BENCH_DIR / f"{name}.json"
+
+
+def benchmark(args: argparse.Namespace, source: Path, source_rows: int, shape: str | None = None) -> ShapeRun:
     """Start the cluster, prepare every leg's input untimed, run the legs interleaved, print, stop."""
     pgloader_exe = pgloader_leg.find_pgloader()
     if pgloader_exe is None:
@@ -450,7 +496,7 @@ def benchmark(args: argparse.Namespace, source: Path, source_rows: int) -> int:
         header = {
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "table": OHLCV_DATA.name, "target": args.target, "rows": source_rows, "source": str(source),
-            "repeat": args.repeat,
+            "shape": shape, "repeat": args.repeat,
             "mode": mode.name, "machine": machine_info(), "versions": versions(dsn, mode, pgloader_exe),
             "default_workers": workers, "tickers_load_seconds": round(tickers_seconds, 3),
             "pgloader_cast_rule": pgloader_leg.CAST_RULE if pgloader_exe else None,
@@ -458,10 +504,10 @@ def benchmark(args: argparse.Namespace, source: Path, source_rows: int) -> int:
             "code_changed_during_run": code_stamp() != stamp,
         }
         print_results(header, legs, validation)
-        out = BENCH_DIR / ("load-results.json" if args.target == SCHEMA_TARGET else f"load-results-{args.target}.json")
+        out = results_path(args.target, shape)
         report.write_json(out, report.as_json(header, legs, validation))
         say(f"\nFigures written to {out}")
-        return 0 if legs[OURS].status == "ok" else 1
+        return ShapeRun(shape or source.name, str(source), legs, workers, other_workers(workers))
     finally:
         cluster.stop()
         if not args.keep:
@@ -474,9 +520,33 @@ def main(argv: list[str] | None = None) -> int:
     if args.plain or not timescaledb_available():
         say("Mode: plain PostgreSQL (monthly range partitions)"
             + ("" if args.plain else "; TimescaleDB is not installed for PostgreSQL 15"))
-    source = args.source.resolve()
-    rows = ensure_sample(source)
-    return benchmark(args, source, rows)
+    if not args.shapes or args.source is not None:
+        source = (args.source or DEFAULT_SOURCE).resolve()
+        rows = ensure_sample(source)
+        run = benchmark(args, source, rows, args.shapes[0] if args.shapes else None)
+        return 0 if run.legs[OURS].status == "ok" else 1
+    runs = []
+    for n, shape in enumerate(args.shapes, 1):
+        say(f"\n=== Shape {n} of {len(args.shapes)}: {shape} ===")
+        source = shape_source(shape).resolve()
+        runs.append(benchmark(args, source, ensure_sample(source, shape), shape))
+    print_shapes(args, runs)
+    return 0 if all(run.legs[OURS].status == "ok" for run in runs) else 1
+
+
+def print_shapes(args: argparse.Namespace, runs: list[ShapeRun]) -> None:
+    """The closing table: every shape's medians, ratios against the goals and CPU per 1M rows."""
+    say(f"\nEvery shape ({args.target} target, median of {args.repeat} runs per method; each shape's methods "
+        "ran interleaved on a fresh cluster):")
+    say(shape_report.summary_table(runs))
+    busy = [run.shape for run in runs if (run.others() or 0.0) > report.BUSY_CORES]
+    if busy:
+        say(f"WARNING: other processes kept the machine busy while {', '.join(busy)} ran ('others' cores'): "
+            "those ratios are noisy; compare shapes measured on a quiet machine")
+    say(shape_report.furthest_line(runs))
+    out = BENCH_DIR / f"load-results-{args.target}-shapes.json"
+    report.write_json(out, {"target": args.target, "repeat": args.repeat, "shapes": shape_report.as_json(runs)})
+    say(f"Figures written to {out}")
 
 
 if __name__ == "__main__":

@@ -35,17 +35,23 @@ def _stat(pid: int) -> tuple[int, float] | None:
     return int(rest[1]), sum(int(v) for v in rest[11:15]) / _TICK
 
 
-def _own_cpu(postmaster: int | None) -> float:
-    """CPU seconds of this process tree plus the cluster's postmaster tree (live children included)."""
-    roots = {os.getpid()} | ({postmaster} if postmaster else set())
-    total = 0.0
+def _own_cpu(postmaster: int | None) -> tuple[float, float]:
+    """CPU seconds of this process tree (the client side: producers, pgloader) and of the cluster's postmaster
+    tree (the server: backends, checkpointer, WAL writer), live children included."""
+    me = os.getpid()
+    client = server = 0.0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        st = _stat(int(entry.name))
-        if st and (int(entry.name) in roots or st[0] in roots):
-            total += st[1]
-    return total
+        pid = int(entry.name)
+        st = _stat(pid)
+        if st is None:
+            continue
+        if me in (pid, st[0]):
+            client += st[1]
+        elif postmaster and postmaster in (pid, st[0]):
+            server += st[1]
+    return client, server
 
 
 def postmaster_pid(data_dir: Path) -> int | None:
@@ -58,11 +64,16 @@ def postmaster_pid(data_dir: Path) -> int | None:
 @dataclass
 class Sample:
     machine: float | None
-    own: float
+    client: float  # this process tree
+    server: float  # the cluster's postmaster tree
+
+    @property
+    def own(self) -> float:
+        return self.client + self.server
 
 
 def sample(postmaster: int | None) -> Sample:
-    return Sample(_machine_busy(), _own_cpu(postmaster))
+    return Sample(_machine_busy(), *_own_cpu(postmaster))
 
 
 def other_cores(start: Sample, end: Sample, seconds: float) -> float | None:

@@ -27,7 +27,7 @@ from datetime import date
 from quantdbops.registry import OHLCV_DATA, REASONS
 from sample import declared
 from sample.entries import Entry, manifest_value, placeholder, reject
-from sample.ohlcv import Market, full_precision_indicators
+from sample.ohlcv import Market
 from sample.prices import full_bar, indicator_columns, price_decimals, round_price, series_calm
 from sample.stamps import iso_stamp
 from sample.universe import REGION_BY_CODE, REGIONS, SECTORS, Ticker, fresh_codes, region_of_code
@@ -344,9 +344,7 @@ class Planter:
                     break
             else:
                 raise RuntimeError(f"no calm level shift for {t.code}")
-            indicators = indicator_columns(shifted[1], shifted[2], closes, s.volumes)
-            if self.market.full_precision:
-                indicators = full_precision_indicators(indicators)
+            indicators = self.market.shaped_indicators(indicator_columns(shifted[1], shifted[2], closes, s.volumes))
             sets = ", ".join(f"{col} = ?" for col in (*_PRICE_COLUMNS, *_INDICATOR_COLUMNS))
             self.conn.executemany(f"UPDATE ohlcv_data SET {sets} WHERE id = ?", [
                 (*(col[i] for col in shifted), *(col[i] for col in indicators), s.ids[i])

@@ -19,7 +19,7 @@ from sample import activity, declared, extras, reference
 from sample import defects as planting
 from sample.ohlcv import write_ohlcv
 from sample.reference import Row
-from sample.shapes import SHAPES, Shape, full_precision_row, reshape
+from sample.shapes import INDICATOR_DECIMALS, SHAPES, Shape, full_precision_row, reshape
 from sample.source_ddl import ALL_TABLES, CONTRACT_DDL, EXTRA_DDL
 from sample.universe import REGIONS, build_universe, business_days
 
@@ -59,7 +59,8 @@ def generate(path: str | Path, *, tickers_per_region: int = 20, days: int = 260,
             conn.execute(CONTRACT_DDL.get(table) or EXTRA_DDL[table])
         calendar = business_days(end_date, days)
         planted = _fill(conn, random.Random(seed), tickers_per_region, calendar, defects,
-                        random.Random(f"{seed}:{shape}") if shape == Shape.FULL_PRECISION else None)
+                        random.Random(f"{seed}:{shape}") if shape == Shape.FULL_PRECISION else None,
+                        INDICATOR_DECIMALS.get(Shape(shape)))
         reshape(conn, Shape(shape), seed)
         conn.execute("COMMIT")
         manifest = {
@@ -81,14 +82,15 @@ def generate(path: str | Path, *, tickers_per_region: int = 20, days: int = 260,
 
 
 def _fill(conn: sqlite3.Connection, rng: random.Random, tickers_per_region: int, calendar: list[date],
-          plant: bool, adjust: random.Random | None = None) -> list[dict]:
+          plant: bool, adjust: random.Random | None = None, indicator_decimals: int | None = None) -> list[dict]:
     """Every table's rows, in a fixed order of random draws; then the defects if asked. ``adjust``: the
-    full-precision shape's draws (then every REAL is written as computed)."""
+    full-precision shape's draws (then every REAL is written as computed); ``indicator_decimals``: the OHLCV
+    indicators filled and rounded to that many places (iso-micro)."""
     def insert(table: str, rows: list[Row]) -> None:
         _insert(conn, table, rows, full_precision=adjust is not None)
 
     universe = build_universe(rng, tickers_per_region)
-    market = write_ohlcv(conn, rng, universe, calendar, adjust)
+    market = write_ohlcv(conn, rng, universe, calendar, adjust, indicator_decimals)
     insert("tickers", reference.ticker_rows(rng, market))
     insert("stock_details", reference.stock_detail_rows(rng, market))
     etfs, etf_details, holdings = reference.etf_rows(rng, market)

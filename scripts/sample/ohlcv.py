@@ -33,6 +33,15 @@ class Market:
     mean_volume: dict[str, float] = field(default_factory=dict)
     decimals: dict[str, int] = field(default_factory=dict)
     full_precision: bool = False  # prices and indicators unrounded (the full-precision shape)
+    indicator_decimals: int | None = None  # indicators filled and rounded to this many places (iso-micro)
+
+    def shaped_indicators(self, columns: list[list[float | None]]) -> list[list[float | None]]:
+        """One ticker's indicator columns as this shape stores them."""
+        if self.full_precision:
+            return full_precision_indicators(columns)
+        if self.indicator_decimals is not None:
+            return filled_indicators(columns, self.indicator_decimals)
+        return columns
 
 
 def adjusted(bars: Bars, factor: float) -> Bars:
@@ -50,14 +59,28 @@ def full_precision_indicators(columns: list[list[float | None]]) -> list[list[fl
     return [[None if v is None else full_digits(v) for v in col] for col in columns]
 
 
+def filled_indicators(columns: list[list[float | None]], decimals: int) -> list[list[float | None]]:
+    """Indicator columns as a platform that fills and rounds them stores them: every value to ``decimals``
+    places, and the warm-up (None until a window is full) filled back from the first computed value, as pandas'
+    ``bfill`` fills it. A column with no computed value at all (a history shorter than its window) stays None."""
+    out = []
+    for col in columns:
+        first = next((v for v in col if v is not None), None)
+        fill = None if first is None else round(first, decimals) + 0.0  # + 0.0: no negative zero
+        out.append([fill if v is None else round(v, decimals) + 0.0 for v in col])
+    return out
+
+
 def write_ohlcv(conn: sqlite3.Connection, rng: random.Random, tickers: list[Ticker],
-                days: list[date], adjust: random.Random | None = None) -> Market:
+                days: list[date], adjust: random.Random | None = None,
+                indicator_decimals: int | None = None) -> Market:
     """Generate and insert the daily bars of every ticker; return what later tables need.
 
     ``adjust``: the full-precision shape's own draws (the adjustment factors), so that `rng` is drawn from
-    exactly as in the sample shape and every other table comes out the same."""
+    exactly as in the sample shape and every other table comes out the same. ``indicator_decimals``: the
+    indicators filled and rounded (``filled_indicators``; no draws)."""
     market = Market(tickers=tickers, days=days, dates=[d.isoformat() for d in days],
-                    full_precision=adjust is not None)
+                    full_precision=adjust is not None, indicator_decimals=indicator_decimals)
     n = len(days)
     # One collection run per region and day: every row of that run carries the same stamp.
     created = {spec.code: [iso_stamp(rng, d, 18, 90) for d in days] for spec in REGIONS}
@@ -78,8 +101,7 @@ def write_ohlcv(conn: sqlite3.Connection, rng: random.Random, tickers: list[Tick
             next_id += n
 
     def indicators(*series: list) -> list[list[float | None]]:
-        columns = indicator_columns(*series)
-        return full_precision_indicators(columns) if adjust is not None else columns
+        return market.shaped_indicators(indicator_columns(*series))
 
     conn.executemany(_INSERT, chain.from_iterable(per_ticker()))
     return market

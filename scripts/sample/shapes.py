@@ -2,7 +2,9 @@
 
 * ``sample``: the sample as it always was (a mix of ISO and SQLite timestamps, prices on their tick).
 * ``iso-micro``: every timestamp distinct, written as Python's ``datetime.isoformat()`` writes ``now()``:
-  'YYYY-MM-DDTHH:MM:SS.ffffff' (no two alike: the worst case for a cache of distinct values).
+  'YYYY-MM-DDTHH:MM:SS.ffffff' (no two alike: the worst case for a cache of distinct values); and, as in a
+  file a user brought to the load benchmark, every OHLCV indicator filled and rounded to four decimals (the
+  warm-up of each window filled back from its first value: ``ohlcv.filled_indicators``).
 * ``full-precision``: every REAL as computed, never rounded: 15 to 17 significant digits (prices times a
   vendor's adjustment factor, indicators and the rest to their last digit).
 * ``sqlite-now``: the columns the platform's inserts stamp (created_at, last_updated, enriched_at) written as
@@ -11,10 +13,10 @@
   the others hold the platform's local time (Asia/Seoul), as its code writes them.
 
 Every shape draws the sample from the same generator in the same order and changes only how values are
-spelled, with draws of its own: the same arguments give the same rows, row counts and planted defects in
-every shape. ``iso-micro`` and ``sqlite-now`` rewrite the finished file's well-formed timestamps (a planted
-malformed one is left as it is); ``full-precision`` is applied while the rows are made, since prices feed
-the indicators and other tables.
+spelled (and, in iso-micro, fills the indicators' warm-up), with draws of its own: the same arguments give the
+same rows, row counts and planted defects in every shape. ``iso-micro`` and ``sqlite-now`` rewrite the finished
+file's well-formed timestamps (a planted malformed one is left as it is); ``full-precision`` and iso-micro's
+indicators are applied while the rows are made, since prices feed the indicators and other tables.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class Shape(StrEnum):
 
 
 SHAPES: tuple[str, ...] = tuple(s.value for s in Shape)
+# Shapes whose OHLCV indicators are filled and rounded to so many decimal places (no draws: the rows stay).
+INDICATOR_DECIMALS: dict[Shape, int] = {Shape.ISO_MICRO: 4}
 
 # Timestamp columns of the file outside the registry's tables (not migrated, written by the same code).
 _OTHER_STAMPS: dict[str, tuple[str, ...]] = {

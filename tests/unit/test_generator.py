@@ -44,6 +44,7 @@ TICKER_FORMATS = {
 NUMERIC = ("open", "high", "low", "close", "volume", "ma5", "ma20", "ma60", "ma120", "ma200", "rsi_14",
            "macd", "macd_signal", "macd_hist", "bb_upper", "bb_middle", "bb_lower", "atr_14", "atr",
            "volume_ma20", "volume_ratio")
+INDICATORS = NUMERIC[5:]
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 STAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?")
 
@@ -622,7 +623,8 @@ def _near(a: object, b: object) -> bool:
 @pytest.mark.parametrize("shape", SHAPES[1:])
 def test_every_shape_holds_the_sample_s_rows(shaped: dict[str, tuple[Path, dict]], shape: str) -> None:
     """The same rows and counts: only the spelling of the shape's own columns differs (in full precision the
-    prices are adjusted, so numbers computed from them move with them)."""
+    prices are adjusted, so numbers computed from them move with them; iso-micro's OHLCV indicators are
+    rounded and filled, see the next test)."""
     sample, sample_manifest = shaped["sample"]
     path, manifest = shaped[shape]
     assert manifest["row_counts"] == sample_manifest["row_counts"] and manifest["shape"] == shape
@@ -630,6 +632,8 @@ def test_every_shape_holds_the_sample_s_rows(shaped: dict[str, tuple[Path, dict]
     respelled = set()
     for name in ALL_TABLES:
         own = set(stamps.get(name, ())) & set(INSERT_STAMPS if shape == "sqlite-now" else stamps.get(name, ()))
+        if shape == "iso-micro" and name == "ohlcv_data":
+            own |= set(INDICATORS)
         before, after = _columns(sample, name), _columns(path, name)
         if shape == "full-precision":
             assert all(map(_near, itertools.chain(*after.values()), itertools.chain(*before.values()))), name
@@ -661,6 +665,28 @@ def test_iso_micro_stamps_are_distinct_isoformat_with_microseconds(shaped: dict[
                 assert abs(moment - datetime.fromisoformat(old)) < timedelta(seconds=1), (name, column, old, new)
                 seen.append(new)
     assert len(seen) == len(set(seen)) > 0
+
+
+def test_iso_micro_indicators_are_filled_with_four_decimals(shaped: dict[str, tuple[Path, dict]]) -> None:
+    """As in a file a user brought: every indicator of a ticker with any computed value is filled (the warm-up
+    from the first computed value) and carries at most four decimals, each the sample's value rounded."""
+    columns = ["ticker", *INDICATORS]
+    before, after = (_columns(shaped[s][0], "ohlcv_data", columns) for s in ("sample", "iso-micro"))
+    assert before["ticker"] == after["ticker"]
+    filled = 0
+    for name in INDICATORS:
+        for _, rows in itertools.groupby(zip(before["ticker"], before[name], after[name], strict=True),
+                                         key=lambda r: r[0]):
+            pairs = [(old, new) for _, old, new in rows]
+            computed = [old for old, _ in pairs if old is not None]
+            if not computed:
+                assert all(new is None for _, new in pairs), name  # a history shorter than the window
+                continue
+            for old, new in pairs:
+                assert isinstance(new, float) and len(repr(new).partition(".")[2]) <= 4, (name, new)
+                assert new == round(computed[0] if old is None else old, 4), (name, old, new)
+                filled += old is None
+    assert filled > 0
 
 
 def test_full_precision_reals_carry_15_to_17_significant_digits(shaped: dict[str, tuple[Path, dict]]) -> None:

@@ -349,6 +349,75 @@ def test_calendar_texts_are_computed_once_per_value_and_bounded(monkeypatch: pyt
     assert len(texts) <= 3
 
 
+def _distinct_stamps(n: int, *, fraction: bool = True, sep: str = "T") -> list[str]:
+    """``n`` distinct well-formed timestamps spelled alike (as ``datetime.now().isoformat()`` writes them)."""
+    import random
+    from datetime import datetime, timedelta
+
+    rng = random.Random(n)
+    start = datetime(2024, 2, 27, 21, 58, 57)
+    out = []
+    for i in range(n):
+        moment = start + timedelta(seconds=97 * i, microseconds=rng.randrange(1, 1_000_000) if fraction else 0)
+        out.append(moment.isoformat(sep))
+    return out
+
+
+# A value that breaks one check of the batch path each; every one of them is malformed value by value too.
+_BAD_STAMPS = [
+    "2024-02-27T21:60:00.000001", "2024-02-27T21:59:60.000001", "2024-02-27T24:00:00.000001",
+    "2025-02-29T12:00:00.000001", "2024-04-31T12:00:00.000001", "0000-01-02T12:00:00.000001",
+    "2024-00-10T12:00:00.000001", "2024-01-00T12:00:00.000001", "2024-13-10T12:00:00.000001",
+    "2024-01-10T12:00:0\u0661.000001", "2024-01-10T12:00:00T000001", "2024-01-10t12:00:00.000001",
+    "2024-01-10T12:00:00,000001", " 2024-01-10T12:00:00.00001", "2024-01-10T12:00:00.0000012"[:26] + "\n",
+]
+
+
+@pytest.mark.parametrize("utc", [False, True], ids=["local", "utc"])
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param(_distinct_stamps(300), id="isoformat-microseconds"),
+        pytest.param(_distinct_stamps(300, sep=" "), id="space-microseconds"),
+        pytest.param(_distinct_stamps(300, fraction=False), id="seconds-only"),
+        pytest.param(_distinct_stamps(300, fraction=False, sep=" "), id="sqlite-current-timestamp"),
+        pytest.param([v if i % 2 else v.replace("T", " ") for i, v in enumerate(_distinct_stamps(300))],
+                     id="T-and-space-mixed"),
+        pytest.param(["2024-02-29T12:00:00.000001", "2000-02-29T00:00:00.000001", "1900-02-28T23:59:59.999999"],
+                     id="leap-days-and-a-century"),
+        pytest.param(_distinct_stamps(50) + _distinct_stamps(50, fraction=False), id="two-spellings"),
+        pytest.param([*_distinct_stamps(50), None], id="a-null"),
+        pytest.param([*_distinct_stamps(50), 1735808400], id="an-integer"),
+        pytest.param([v.encode() for v in _distinct_stamps(50)], id="bytes-of-the-safe-query"),
+        pytest.param([v.encode() for v in _distinct_stamps(50)] + [0], id="bytes-and-a-blob"),
+        pytest.param(["2024-01-10T12:00:00.000001\n2024-01-10T12:00:00.000001", "", "2024-01-10T12:00:00.00000"],
+                     id="a-newline-inside-lengths-adding-up"),
+        pytest.param(["2024-01-10 12:00:00"] * 40 + _distinct_stamps(40), id="repeating-first"),
+        *(pytest.param([*_distinct_stamps(20), bad, *_distinct_stamps(20)], id=f"bad-{i}")
+          for i, bad in enumerate(_BAD_STAMPS)),
+    ],
+)
+def test_a_batch_of_timestamps_renders_as_each_value_does(values: list, utc: bool) -> None:
+    """The batch path (one spelling checked over the joined bytes) gives every value exactly the text, or the
+    malformed verdict, the value-by-value rendering gives it; anything it does not recognise goes that way."""
+    from quantdbops.migration.producer import CalendarTexts, TimestampColumn
+
+    safe = any(type(v) is bytes for v in values)
+    one_by_one = [CalendarTexts("timestamptz", utc, safe)[v] for v in values]
+    assert TimestampColumn(utc, safe)(values) == one_by_one
+
+
+def test_a_batch_of_distinct_timestamps_is_rendered_at_once() -> None:
+    """Distinct values in one spelling take the batch path, with six fraction digits (validation's to_char)."""
+    from quantdbops.migration.producer import TimestampColumn
+
+    column = TimestampColumn(utc=True)
+    values = _distinct_stamps(200, fraction=False)
+    rendered = column._at_once(values)
+    assert rendered is not None and rendered[0] == b"2024-02-27 21:58:57.000000+00"
+    assert column._at_once(["2024-01-10T12:00:00.000001", "2024-01-10T24:00:00.000001"]) is None
+
+
 def test_source_query_renders_the_copy_text_part_and_bucket() -> None:
     """Text values are COPY-escaped only where they hold a special character; vocabulary values as is."""
     _, rows = _ohlcv_source([{"date": "2025-01-03", "ticker": "005930"}])

@@ -1,7 +1,9 @@
 """Producers: read a rowid range of a source table, check, render COPY text, hash each row.
 
-SQLite checks most columns and renders and escapes the text part (see ``plan.py``); dates and timestamps
-are checked and rendered here once per distinct value; numbers are rendered exactly (shortest round-trip
+SQLite checks most columns and renders and escapes the text part (see ``source_plan.py``); dates are checked and
+rendered here once per distinct value, timestamps a batch at a time where the batch spells them alike (every
+value distinct, as ``isoformat()`` writes ``now()``, defeats a cache), else once per distinct value; numbers
+are rendered exactly (shortest round-trip
 digits) a whole batch at a time with orjson, the rare values JSON spells differently re-spelled in the
 batch's JSON, with a row-by-row path for the rare text or blob in a numeric column. Big tables are cut into
 rowid ranges read by separate processes while the parent only forwards their bytes to PostgreSQL's COPY.
@@ -16,6 +18,7 @@ so a ``sqlite3`` connection works too (tests build small sources that way).
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import itertools
@@ -260,6 +263,82 @@ class CalendarTexts(dict):
         return out
 
 
+# A batch whose timestamps are all spelled alike is checked and rendered in a few passes in C over its joined
+# bytes rather than value by value: where every value is distinct (``datetime.now().isoformat()``), the cache
+# of distinct values saves nothing. The two spellings: 'YYYY-MM-DD HH:MM:SS' (SQLite's CURRENT_TIMESTAMP) and
+# the same with six fraction digits (``isoformat()`` unless the microseconds are 0), 'T' or ' ' in between.
+_STAMP_FORMS = {19: b"0000-00-00 00:00:00", 26: b"0000-00-00 00:00:00.000000"}
+_DIGITS_TO_ZERO_T_TO_SPACE = bytes.maketrans(b"123456789T", b"000000000 ")
+_MINUTE_TENS, _SECOND_TENS = 14, 17  # offsets in a value: tens digit of the minute and of the second
+_DAY_AND_HOUR = itemgetter(slice(0, 13))  # 'YYYY-MM-DD?HH'
+_BELOW_SIX = b"012345"
+_PROBE = 32  # the first values of a batch, looked at for repetition
+
+
+@functools.lru_cache(maxsize=8)
+def _stamp_template(width: int, n: int) -> bytes:
+    """What ``n`` well-formed values of one spelling, newline-joined, become with digits 0 and 'T' a space."""
+    return b"\n".join([_STAMP_FORMS[width]] * n)
+
+
+class TimestampColumn:
+    """A timestamp column's values of one batch as COPY text, each exactly as ``render_timestamp`` gives it
+    (None: malformed). A batch all in one of ``_STAMP_FORMS`` is done at once: the joined bytes are compared
+    with a template (digits, separators, no other byte, no newline inside a value), the tens of minutes and
+    seconds looked at with strided slices, each distinct day and hour checked once (the day exists, the hour is
+    below 24), then 'T' becomes ' ' and the missing fraction and the zone are appended. Any other batch (a
+    NULL, a mix of spellings, a value the checks refuse) goes value by value through ``CalendarTexts``."""
+
+    def __init__(self, utc: bool = False, text_bytes: bool = False) -> None:
+        self.per_value = CalendarTexts("timestamptz", utc, text_bytes).__getitem__
+        self.suffix = b"+00" if utc else b""
+        self.day_hours: dict[object, bool] = {}  # 'YYYY-MM-DD?HH' -> day and hour exist
+
+    def __call__(self, values: list) -> list[bytes | None]:
+        # Values that repeat (a burst of inserts stamped within one second) are cheaper through the cache.
+        repeating = len(set(values[:_PROBE])) <= _PROBE // 2
+        rendered = None if repeating or not values else self._at_once(values)
+        return rendered if rendered is not None else list(map(self.per_value, values))
+
+    def _at_once(self, values: list) -> list[bytes] | None:
+        n = len(values)
+        try:
+            joined = b"\n".join(values) if type(values[0]) is bytes else "\n".join(values).encode()
+        except (TypeError, UnicodeEncodeError):  # a NULL, a number, text and bytes mixed, a lone surrogate
+            return None
+        step, rest = divmod(len(joined) + 1, n)
+        width = step - 1
+        if (rest or width not in _STAMP_FORMS
+                or joined.translate(_DIGITS_TO_ZERO_T_TO_SPACE) != _stamp_template(width, n)
+                or joined[_MINUTE_TENS::step].translate(None, _BELOW_SIX)
+                or joined[_SECOND_TENS::step].translate(None, _BELOW_SIX)
+                or not all(map(self._day_hour_exists, set(map(_DAY_AND_HOUR, values))))):
+            return None
+        joined = joined.replace(b"T", b" ")  # only ever between date and time now
+        tail = (b".000000" if width == 19 else b"") + self.suffix
+        if tail:
+            joined = joined.replace(b"\n", tail + b"\n") + tail
+        return joined.split(b"\n")
+
+    def _day_hour_exists(self, prefix: object) -> bool:
+        known = self.day_hours.get(prefix)
+        if known is None:
+            if len(self.day_hours) >= _CALENDAR_CACHE_MAX:
+                self.day_hours.clear()
+            text = prefix.decode() if type(prefix) is bytes else str(prefix)  # ASCII: the template said so
+            known = self.day_hours[prefix] = _real_day(text[:4], text[5:7], text[8:10]) and text[11:13] < "24"
+        return known
+
+
+def calendar_column(kind: str, utc: bool = False, text_bytes: bool = False) -> Callable[[list], list]:
+    """A date or timestamp column's renderer of a batch's values: dates through the cache of distinct values
+    (a day repeats on every row of that day), timestamps through ``TimestampColumn``."""
+    if kind == "timestamptz":
+        return TimestampColumn(utc, text_bytes)
+    get = CalendarTexts(kind, utc, text_bytes).__getitem__
+    return lambda values: list(map(get, values))
+
+
 @dataclass
 class ProducerResult:
     """Counts, checksums and rejects of one rowid range."""
@@ -282,8 +361,13 @@ class ProducerResult:
 
 
 def open_reader(path: str | Path) -> apsw.Connection:
-    """The source file opened read-only for a producer (``source.open_source`` has checked it already)."""
-    return apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    """The source file opened read-only for a producer (``source.open_source`` has checked it already).
+
+    Without apsw's statement cache: a producer runs each statement once, and a cached statement keeps its share
+    of the connection's lookaside memory (a few hundred small slots). With the temp tables' and pragmas'
+    statements cached, the source query found the pool full and took every per-row temporary string (dozens a
+    row) from malloc instead, a cost paid on every row."""
+    return apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY, statementcachesize=0)
 
 
 def read_source(path: str | Path, table_name: str, flt: SliceFilter, rowid_range: tuple[int, int] | None,
@@ -334,7 +418,7 @@ def _unpack(total: int) -> tuple[int, int]:
 @contextmanager
 def _without_cycle_collector() -> Iterator[None]:
     """The producer makes millions of short-lived tuples and no reference cycles: the cycle collector would
-    only walk them (5 % of the producer's time, measured). Memory stays flat (reference counting frees)."""
+    only walk them. Memory stays flat (reference counting frees)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -430,9 +514,8 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
     has_numbers = len(first.columns) > n_text + n_stamps
     checker = _RowChecker(first, dups, negative_zero_possible(sconn, table))
     negative_zero = checker.negative_zero
-    # Per query kind (fast, safe): each date or timestamp column's texts, once per distinct value.
-    calendars = {safe: [CalendarTexts(kind, utc, safe).__getitem__ for _, kind, utc in first.calendar]
-                 for safe in (False, True)}
+    # Per query kind (fast, safe): each date or timestamp column's renderer of a batch's values.
+    calendars = {safe: [calendar_column(kind, utc, safe) for _, kind, utc in first.calendar] for safe in (False, True)}
     stamp_of = [itemgetter(4 + j) for j in range(n_stamps)]
     numbers_of = itemgetter(slice(first_number, None))
     text_of, bucket_of, reason_of = itemgetter(3), itemgetter(2), itemgetter(1)
@@ -448,7 +531,7 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
         # a UTF-16 file: its bucket and text part as UTF-8, as a UTF-8 file gives them
         batch = read if to_utf8 is None else [(r[0], r[1], to_utf8(r[2]), to_utf8(r[3]), *r[4:]) for r in read]
         texts = list(map(text_of, batch))
-        stamps = [list(map(get, map(at, batch))) for get, at in zip(calendars[query.safe], stamp_of, strict=True)]
+        stamps = [render(list(map(at, batch))) for render, at in zip(calendars[query.safe], stamp_of, strict=True)]
         numbers = list(map(numbers_of, batch))
         rendered = render_numbers_json(numbers, negative_zero)
         text_ok = _text_ok(texts)

@@ -5,8 +5,8 @@ The query is generated from the registry, never from user text. Each row comes b
 loadable (else ``'<reason>:<column or constraint>'``), ``text`` is every text and boolean target column
 already rendered and escaped for PostgreSQL's COPY text format (see ``COPY_OPTIONS``), ``t1 .. tj``
 are the date and timestamp columns as stored and ``n1 .. nk`` the numeric columns as SQLite numbers. The
-producer checks and renders those two groups in Python: dates and timestamps once per distinct value (a
-few thousand in a million rows), numbers a whole batch at a time (exact shortest round-trip digits), with a
+producer checks and renders those two groups in Python: dates once per distinct value, timestamps a batch
+at a time (``produce.TimestampColumn``), numbers a whole batch at a time (exact shortest round-trip digits), with a
 batch-level look for the rare text or blob in a numeric column. The COPY column order is therefore: text
 part, dates and timestamps, numbers (``copy_columns``), on both checksum sides. Every reason, wherever it is found,
 has one place in ``SourceQuery.reasons``: a row with several defects is reported by the first.
@@ -75,7 +75,7 @@ COPY_OPTIONS = f"(FORMAT text, DELIMITER '{COPY_DELIMITER}', NULL '{COPY_NULL}')
 ESCAPED_NULL_TEXT = "nul\\l"
 
 NUMERIC_KINDS = ("int", "bigint", "numeric")
-# Checked and rendered by the producer, once per distinct value; the reason when a value is malformed.
+# Checked and rendered by the producer (``produce.calendar_column``); the reason when a value is malformed.
 CALENDAR_REASONS = {"date": MALFORMED_DATE, "timestamptz": MALFORMED_TIMESTAMP}
 CALENDAR_KINDS = tuple(CALENDAR_REASONS)
 INT_RANGE = (-(2**31), 2**31 - 1)  # PostgreSQL integer
@@ -209,9 +209,9 @@ class TablePlan:
 
         Numbers (a text or blob among them shows in the batch's JSON; a row that may hold an infinity is
         flagged by ``_finite_condition``), dates and timestamps (``produce.render_date`` /
-        ``render_timestamp``, once per distinct value) and the text of a text column (a NUL byte or invalid
-        UTF-8, looked for in the batch's bytes) are checked in Python; SQLite refuses the rest: integers out
-        of range or not integers, booleans other than 0/1, a blob where text belongs.
+        ``render_timestamp``, a batch or a distinct value at a time) and the text of a text column (a NUL byte
+        or invalid UTF-8, looked for in the batch's bytes) are checked in Python; SQLite refuses the rest:
+        integers out of range or not integers, booleans other than 0/1, a blob where text belongs.
         """
         k = col.kind
         if k in ("int", "bigint"):
@@ -344,11 +344,12 @@ class TablePlan:
     def _finite_condition(self) -> str | None:
         """True when the row's numeric values add up to a finite number: then none is an infinity (NULLs count
         as 0; SQLite stores no NaN). One sum per row instead of a look at every value; a row it flags (an
-        infinity, or finite values whose sum overflows) has its values looked at by the producer."""
+        infinity, or finite values whose sum overflows) has its values looked at by the producer. The sum times
+        0 is 0 when it is finite; an infinite one gives NaN, which SQLite makes NULL (cheaper than abs())."""
         cols = [c for c in self.copy_columns if c.kind == "numeric"]
         if not cols:
             return None
-        return "abs(" + " + ".join(f"ifnull({_ident('m_' + c.name)}, 0)" for c in cols) + ") < 9e999"
+        return "(" + " + ".join(f"ifnull({_ident('m_' + c.name)}, 0)" for c in cols) + ") * 0 = 0"
 
     # The orphan conditions use join columns; they are carried out of the inner query by name.
     def _orphan_inner_columns(self) -> list[str]:
