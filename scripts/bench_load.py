@@ -405,7 +405,7 @@ def make_legs(workers: int, pgloader_exe: str | None, target: str = SCHEMA_TARGE
         RAW_COPY_INDEXES_AFTER: Leg(RAW_COPY_INDEXES_AFTER, "raw COPY from file, indexes built after"),
     }
     if target == PK_ONLY_TARGET:
-        legs[RAW_COPY_INDEXES_AFTER].status = "skipped"
+        legs[RAW_COPY_INDEXES_AFTER].status = "not-applicable"
         legs[RAW_COPY_INDEXES_AFTER].note = "the pk-only table has no secondary index to build after"
     if pgloader_exe is None:
         legs[PGLOADER].status = "skipped"
@@ -448,6 +448,9 @@ def run_rounds(runner: Runner, legs: dict[str, Leg], inputs: Inputs, source: Pat
                workers: int, validate: bool = True) -> Validation:
     """Every round runs every method once (interleaved, so drift hits all alike); validation after ours."""
     dsn, validation = runner.dsn, Validation()
+    if not validate:
+        validation.not_run = ("not timed on this target (validation checks the schema's indexes and features; "
+                              "--target schema times it)")
     exe, prepared, command_file = inputs.pgloader_exe, inputs.prepared, inputs.command_file
     say(f"Running {runner.repeat} rounds of every method (each on an emptied table, after a CHECKPOINT)...")
     other = other_workers(workers)

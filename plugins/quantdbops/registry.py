@@ -964,7 +964,7 @@ def declared_rules(t: Table) -> tuple[DeclaredRule, ...]:
 
     Per loaded column (derived ones last: a malformed ``order_time`` is reported as such, not as a bad
     ``trade_date``): required, then its kind; then the table's rules; then its tickers; then its key.
-    The loader checks exactly these (``migration.plan``), validation and the quality checks count them.
+    The loader checks exactly these (``migration.source_plan``), validation and the quality checks count them.
     """
     out: list[DeclaredRule] = []
     for c in sorted(t.loaded_columns, key=lambda c: c.name in t.derived):

@@ -34,7 +34,7 @@ class Leg:
     label: str
     rows: int = 0
     seconds: list[float] = field(default_factory=list)
-    status: str = "ok"  # ok | invalid (wrong result) | failed (error) | skipped (not run)
+    status: str = "ok"  # ok | invalid (wrong result) | failed (error) | skipped (not run) | not-applicable
     note: str = ""
     other_cores: list[float] = field(default_factory=list)  # other processes' load during each run
     # CPU seconds of each run: this script's processes (producers, pgloader), the server's (postmaster tree)
@@ -64,6 +64,7 @@ class Validation:
     seconds: list[float] = field(default_factory=list)
     checks: int = 0
     failed: list[str] = field(default_factory=list)
+    not_run: str = ""  # why validation is not timed on this target, when it is not
 
     @property
     def median(self) -> float | None:
@@ -81,7 +82,8 @@ def _verdict(ok: bool) -> str:
 
 
 def _leg_why(leg: Leg) -> str:
-    return {"skipped": "skipped", "failed": "failed", "invalid": "result wrong, see NOTE"}.get(leg.status, "no rate")
+    return {"skipped": "skipped", "failed": "failed", "invalid": "result wrong, see NOTE",
+            "not-applicable": "not applicable"}.get(leg.status, "no rate")
 
 
 def method_table(legs: dict[str, Leg]) -> str:
@@ -89,7 +91,8 @@ def method_table(legs: dict[str, Leg]) -> str:
     rows = []
     for leg in legs.values():
         med, rate, rel = leg.median, leg.rate, ratio(legs, leg.key)
-        rate_text = f"{rate:,.0f}" if rate else {"invalid": "INVALID", "skipped": "skipped"}.get(leg.status, "-")
+        shown = {"invalid": "INVALID", "skipped": "skipped", "not-applicable": "n/a"}
+        rate_text = f"{rate:,.0f}" if rate else shown.get(leg.status, "-")
         others = f"{statistics.median(leg.other_cores):.1f}" if leg.other_cores else "-"
         client = f"{statistics.median(leg.client_cpu):.1f}" if leg.client_cpu else "-"
         server = f"{statistics.median(leg.server_cpu):.1f}" if leg.server_cpu else "-"
@@ -130,6 +133,8 @@ def goal_lines(legs: dict[str, Leg], validation: Validation) -> list[str]:
     """The issue's goals, each with its figure and PASS/SHORT (or why it cannot be computed)."""
     out = []
     for name, key, goal in RATE_GOALS:
+        if legs[key].status == "not-applicable":
+            continue  # a method that does not apply to this target: its NOTE line says why
         value = ratio(legs, key)
         shown = f"{goal:g}x" if key == PGLOADER else f"{goal:.2f}"
         if value is None:
@@ -143,6 +148,8 @@ def goal_lines(legs: dict[str, Leg], validation: Validation) -> list[str]:
         value = check / load
         out.append(f"validation / load = {check:.2f} s / {load:.2f} s = {value:.2f} (goal: load + validation "
                    f"< 2 x load, i.e. < {VALIDATION_GOAL:.2f}): {_verdict(value < VALIDATION_GOAL)}")
+    elif validation.not_run:
+        out.append(f"validation / load = n/a: {validation.not_run}")
     else:
         out.append("validation / load = n/a: our load or its validation did not run")
     if validation.failed:
