@@ -32,7 +32,6 @@ PostgreSQL 15 cluster is started under .local/bench/pg-load and stopped at the e
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -63,6 +62,7 @@ from quantdbops.migration.validate import Validator  # noqa: E402
 from quantdbops.registry import OHLCV_DATA, TICKERS  # noqa: E402
 from quantdbops.schema.apply import apply_schema  # noqa: E402
 from quantdbops.schema.partitions import ensure_partitions  # noqa: E402
+from sample import generate, read_manifest, write_manifest  # noqa: E402
 from sample.shapes import SHAPES  # noqa: E402
 
 DB = "quant_platform"
@@ -107,32 +107,23 @@ def shape_source(shape: str) -> Path:
 
 
 # --- set-up (untimed) -------------------------------------------------------------------------------
-def _manifest_path(path: Path) -> Path:
-    return path.with_name(path.name + ".manifest.json")
-
-
 def _generated_as(path: Path, shape: str) -> bool:
     """The file is there and its manifest says it was generated in this shape and size."""
-    try:
-        manifest = json.loads(_manifest_path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
+    manifest = read_manifest(path)
     wanted = {"shape": shape, "defects": False, **SAMPLE_SIZE}
-    return path.exists() and all(manifest.get(k) == v for k, v in wanted.items())
+    return manifest is not None and all(manifest.get(k) == v for k, v in wanted.items())
 
 
 def ensure_sample(path: Path, shape: str | None = None) -> int:
     """The source's OHLCV row count. With ``shape``, the shape's 1M-row file is generated first unless its
     manifest says it is that shape already; without, only when the file is missing (a file of one's own)."""
     if (not path.exists()) if shape is None else not _generated_as(path, shape):
-        from sample import generate
-
         shape = shape or SAMPLE_SHAPE
         say(f"Generating {path} ({shape} shape, {SAMPLE_SIZE['tickers_per_region']} tickers per region x "
             f"{SAMPLE_SIZE['days']} days, ~15 s)...")
         path.parent.mkdir(parents=True, exist_ok=True)
         manifest = generate(path, **SAMPLE_SIZE, shape=shape)
-        _manifest_path(path).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        write_manifest(manifest, path)
     sconn = open_source(path)
     try:
         rows = sconn.execute("SELECT count(*) FROM ohlcv_data").fetchone()[0]

@@ -30,7 +30,6 @@ and on what else runs on it).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -59,7 +58,7 @@ from quantdbops.registry import OHLCV_DATA, TICKERS  # noqa: E402
 from quantdbops.report import format_table  # noqa: E402
 from quantdbops.schema.apply import apply_schema  # noqa: E402
 from quantdbops.schema.partitions import ensure_partitions  # noqa: E402
-from sample import generate  # noqa: E402
+from sample import generate, read_manifest, write_manifest  # noqa: E402
 
 LOCAL = REPO / ".local" / "bench"
 GOAL_WHOLE_HISTORY_S = 30.0
@@ -83,16 +82,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def ensure_sample(db: Path, tickers: int, days: int) -> dict[str, Any]:
-    manifest_path = db.with_name(db.name + ".manifest.json")
-    if db.exists() and manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest = read_manifest(db)
+    if manifest is not None:
         say(f"sample: reusing {db} ({manifest['row_counts']['ohlcv_data']:,} OHLCV rows)")
         return manifest
     db.parent.mkdir(parents=True, exist_ok=True)
     say(f"sample: generating {db} ({tickers} tickers per region x {days} days) ...")
     started = time.perf_counter()
     manifest = generate(db, tickers_per_region=tickers, days=days)
-    manifest_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_manifest(manifest, db)
     say(f"sample: {manifest['row_counts']['ohlcv_data']:,} OHLCV rows in {time.perf_counter() - started:.0f} s")
     return manifest
 

@@ -16,7 +16,6 @@ CURRENT_TIMESTAMP writes them, in bursts).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import date
@@ -26,7 +25,8 @@ from pathlib import Path
 # under plugins/, which only Airflow puts on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
-from sample import generate
+from sample import generate, write_manifest
+from sample import manifest_path as sample_manifest_path
 from sample.shapes import SHAPES
 
 
@@ -48,7 +48,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Generate the sample; print one line per table and the elapsed time. Returns the exit status."""
     args = _parse(argv)
-    manifest_path = args.manifest or args.out.with_name(args.out.name + ".manifest.json")
+    manifest_path = args.manifest or sample_manifest_path(args.out)
     existing = [p for p in (args.out, manifest_path) if p.exists()]
     if existing and not args.force:
         print(f"refusing to overwrite {', '.join(map(str, existing))} (use --force)", file=sys.stderr)
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     elapsed = time.perf_counter() - started
-    manifest_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_manifest(manifest, args.out, manifest_path)
 
     for table, rows in manifest["row_counts"].items():
         print(f"{table:<24} {rows:>12,} rows")

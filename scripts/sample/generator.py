@@ -8,6 +8,7 @@ is complete, from the same generator: the clean part of a file is identical with
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sqlite3
@@ -30,6 +31,27 @@ MANIFEST_VERSION = 1
 MIN_DAYS = 30
 # Tables whose own region column the manifest counts by (NULL regions under "null").
 REGION_TABLES: tuple[str, ...] = ("ohlcv_data", "tickers", "stock_details", "etfs", "trades")
+
+
+def manifest_path(path: str | Path) -> Path:
+    """Where a sample's manifest is kept by default: ``<file>.manifest.json`` beside it."""
+    path = Path(path)
+    return path.with_name(path.name + ".manifest.json")
+
+
+def write_manifest(manifest: dict, path: str | Path, where: str | Path | None = None) -> Path:
+    """Write ``manifest`` as JSON to ``where`` (default: beside the sample at ``path``); return that path."""
+    out = Path(where) if where is not None else manifest_path(path)
+    out.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return out
+
+
+def read_manifest(path: str | Path) -> dict | None:
+    """The manifest beside the sample at ``path``; None when the file or its manifest is missing or unreadable."""
+    try:
+        return json.loads(manifest_path(path).read_text(encoding="utf-8")) if Path(path).exists() else None
+    except (OSError, ValueError):
+        return None
 
 
 def generate(path: str | Path, *, tickers_per_region: int = 20, days: int = 260, seed: int = 42,
