@@ -1,13 +1,13 @@
 """Producers: read a rowid range of a source table, check, render COPY text, hash each row.
 
-SQLite checks most columns and renders and escapes the text part (see ``source_plan.py``); dates are checked and
-rendered here once per distinct value, timestamps a batch at a time where the batch spells them alike (every
-value distinct, as ``isoformat()`` writes ``now()``, defeats a cache), else once per distinct value; numbers
-are rendered exactly (shortest round-trip
-digits) a whole batch at a time with orjson, the rare values JSON spells differently re-spelled in the
-batch's JSON, with a row-by-row path for the rare text or blob in a numeric column. Big tables are cut into
-rowid ranges read by separate processes while the parent only forwards their bytes to PostgreSQL's COPY.
-Each producer returns its counts, per-day checksums and rejects; the parent adds them up.
+SQLite checks most columns and renders and escapes the text part (see ``source_plan.py``); dates are checked
+and rendered here once per distinct value, timestamps a batch at a time where the batch spells them alike
+(every value distinct, as ``isoformat()`` writes ``now()``, defeats a cache), else once per distinct value;
+numbers are rendered exactly (shortest round-trip digits) a whole batch at a time with orjson, the rare values
+JSON spells differently re-spelled in the batch's JSON, with a row-by-row path for the rare text or blob in a
+numeric column. Big tables are cut into rowid ranges read by separate processes while the parent only forwards
+their bytes to PostgreSQL's COPY. Each producer returns its counts, per-day checksums and rejects; the parent
+adds them up.
 Nothing here touches PostgreSQL.
 
 Producers read through apsw (its own SQLite build) rather than the standard ``sqlite3`` module: the same query
