@@ -260,6 +260,16 @@ def _ohlcv_loaded(rows: list[dict], untyped: tuple[str, ...] = ()) -> tuple[list
         pytest.param({"date": "2025-02-30", "open": "x"}, "malformed_date:date", id="date-before-number"),
         pytest.param({"ma5": "x", "volume": 10.5}, "non_numeric:volume", id="sqlite-found-column-first"),
         pytest.param({"rsi_14": b"\x00", "ma60": "x"}, "non_numeric:ma60", id="producer-found-in-column-order"),
+        # A blob where text belongs fails the fast path through the rule or lookup it also breaks; the row is
+        # still reported by the blob, the first reason.
+        pytest.param({"ticker": b"005930"}, "invalid_text:ticker: a blob", id="blob-ticker-not-an-orphan"),
+        pytest.param({"region": b"KR"}, "invalid_text:region: a blob", id="blob-region"),
+        pytest.param({"timeframe": b"D"}, "invalid_text:timeframe: a blob", id="blob-timeframe"),
+        pytest.param({"timeframe": "X"}, "invalid_value:chk_ohlcv_timeframe", id="timeframe-not-listed"),
+        pytest.param({"timeframe": "d "}, "invalid_value:chk_ohlcv_timeframe", id="timeframe-near-a-spelling"),
+        pytest.param({"region": "kr"}, "invalid_value:chk_ohlcv_region", id="region-in-another-case"),
+        pytest.param({"timeframe": "1d"}, None, id="timeframe-spelling-mapped"),
+        pytest.param({"region": None}, None, id="no-region-the-tickers"),
         pytest.param({"date": "2025-01-03"}, None, id="clean"),
     ],
 )
@@ -309,7 +319,7 @@ def test_a_row_flagged_for_a_look_at_its_numbers_is_kept_exactly_when_all_are_fi
 
 
 def test_a_rejected_row_keeps_its_region_whatever_its_region_and_day_hold() -> None:
-    """The region of a reject comes from the checksum bucket ('region TAB day'): tabs in a malformed region
+    """The region of a reject comes from the checksum bucket ('day TAB region'): tabs in a malformed region
     or day must not move it. A region that names no region ('K<tab>R') is filed under the ticker's region,
     the slice a later load replaces."""
     from quantdbops.migration.producer import produce
@@ -423,7 +433,7 @@ def test_source_query_renders_the_copy_text_part_and_bucket() -> None:
     _, rows = _ohlcv_source([{"date": "2025-01-03", "ticker": "005930"}])
     (_rowid, reason, bucket, text, day, created_at, *numbers) = rows[0]
     # bucket and text part as stored bytes: a value that is no UTF-8 never fails the read
-    assert (reason, bucket) == (None, b"KR\t2025-01-03")
+    assert (reason, bucket) == (None, b"2025-01-03\tKR")
     assert copy_fields(text.decode()) == ["005930", "KR", "D"]
     # as stored: the producer checks and renders dates and timestamps
     assert (day, created_at) == ("2025-01-03", "2025-01-02T18:00:00")

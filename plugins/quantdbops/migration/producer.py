@@ -406,7 +406,14 @@ def prepare_source(sconn: Any, known: list[tuple[str, str]] | None, dups: dict[i
 # signed 64-bit hashes (below): one dict update per row instead of two, exact for 2**32 rows a bucket.
 _COUNT_SHIFT = 96
 _ONE_ROW = 1 << _COUNT_SHIFT
-_FIRST_64_BITS = struct.Struct(">q").unpack_from  # a digest's first 8 bytes as a signed big-endian integer
+_DIGEST = type(hashlib.sha256()).digest
+
+
+@functools.lru_cache(maxsize=4)
+def _first_64_bits(n: int) -> Callable[[bytes], tuple[int, ...]]:
+    """Of ``n`` SHA-256 digests joined, each one's first 8 bytes as a signed big-endian integer: one unpack of
+    the batch in C instead of one per row."""
+    return struct.Struct(">" + "q24x" * n).unpack
 
 
 def _unpack(total: int) -> tuple[int, int]:
@@ -498,7 +505,7 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
     """The body of ``produce``.
 
     Rows come as ``(rowid, reason, bucket, text, t1 .. tj, n1 .. nk)`` (see ``TablePlan.query``); ``bucket`` is
-    'region TAB day' as bytes, the checksum bucket of a loaded row and the region of a rejected one; ``text``
+    'day TAB region' as bytes, the checksum bucket of a loaded row and the region of a rejected one; ``text``
     is the row's text part, bytes as stored in a UTF-8 source.
     The common batch costs one dict lookup per date or timestamp, one JSON rendering of its numbers, one look
     at its text bytes and, per row, one line, one SHA-256 and one dict update; a batch with anything unusual
@@ -521,8 +528,7 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
     text_of, bucket_of, reason_of = itemgetter(3), itemgetter(2), itemgetter(1)
     join_fields = COPY_DELIMITER.encode().join
     res = ProducerResult()
-    sha256 = hashlib.sha256
-    first_64_bits = _FIRST_64_BITS
+    sha256, digest, first_64_bits = hashlib.sha256, _DIGEST, _first_64_bits
     one = _ONE_ROW
     buckets: defaultdict[bytes, int] = defaultdict(int)
     pending: list[bytes] = []
@@ -554,8 +560,9 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
         if has_numbers:
             parts.append(rendered)
         lines = list(map(join_fields, zip(*parts, strict=True))) if len(parts) > 1 else list(parts[0]) if parts else []
-        for key, line in zip(map(bucket_of, clean), lines, strict=True):
-            buckets[key] += first_64_bits(sha256(line).digest())[0] + one
+        hashes = first_64_bits(len(lines))(b"".join(map(digest, map(sha256, lines))))
+        for key, row_hash in zip(map(bucket_of, clean), hashes, strict=True):
+            buckets[key] += row_hash + one
         pending += lines
         size += sum(map(len, lines)) + len(lines)
         if size >= chunk_bytes:
@@ -568,7 +575,7 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
         emit(b"\n".join(pending))
     loaded: Counter = Counter()  # region -> rows loaded
     for key, total in buckets.items():
-        region, _, day = key.decode().rpartition("\t")  # a loaded row's region and day are ASCII
+        day, _, region = key.decode().rpartition("\t")  # a loaded row's day and region are ASCII
         n, hash_sum = _unpack(total)
         res.rows[(region, day)], res.sums[(region, day)] = n, hash_sum
         loaded[region] += n
@@ -620,8 +627,9 @@ class _RowChecker:
 
     def reject(self, res: ProducerResult, row: tuple, reason: str, notes: dict[str, str] | None = None) -> None:
         kind, _, detail = reason.partition(":")
-        # The region part of the bucket is a region name or empty: ASCII, whatever the day part holds.
-        region = row[2].rpartition(b"\t")[0].decode() or None
+        # The region part of the bucket (after its last tab) is a region name or empty: ASCII, whatever the day
+        # part holds.
+        region = row[2].rpartition(b"\t")[2].decode() or None
         self.rejected[region][kind] += 1
         if kind == DUPLICATE_KEY:
             detail = f"key already loaded from source rowid {self.dups.get(row[0])}"

@@ -119,15 +119,24 @@ def canonical_region(expr: str) -> str:
             f"THEN upper(trim({expr})) END")
 
 
+def vocabulary(expr: str) -> tuple[str, tuple[str, ...]] | None:
+    """(column, values) of a rule that limits a column to literals COPY needs no escaping for
+    (``region IN ('KR', ..)``); None for any other rule."""
+    m = re.fullmatch(r"([a-z_][a-z0-9_]*) IN \((.*)\)", expr.strip())
+    literals = [lit.strip() for lit in m.group(2).split(",")] if m else []
+    if m and all(_PLAIN_LITERAL.fullmatch(lit) and lit != _lit(COPY_NULL) for lit in literals):
+        return m.group(1), tuple(lit[1:-1] for lit in literals)
+    return None
+
+
+def vocabularies(table: Table) -> dict[str, tuple[str, ...]]:
+    """The table's text columns a rule limits to plain literals (``vocabulary``), with those values."""
+    return dict(found for _, expr in table.checks if (found := vocabulary(expr)) is not None)
+
+
 def vocabulary_columns(table: Table) -> frozenset[str]:
-    """Text columns a rule limits to literals that COPY needs no escaping for (``region IN ('KR', ..)``)."""
-    out = set()
-    for _, expr in table.checks:
-        m = re.fullmatch(r"([a-z_][a-z0-9_]*) IN \((.*)\)", expr.strip())
-        literals = [lit.strip() for lit in m.group(2).split(",")] if m else []
-        if m and all(_PLAIN_LITERAL.fullmatch(lit) and lit != _lit(COPY_NULL) for lit in literals):
-            out.add(m.group(1))
-    return frozenset(out)
+    """The columns of ``vocabularies``."""
+    return frozenset(vocabularies(table))
 
 
 @dataclass(frozen=True)
@@ -158,7 +167,8 @@ class TablePlan:
         self.text_as_blob = text_as_blob
         self.columns = table.loaded_columns
         self.copy_columns = copy_columns(table)
-        self.vocabulary_columns = vocabulary_columns(table)
+        self.vocabularies = vocabularies(table)
+        self.vocabulary_columns = frozenset(self.vocabularies)
         self.rules = declared_rules(table)
 
     # --- expressions over the source row ``s`` and the source tickers row ``t`` ----------------------
@@ -194,7 +204,11 @@ class TablePlan:
             return f"substr(s.{_ident(self.table.derived[col.name])}, 1, 10)"
         expr = f"s.{_ident(col.source_column or col.name)}"
         if col.value_map:
-            whens = " ".join(f"WHEN {_lit(a)} THEN {_lit(b)}" for a, b in col.value_map)
+            # The values the column's rule allows come first, as themselves: a row already spelled right (nearly
+            # every row) leaves the CASE at its first comparisons instead of after every other spelling.
+            mapped = {a for a, _ in col.value_map}
+            same = [(v, v) for v in self.vocabularies.get(col.name, ()) if v not in mapped]
+            whens = " ".join(f"WHEN {_lit(a)} THEN {_lit(b)}" for a, b in (*same, *col.value_map))
             expr = f"CASE {expr} {whens} ELSE {expr} END"
         return expr
 
@@ -231,6 +245,13 @@ class TablePlan:
             return self._type_condition(self.table.column(rule.column), _ident("m_" + rule.column))
         if rule.kind == "rule":
             # A rule fails only when false (NULL passes), as a CHECK in PostgreSQL.
+            listed = vocabulary(rule.rule.expr)
+            if listed is not None and listed[0] in self.table.column_names:
+                # The same test as ``col IN (..) IS NOT 0`` spelled as comparisons in a row: SQLite looks a
+                # literal list of more than two values up in a temporary index, which costs more per row.
+                v = _ident("m_" + listed[0])
+                whens = " ".join(f"WHEN {_lit(value)} THEN 1" for value in listed[1])
+                return f"CASE {v} {whens} ELSE {v} IS NULL END"
             return f"({self._rename(rule.rule.expr)}) IS NOT 0"
         if rule.kind == "orphan":
             return self._orphan_conditions()[rule.detail]
@@ -294,11 +315,14 @@ class TablePlan:
         inner = ["s.rowid AS _rowid"]
         inner += [f"{self.raw_expr(c)} AS {_ident('m_' + c.name)}" for c in self.columns]
         inner.append(f"{self.slice_region_expr()} AS _slice")
-        every = [(self._condition(r, duplicates), r.label) for r in self.rules]
-        conds = [(c, r) for c, r in every if c is not None]
-        # Fast path: one AND of every condition; only a row that fails it evaluates the per-reason CASE.
+        every = [(self._condition(r, duplicates), r) for r in self.rules]
+        conds = [(c, r.label) for c, r in every if c is not None]
+        # Fast path: one AND of the conditions (less those another one implies); only a row that fails it
+        # evaluates the per-reason CASE.
+        implied = self._implied_text_checks()
         finite = self._finite_condition()
-        fast = [c for c, _ in conds] + ([finite] if finite else [])
+        fast = [c for c, r in every if c is not None and not (r.kind == "type" and r.column in implied)]
+        fast += [finite] if finite else []
         reason = ("CASE WHEN " + " AND ".join(fast) + " THEN NULL ELSE CASE "
                   + " ".join(f"WHEN NOT {c} THEN {_lit(r)}" for c, r in conds)
                   + (f" WHEN ({finite}) IS NOT 1 THEN {_lit(LOOK_AT_NUMBERS)}" if finite else "")
@@ -308,10 +332,10 @@ class TablePlan:
         outer = [
             "_rowid",
             reason + " AS _reason",
-            # The checksum bucket and the row's region slice, one value: region TAB day (region '' when none
-            # is found). The day part never holds a tab (a malformed one's tabs become spaces), so the last tab
-            # ends the region. Bytes, as stored: a malformed day is never decoded.
-            f"CAST(ifnull(_slice, '') || char(9) || replace(ifnull({day}, ''), char(9), ' ') AS BLOB) AS _bucket",
+            # The checksum bucket and the row's region slice, one value: day TAB region (region '' when none
+            # is found). A slice is a region's name or ALL, never a tab, so the last tab ends the day whatever
+            # a malformed day holds. Bytes, as stored: a malformed day is never decoded.
+            f"CAST(ifnull({day}, '') || '\t' || ifnull(_slice, '') AS BLOB) AS _bucket",
         ]
         texts = [c for c in self.copy_columns if c.kind not in NUMERIC_KINDS + CALENDAR_KINDS]
         stamps = [c for c in self.copy_columns if c.kind in CALENDAR_KINDS]
@@ -339,7 +363,7 @@ class TablePlan:
         )
         return SourceQuery(sql, tuple(params), tuple(c.name for c in self.copy_columns), len(texts),
                            tuple((c.name, c.kind, c.source_tz == "UTC") for c in stamps),
-                           (*(r for _, r in every), f"{INVALID_VALUE}:row"), safe)
+                           (*(r.label for _, r in every), f"{INVALID_VALUE}:row"), safe)
 
     def _finite_condition(self) -> str | None:
         """True when the row's numeric values add up to a finite number: then none is an infinity (NULLs count
@@ -350,6 +374,16 @@ class TablePlan:
         if not cols:
             return None
         return "(" + " + ".join(f"ifnull({_ident('m_' + c.name)}, 0)" for c in cols) + ") * 0 = 0"
+
+    def _implied_text_checks(self) -> frozenset[str]:
+        """Text columns whose "not a blob" check another condition of the fast path already makes: a blob
+        equals no literal of a vocabulary rule, and a blob ticker matches none of the target's tickers (text),
+        so the orphan check fails it. The per-reason CASE still names the blob first."""
+        out = {found[0] for r in self.rules if r.kind == "rule" and (found := vocabulary(r.rule.expr))}
+        tcol = self.table.ticker_column
+        if tcol and ORPHAN_NOT_LOADED.format(tcol) in {r.detail for r in self.rules if r.kind == "orphan"}:
+            out.add(tcol)
+        return frozenset(out)
 
     # The orphan conditions use join columns; they are carried out of the inner query by name.
     def _orphan_inner_columns(self) -> list[str]:
