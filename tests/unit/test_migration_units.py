@@ -181,7 +181,7 @@ def test_source_query_runs_on_the_contract_schema(name: str) -> None:
     prepare_source(s, [("005930", "KR")], {})
     q = TablePlan(table(name)).query(SliceFilter(regions=("KR",), start_date=date(2025, 1, 1)))
     cur = s.execute(q.sql, q.params)
-    assert [d[0] for d in cur.description][:4] == ["_rowid", "_reason", "_bucket", "_text"]
+    assert [d[0] for d in cur.description][:4] == ["_rowid", "_reason", "_slice", "_text"]
     # one text part for the first text_columns columns, then one output per timestamp and numeric column
     assert len(cur.description) == 4 + len(q.columns) - q.text_columns
     assert [d[0] for d in cur.description][4:4 + len(q.calendar)] == [f"m_{name}" for name, _, _ in q.calendar]
@@ -319,7 +319,7 @@ def test_a_row_flagged_for_a_look_at_its_numbers_is_kept_exactly_when_all_are_fi
 
 
 def test_a_rejected_row_keeps_its_region_whatever_its_region_and_day_hold() -> None:
-    """The region of a reject comes from the checksum bucket ('day TAB region'): tabs in a malformed region
+    """The region of a reject is its slice, whatever its own region and day hold: tabs in a malformed region
     or day must not move it. A region that names no region ('K<tab>R') is filed under the ticker's region,
     the slice a later load replaces."""
     from quantdbops.migration.producer import produce
@@ -428,12 +428,12 @@ def test_a_batch_of_distinct_timestamps_is_rendered_at_once() -> None:
     assert column._at_once(["2024-01-10T12:00:00.000001", "2024-01-10T24:00:00.000001"]) is None
 
 
-def test_source_query_renders_the_copy_text_part_and_bucket() -> None:
+def test_source_query_renders_the_copy_text_part_and_slice() -> None:
     """Text values are COPY-escaped only where they hold a special character; vocabulary values as is."""
     _, rows = _ohlcv_source([{"date": "2025-01-03", "ticker": "005930"}])
-    (_rowid, reason, bucket, text, day, created_at, *numbers) = rows[0]
-    # bucket and text part as stored bytes: a value that is no UTF-8 never fails the read
-    assert (reason, bucket) == (None, b"2025-01-03\tKR")
+    (_rowid, reason, region, text, day, created_at, *numbers) = rows[0]
+    # the region slice as text, the text part as stored bytes: a value that is no UTF-8 never fails the read
+    assert (reason, region) == (None, "KR")
     assert copy_fields(text.decode()) == ["005930", "KR", "D"]
     # as stored: the producer checks and renders dates and timestamps
     assert (day, created_at) == ("2025-01-03", "2025-01-02T18:00:00")

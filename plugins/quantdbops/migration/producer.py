@@ -45,6 +45,7 @@ from quantdbops.migration.source_plan import (
     COPY_DELIMITER,
     COPY_NULL,
     LOOK_AT_NUMBERS,
+    NO_DAY,
     NUMERIC_KINDS,
     UNKNOWN_REGION,
     SliceFilter,
@@ -504,9 +505,9 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
              dups: dict[int, int], emit: Callable[[bytes], None], chunk_bytes: int) -> ProducerResult:
     """The body of ``produce``.
 
-    Rows come as ``(rowid, reason, bucket, text, t1 .. tj, n1 .. nk)`` (see ``TablePlan.query``); ``bucket`` is
-    'day TAB region' as bytes, the checksum bucket of a loaded row and the region of a rejected one; ``text``
-    is the row's text part, bytes as stored in a UTF-8 source.
+    Rows come as ``(rowid, reason, slice, text, t1 .. tj, n1 .. nk)`` (see ``TablePlan.query``): ``slice`` is
+    the region a row is filed under (with its day, the checksum bucket of a loaded row); ``text`` is the row's
+    text part, bytes as stored in a UTF-8 source.
     The common batch costs one dict lookup per date or timestamp, one JSON rendering of its numbers, one look
     at its text bytes and, per row, one line, one SHA-256 and one dict update; a batch with anything unusual
     goes row by row.
@@ -525,17 +526,20 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
     calendars = {safe: [calendar_column(kind, utc, safe) for _, kind, utc in first.calendar] for safe in (False, True)}
     stamp_of = [itemgetter(4 + j) for j in range(n_stamps)]
     numbers_of = itemgetter(slice(first_number, None))
-    text_of, bucket_of, reason_of = itemgetter(3), itemgetter(2), itemgetter(1)
+    text_of, slice_of, reason_of = itemgetter(3), itemgetter(2), itemgetter(1)
+    day_at = plan.day_column()
+    day_of = None if day_at is None else itemgetter(slice(0, 10))  # a rendered date or timestamp's day
+    no_day = NO_DAY.encode()
     join_fields = COPY_DELIMITER.encode().join
     res = ProducerResult()
     sha256, digest, first_64_bits = hashlib.sha256, _DIGEST, _first_64_bits
     one = _ONE_ROW
-    buckets: defaultdict[bytes, int] = defaultdict(int)
+    buckets: defaultdict[tuple[bytes, str | None], int] = defaultdict(int)  # (day, region) -> rows and hashes
     pending: list[bytes] = []
     size = 0
     for query, read in _batches(sconn, plan, flt, "temp.dup_rows" if dups else None, rowid_range):
-        # a UTF-16 file: its bucket and text part as UTF-8, as a UTF-8 file gives them
-        batch = read if to_utf8 is None else [(r[0], r[1], to_utf8(r[2]), to_utf8(r[3]), *r[4:]) for r in read]
+        # a UTF-16 file: its text part as UTF-8, as a UTF-8 file gives it
+        batch = read if to_utf8 is None else [(*r[:3], to_utf8(r[3]), *r[4:]) for r in read]
         texts = list(map(text_of, batch))
         stamps = [render(list(map(at, batch))) for render, at in zip(calendars[query.safe], stamp_of, strict=True)]
         numbers = list(map(numbers_of, batch))
@@ -561,7 +565,8 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
             parts.append(rendered)
         lines = list(map(join_fields, zip(*parts, strict=True))) if len(parts) > 1 else list(parts[0]) if parts else []
         hashes = first_64_bits(len(lines))(b"".join(map(digest, map(sha256, lines))))
-        for key, row_hash in zip(map(bucket_of, clean), hashes, strict=True):
+        days = [no_day] * len(lines) if day_of is None else map(day_of, stamps[day_at])
+        for key, row_hash in zip(zip(days, map(slice_of, clean), strict=True), hashes, strict=True):
             buckets[key] += row_hash + one
         pending += lines
         size += sum(map(len, lines)) + len(lines)
@@ -574,8 +579,8 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
         pending.append(b"")
         emit(b"\n".join(pending))
     loaded: Counter = Counter()  # region -> rows loaded
-    for key, total in buckets.items():
-        day, _, region = key.decode().rpartition("\t")  # a loaded row's day and region are ASCII
+    for (day_bytes, region_or_none), total in buckets.items():
+        day, region = day_bytes.decode(), region_or_none or ""  # a loaded row's day is a rendered date: ASCII
         n, hash_sum = _unpack(total)
         res.rows[(region, day)], res.sums[(region, day)] = n, hash_sum
         loaded[region] += n
@@ -627,9 +632,7 @@ class _RowChecker:
 
     def reject(self, res: ProducerResult, row: tuple, reason: str, notes: dict[str, str] | None = None) -> None:
         kind, _, detail = reason.partition(":")
-        # The region part of the bucket (after its last tab) is a region name or empty: ASCII, whatever the day
-        # part holds.
-        region = row[2].rpartition(b"\t")[2].decode() or None
+        region = row[2]
         self.rejected[region][kind] += 1
         if kind == DUPLICATE_KEY:
             detail = f"key already loaded from source rowid {self.dups.get(row[0])}"

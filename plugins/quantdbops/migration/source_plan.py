@@ -1,8 +1,9 @@
 """The SQLite side of a table's load: one query that maps, checks and renders every source row.
 
 The query is generated from the registry, never from user text. Each row comes back as
-``(rowid, reason, bucket, text, t1 .. tj, n1 .. nk)`` where ``reason`` is NULL for a row SQLite finds
-loadable (else ``'<reason>:<column or constraint>'``), ``text`` is every text and boolean target column
+``(rowid, reason, slice, text, t1 .. tj, n1 .. nk)`` where ``reason`` is NULL for a row SQLite finds
+loadable (else ``'<reason>:<column or constraint>'``), ``slice`` the region the row is filed under (NULL when
+none is found), ``text`` is every text and boolean target column
 already rendered and escaped for PostgreSQL's COPY text format (see ``COPY_OPTIONS``), ``t1 .. tj``
 are the date and timestamp columns as stored and ``n1 .. nk`` the numeric columns as SQLite numbers. The
 producer checks and renders those two groups in Python: dates once per distinct value, timestamps a batch
@@ -328,15 +329,9 @@ class TablePlan:
                   + (f" WHEN ({finite}) IS NOT 1 THEN {_lit(LOOK_AT_NUMBERS)}" if finite else "")
                   + f" ELSE '{INVALID_VALUE}:row' END END"
                   if fast else "NULL")
-        day = self._day_expr()
-        outer = [
-            "_rowid",
-            reason + " AS _reason",
-            # The checksum bucket and the row's region slice, one value: day TAB region (region '' when none
-            # is found). A slice is a region's name or ALL, never a tab, so the last tab ends the day whatever
-            # a malformed day holds. Bytes, as stored: a malformed day is never decoded.
-            f"CAST(ifnull({day}, '') || '\t' || ifnull(_slice, '') AS BLOB) AS _bucket",
-        ]
+        # The region slice: a region's name, ALL or NULL, text (ASCII) whatever the source row holds. With the
+        # time column's day (``TablePlan.day_column``), the checksum bucket of a loaded row.
+        outer = ["_rowid", reason + " AS _reason", "_slice"]
         texts = [c for c in self.copy_columns if c.kind not in NUMERIC_KINDS + CALENDAR_KINDS]
         stamps = [c for c in self.copy_columns if c.kind in CALENDAR_KINDS]
         numbers = [c for c in self.copy_columns if c.kind in NUMERIC_KINDS]
@@ -415,10 +410,16 @@ class TablePlan:
         return re.sub(r"\b([a-z_][a-z0-9_]*)\b",
                       lambda m: _ident("m_" + m.group(1)) if m.group(1) in names else m.group(1), expr)
 
-    def _day_expr(self) -> str:
-        if not self.table.time_column:
-            return _lit(NO_DAY)
-        return f"substr({_ident('m_' + self.table.time_column)}, 1, 10)"
+    def day_column(self) -> int | None:
+        """Which of the query's dates and timestamps gives a loaded row's checksum day (its first ten
+        characters as rendered); None: the table has no time column, every row's day is ``NO_DAY``. The time
+        column is required, so a loaded row has a day."""
+        name = self.table.time_column
+        if not name:
+            return None
+        if not self.table.column(name).required or self.table.column(name).kind not in CALENDAR_KINDS:
+            raise ValueError(f"{self.table.name}.{name}: a time column must be a required date or timestamp")
+        return [c.name for c in self.copy_columns if c.kind in CALENDAR_KINDS].index(name)
 
     # --- key collisions after mapping ------------------------------------------------------------
     def derived_key_columns(self) -> list[str]:
