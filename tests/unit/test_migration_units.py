@@ -13,7 +13,7 @@ from quantdbops import REGIONS
 from quantdbops.migration.checksum import copy_fields
 from quantdbops.migration.params import MIGRATABLE, MigrationRequest, ParamError
 from quantdbops.migration.producer import plain_number, render_numbers, render_numbers_batch
-from quantdbops.migration.source_plan import SliceFilter, TablePlan
+from quantdbops.migration.source_plan import SliceFilter, TablePlan, escape_copy_text
 from quantdbops.registry import TABLES, dependency_order, migratable_tables, table
 from sample.source_ddl import CONTRACT_DDL
 
@@ -137,10 +137,9 @@ def test_batch_rendering_is_the_exact_rendering(values: tuple) -> None:
 def test_sqlite_side_escapes_text_for_copy(text: str, copy_text: str) -> None:
     import sqlite3
 
-    from quantdbops.migration.source_plan import _escape_copy_text
 
     conn = sqlite3.connect(":memory:")
-    assert conn.execute(f"SELECT {_escape_copy_text(':t')}", {"t": text}).fetchone()[0] == copy_text
+    assert conn.execute(f"SELECT {escape_copy_text(':t')}", {"t": text}).fetchone()[0] == copy_text
 
 
 # --- the source query ---------------------------------------------------------------------------------------
@@ -428,6 +427,29 @@ def test_a_batch_of_distinct_timestamps_is_rendered_at_once() -> None:
     assert column._at_once(["2024-01-10T12:00:00.000001", "2024-01-10T24:00:00.000001"]) is None
 
 
+@pytest.mark.parametrize("ticker", ["A,B", "C\\D", "null", "T\tAB", "5930"])
+def test_a_known_ticker_rendered_once_in_the_lookup_is_the_copy_text_of_the_row(ticker: str) -> None:
+    """A loadable row's ticker comes from the lookup, rendered once: the same COPY text the row's own value gives,
+    whatever the ticker holds (delimiter, backslash, the NULL marker's spelling, a tab, digits)."""
+    from quantdbops.migration.producer import prepare_source, produce
+
+    s = sqlite3.connect(":memory:")
+    for ddl in CONTRACT_DDL.values():
+        s.execute(ddl)
+    s.execute("INSERT INTO tickers (ticker, name, exchange, region, created_at, last_updated) "
+              "VALUES (?, 'n', 'KRX', 'KR', '2024-01-01 00:00:00', '2024-01-01 00:00:00')", (ticker,))
+    s.execute("INSERT INTO ohlcv_data (ticker, timeframe, date, region, open, high, low, close, volume, created_at) "
+              "VALUES (?, 'D', '2025-01-02', 'KR', 10.0, 11.0, 9.5, 10.5, 100, '2025-01-02 18:00:00')", (ticker,))
+    prepare_source(s, [(ticker, "KR")], {})
+    assert s.execute("SELECT known FROM temp.ticker_lookup").fetchone()[0] == 1
+    chunks: list[bytes] = []
+    res = produce(s, "ohlcv_data", SliceFilter(), None, {}, chunks.append)
+    assert res.rejects == []
+    own = s.execute(f"SELECT {escape_copy_text('CAST(:t AS TEXT)')}", {"t": ticker}).fetchone()[0]
+    assert copy_fields(b"".join(chunks).decode().rstrip("\n"))[:3] == [own, "KR", "D"]
+    assert (own == ticker) == (ticker in ("5930",))  # escaped where it holds something COPY reads specially
+
+
 def test_source_query_renders_the_copy_text_part_and_slice() -> None:
     """Text values are COPY-escaped only where they hold a special character; vocabulary values as is."""
     _, rows = _ohlcv_source([{"date": "2025-01-03", "ticker": "005930"}])
@@ -441,7 +463,7 @@ def test_source_query_renders_the_copy_text_part_and_slice() -> None:
 
 
 def test_vocabulary_columns_are_the_checked_literal_lists() -> None:
-    from quantdbops.migration.source_plan import _escape_copy_text, vocabulary_columns
+    from quantdbops.migration.source_plan import vocabulary_columns
 
     t = table("ohlcv_data")
     vocab = vocabulary_columns(t)
@@ -449,7 +471,7 @@ def test_vocabulary_columns_are_the_checked_literal_lists() -> None:
     conn = sqlite3.connect(":memory:")
     for _, expr in t.checks:
         for literal in re.findall(r"'([^']*)'", expr):  # every value a loadable row can hold needs no escape
-            assert conn.execute(f"SELECT {_escape_copy_text(':t')}", {"t": literal}).fetchone()[0] == literal
+            assert conn.execute(f"SELECT {escape_copy_text(':t')}", {"t": literal}).fetchone()[0] == literal
 
 
 @pytest.mark.parametrize(

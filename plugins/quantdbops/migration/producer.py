@@ -52,6 +52,7 @@ from quantdbops.migration.source_plan import (
     SourceQuery,
     TablePlan,
     canonical_region,
+    escape_copy_text,
 )
 from quantdbops.registry import DUPLICATE_KEY, INVALID_TEXT, NON_NUMERIC, Table
 from quantdbops.registry import table as registry_table
@@ -384,19 +385,22 @@ def read_source(path: str | Path, table_name: str, flt: SliceFilter, rowid_range
 
 
 def prepare_source(sconn: Any, known: list[tuple[str, str]] | None, dups: dict[int, int]) -> None:
-    """The temp tables the query joins: the target's tickers, each source ticker's region and whether the
-    target has that (ticker, region), and the key collisions found beforehand."""
+    """The temp tables the query joins: the target's tickers, each source ticker's region, whether the target
+    has that (ticker, region) and the ticker as COPY text (rendered once here instead of on each of its rows),
+    and the key collisions found beforehand."""
     sconn.execute("DROP TABLE IF EXISTS temp.known_tickers")
     sconn.execute("CREATE TEMP TABLE known_tickers (ticker TEXT, region TEXT, PRIMARY KEY (ticker, region))"
                   " WITHOUT ROWID")
     sconn.execute("DROP TABLE IF EXISTS temp.ticker_lookup")
-    sconn.execute("CREATE TEMP TABLE ticker_lookup (ticker TEXT PRIMARY KEY, region TEXT, known INTEGER) WITHOUT ROWID")
+    sconn.execute("CREATE TEMP TABLE ticker_lookup (ticker TEXT PRIMARY KEY, region TEXT, known INTEGER, "
+                  "copy_text TEXT) WITHOUT ROWID")
     if known is not None:
         sconn.executemany("INSERT OR IGNORE INTO temp.known_tickers VALUES (?, ?)", known)
         # The source ticker's region as the slices spell it (NULL when it names none).
         region = canonical_region("t.region")
         sconn.execute(f"INSERT OR IGNORE INTO temp.ticker_lookup SELECT t.ticker, {region}, EXISTS (SELECT 1 FROM "
-                      f"temp.known_tickers k WHERE k.ticker = t.ticker AND k.region = {region}) FROM main.tickers t "
+                      f"temp.known_tickers k WHERE k.ticker = t.ticker AND k.region = {region}), "
+                      f"{escape_copy_text('CAST(t.ticker AS TEXT)')} FROM main.tickers t "
                       "WHERE t.ticker IS NOT NULL ORDER BY t.rowid")  # a repeated ticker: the first row counts
     sconn.execute("DROP TABLE IF EXISTS temp.dup_rows")
     sconn.execute("CREATE TEMP TABLE dup_rows (rowid INTEGER PRIMARY KEY, kept INTEGER)")

@@ -67,7 +67,7 @@ class SliceFilter:
 
 # The COPY text format of the load: comma-separated, NULL spelled as JSON spells it, so a batch of numbers
 # rendered by orjson is COPY text once its brackets are cut (no pass over the bytes to replace anything).
-# A text value equal to the NULL marker or holding the delimiter is escaped (``_escape_copy_text``; the
+# A text value equal to the NULL marker or holding the delimiter is escaped (``escape_copy_text``; the
 # checksum's ``canonical_expr`` renders stored rows the same way). PostgreSQL matches the marker against the
 # raw field, before backslashes are read, so the escaped ``nul\l`` is the text 'null', never NULL.
 COPY_DELIMITER = ","
@@ -90,7 +90,7 @@ def copy_columns(table: Table) -> tuple[Column, ...]:
             + tuple(c for c in cols if c.kind in NUMERIC_KINDS))
 
 
-def _escape_copy_text(expr: str) -> str:
+def escape_copy_text(expr: str) -> str:
     """COPY text escaping of a value (backslash first, then tab, newline, CR and the delimiter; the NULL
     marker's own spelling escaped). Most values need none: one GLOB looks first."""
     return (f"CASE WHEN {expr} GLOB {_NEEDS_ESCAPE} THEN replace(replace(replace(replace(replace({expr}, "
@@ -266,8 +266,19 @@ class TablePlan:
         if k == "text":
             if col.name in self.vocabulary_columns:
                 return v  # a loadable row holds one of the rule's plain literals: nothing to escape
-            return _escape_copy_text(f"CAST({v} AS TEXT)")
+            return escape_copy_text(f"CAST({v} AS TEXT)")
         return v
+
+    def text_expr(self, col: Column) -> str:
+        """A text-part column as COPY text, the NULL marker for NULL. A loadable row's ticker is one the target
+        has, rendered once in the lookup (``produce.prepare_source``): only other rows render theirs."""
+        v = _ident("m_" + col.name)
+        rendered = self.render_expr(col, v)
+        tcol = self.table.ticker_column
+        if (col.name == tcol and col.kind == "text" and col.source_column in (None, tcol) and not col.value_map
+                and col.name not in self.table.derived and col.name not in self.vocabulary_columns):
+            rendered = f"CASE WHEN _t_known IS 1 THEN _t_text ELSE {rendered} END"
+        return f"ifnull({rendered}, {_lit(COPY_NULL)})"
 
     def source_ticker_join(self) -> str:
         """The join that finds a source row's ticker (alias ``t``) where the lookup table is not there."""
@@ -335,8 +346,7 @@ class TablePlan:
         texts = [c for c in self.copy_columns if c.kind not in NUMERIC_KINDS + CALENDAR_KINDS]
         stamps = [c for c in self.copy_columns if c.kind in CALENDAR_KINDS]
         numbers = [c for c in self.copy_columns if c.kind in NUMERIC_KINDS]
-        text_part = f" || {_lit(COPY_DELIMITER)} || ".join(
-            f"ifnull({self.render_expr(c, _ident('m_' + c.name))}, {_lit(COPY_NULL)})" for c in texts) or "''"
+        text_part = f" || {_lit(COPY_DELIMITER)} || ".join(map(self.text_expr, texts)) or "''"
         if self.text_as_blob or safe:
             text_part = f"CAST({text_part} AS BLOB)"
         outer.append(text_part + " AS _text")
@@ -386,7 +396,7 @@ class TablePlan:
         if self.table.ticker_column:
             out += ["t.ticker AS _t_ticker", "t.region AS _t_region", "s.region AS _s_region"
                     if self.table.region_rule in (RegionRule.COLUMN, RegionRule.COLUMN_OR_TICKER)
-                    else "NULL AS _s_region", "t.known AS _t_known"]
+                    else "NULL AS _s_region", "t.known AS _t_known", "t.copy_text AS _t_text"]
         out += [f"k{i + 2}.ticker AS _k{i + 2}_ticker" for i in range(len(self.table.ticker_refs))]
         return out
 
