@@ -185,6 +185,11 @@ def test_source_query_runs_on_the_contract_schema(name: str) -> None:
     assert len(cur.description) == 4 + len(q.columns) - q.text_columns
     assert [d[0] for d in cur.description][4:4 + len(q.calendar)] == [f"m_{name}" for name, _, _ in q.calendar]
     assert sorted(q.columns) == sorted(c.name for c in table(name).loaded_columns)
+    # one pass over the source in rowid order, the mapped row flattened into it: no sort, no row copied apart
+    ranged = TablePlan(table(name)).query(SliceFilter(regions=("KR", "US"), start_date=date(2025, 1, 1)),
+                                          rowid_range=(1, 1000), duplicates="temp.dup_rows")
+    plan = [r[3] for r in s.execute(f"EXPLAIN QUERY PLAN {ranged.sql}", ranged.params)]
+    assert not [step for step in plan if "TEMP B-TREE" in step or "CO-ROUTINE" in step], plan
 
 
 def _ohlcv_source(rows: list[dict], untyped: tuple[str, ...] = ()) -> tuple[sqlite3.Connection, list[tuple]]:

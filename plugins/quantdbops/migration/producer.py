@@ -532,7 +532,8 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
     numbers_of = itemgetter(slice(first_number, None))
     text_of, slice_of, reason_of = itemgetter(3), itemgetter(2), itemgetter(1)
     day_at = plan.day_column()
-    day_of = None if day_at is None else itemgetter(slice(0, 10))  # a rendered date or timestamp's day
+    # a rendered date is its own day, a rendered timestamp's day its first ten characters
+    day_of = None if day_at is None or first.calendar[day_at][1] == "date" else itemgetter(slice(0, 10))
     no_day = NO_DAY.encode()
     join_fields = COPY_DELIMITER.encode().join
     res = ProducerResult()
@@ -569,7 +570,8 @@ def _produce(sconn: Any, table_name: str, flt: SliceFilter, rowid_range: tuple[i
             parts.append(rendered)
         lines = list(map(join_fields, zip(*parts, strict=True))) if len(parts) > 1 else list(parts[0]) if parts else []
         hashes = first_64_bits(len(lines))(b"".join(map(digest, map(sha256, lines))))
-        days = [no_day] * len(lines) if day_of is None else map(day_of, stamps[day_at])
+        days = ([no_day] * len(lines) if day_at is None else stamps[day_at] if day_of is None
+                else map(day_of, stamps[day_at]))
         for key, row_hash in zip(zip(days, map(slice_of, clean), strict=True), hashes, strict=True):
             buckets[key] += row_hash + one
         pending += lines
