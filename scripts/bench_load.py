@@ -155,8 +155,6 @@ def start_cluster(args: argparse.Namespace) -> Cluster:
     """A fresh cluster under .local/bench/pg-load, durable like production (fsync, synchronous commit)."""
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     BENCH_DIR.chmod(0o755)  # the postgres OS user reads the rendered COPY file below it
-    for stale in BENCH_DIR.glob("pgloader-run*.log"):
-        stale.unlink()
     cluster = Cluster(BENCH_DIR / "pg-load", args.port or free_port(), fsync=True,
                       timescaledb=False if args.plain else None, background_jobs=False)
     cluster.destroy()  # a leftover of an earlier run may have been made in the other mode
@@ -412,6 +410,7 @@ class Inputs:
     pgloader_exe: str | None
     prepared: pgloader_leg.PreparedSource | None = None
     command_file: Path | None = None
+    pgloader_logs: str = "pgloader"  # pgloader's log of run N: BENCH_DIR / f"{pgloader_logs}-run{N}.log"
 
 
 def prepare_inputs(cluster: Cluster, source: Path, work: Path, pgloader_exe: str | None) -> Inputs:
@@ -454,7 +453,7 @@ def run_rounds(runner: Runner, legs: dict[str, Leg], inputs: Inputs, source: Pat
             dsn, source, mode, other, f"bench-{rep}-{other}"))
         if exe and prepared and command_file:
             runner.timed(legs[PGLOADER], rep, lambda rep=rep: run_pgloader(
-                dsn, exe, command_file, prepared, BENCH_DIR / f"pgloader-run{rep}.log"))
+                dsn, exe, command_file, prepared, BENCH_DIR / f"{inputs.pgloader_logs}-run{rep}.log"))
         runner.timed(legs[RAW_COPY], rep, lambda: run_raw_copy(dsn, inputs.rendered, False))
         runner.timed(legs[RAW_COPY_INDEXES_AFTER], rep, lambda: run_raw_copy(dsn, inputs.rendered, True))
     return validation
@@ -485,6 +484,11 @@ def benchmark(args: argparse.Namespace, source: Path, source_rows: int, shape: s
         workers = default_workers(server_shares_cores=True)  # the benchmark's cluster runs here
         legs = make_legs(workers, pgloader_exe, args.target)
         inputs = prepare_inputs(cluster, source, work, pgloader_exe)
+        # One set of pgloader logs per target and shape: a failed run's log, named in the report, outlives the
+        # next shape's runs.
+        inputs.pgloader_logs = f"pgloader-{args.target}-{shape or 'source'}"
+        for stale in BENCH_DIR.glob(f"{inputs.pgloader_logs}-run*.log"):
+            stale.unlink()
         runner = Runner(dsn, args.repeat, cpu.postmaster_pid(cluster.data))
         validation = run_rounds(runner, legs, inputs, source, mode, workers, validate=args.target == SCHEMA_TARGET)
         header = {
