@@ -306,7 +306,8 @@ class Runner:
     other_cores: list[float] = field(default_factory=list)
 
     def timed(self, leg: Leg, rep: int, fn: Callable[[], tuple[float, int]]) -> bool:
-        """One run of a leg; records its seconds, or why it has no valid rate (then it is not run again)."""
+        """One run of a leg; records its seconds, or why its result is wrong (that run is not counted; the
+        later rounds run it again) or why it failed (then it is not run again)."""
         if leg.status != "ok":
             return False
         empty_target(self.dsn)
@@ -315,9 +316,8 @@ class Runner:
         try:
             seconds, rows = fn()
         except WrongResultError as exc:
-            leg.status, leg.note = "invalid", str(exc)
-            leg.seconds.append(exc.seconds)
-            say(f"  [{rep}/{self.repeat}] {leg.label:<44} {exc.seconds:8.2f} s  RESULT WRONG, not a valid rate: {exc}")
+            leg.wrong_runs.append(f"run {rep} ({exc.seconds:.2f} s): {exc}")
+            say(f"  [{rep}/{self.repeat}] {leg.label:<44} {exc.seconds:8.2f} s  RESULT WRONG, not counted: {exc}")
             return False
         except Exception as exc:
             leg.status, leg.note = "failed", f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
@@ -456,6 +456,8 @@ def run_rounds(runner: Runner, legs: dict[str, Leg], inputs: Inputs, source: Pat
                 dsn, exe, command_file, prepared, BENCH_DIR / f"{inputs.pgloader_logs}-run{rep}.log"))
         runner.timed(legs[RAW_COPY], rep, lambda: run_raw_copy(dsn, inputs.rendered, False))
         runner.timed(legs[RAW_COPY_INDEXES_AFTER], rep, lambda: run_raw_copy(dsn, inputs.rendered, True))
+    for leg in legs.values():
+        leg.settle()
     return validation
 
 
@@ -541,6 +543,10 @@ def print_shapes(args: argparse.Namespace, runs: list[ShapeRun]) -> None:
     if busy:
         say(f"WARNING: other processes kept the machine busy while {', '.join(busy)} ran ('others' cores'): "
             "those ratios are noisy; compare shapes measured on a quiet machine")
+    for run in runs:  # a method with runs left out: its median is of fewer runs than the others'
+        for leg in run.legs.values():
+            if leg.wrong_runs and leg.status == "ok":
+                say(f"NOTE {run.shape}: {leg.label}: {leg.note}")
     say(shape_report.furthest_line(runs))
     out = BENCH_DIR / f"load-results-{args.target}-shapes.json"
     report.write_json(out, {"target": args.target, "repeat": args.repeat, "shapes": shape_report.as_json(runs)})

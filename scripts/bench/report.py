@@ -40,6 +40,19 @@ class Leg:
     # CPU seconds of each run: this script's processes (producers, pgloader), the server's (postmaster tree)
     client_cpu: list[float] = field(default_factory=list)
     server_cpu: list[float] = field(default_factory=list)
+    wrong_runs: list[str] = field(default_factory=list)  # runs whose result was wrong: not counted
+
+    def settle(self) -> None:
+        """After the last round: a method whose every run went wrong is invalid; one with valid runs keeps
+        their median, and its note says which runs were left out and why (pgloader has crashed in one run of
+        twelve, exit 1, while the others loaded every row)."""
+        if not self.wrong_runs:
+            return
+        if not self.seconds:
+            self.status, self.note = "invalid", "; ".join(self.wrong_runs)
+            return
+        self.note = (f"{len(self.wrong_runs)} of {len(self.wrong_runs) + len(self.seconds)} runs went wrong (not "
+                     f"counted; the median is of the {len(self.seconds)} valid ones): " + "; ".join(self.wrong_runs))
 
     @property
     def median(self) -> float | None:
