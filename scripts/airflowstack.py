@@ -337,7 +337,10 @@ class AirflowApi:
         body = {"name": name, "slots": slots, "description": description}
         existing = self.call("GET", f"/pools/{name}", ok=(200, 404))
         if existing and "slots" in existing:
-            self.call("PATCH", f"/pools/{name}", body)
+            # Airflow 3.3 validates a patch of a pool as a whole pool (name, slots, include_deferred), whatever
+            # the update mask: the pool's own include_deferred is sent back with it, only slots and description change
+            self.call("PATCH", f"/pools/{name}", {**body, "include_deferred": existing.get("include_deferred", False)},
+                      query={"update_mask": ["slots", "description"]})
         else:
             self.call("POST", "/pools", body)
 

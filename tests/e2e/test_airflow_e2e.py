@@ -23,9 +23,9 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from airflowstack import AirflowApi, AirflowStack, postgres_metadata_uri
+from airflowstack import HEAVY_DB_POOL_SLOTS, AirflowApi, AirflowStack, postgres_metadata_uri, set_up_bundle
 from pgcluster import Cluster, free_port
-from quantdbops import CONN_POSTGRES, CONN_S3, CONN_SQLITE, PLATFORM_TZ
+from quantdbops import CONN_POSTGRES, CONN_S3, CONN_SQLITE, HEAVY_DB_POOL, PLATFORM_TZ
 from quantdbops.migration.producer_pool import PARALLEL_MIN_ROWS, PRODUCERS_ENV
 from quantdbops.registry import OHLCV_DATA, migratable_tables
 from support.e2e import (
@@ -123,6 +123,16 @@ def expected(sample: Path) -> dict[str, dict[str, int]]:
 
 
 # --- the deployment -------------------------------------------------------------------------------------
+def test_setting_up_the_bundle_again_keeps_one_pool_with_its_slots(airflow: Deployment) -> None:
+    """What a second start of `make airflow` on the same home does: the pool exists, its slots are set again."""
+    airflow.api.set_pool(HEAVY_DB_POOL, 5, "changed by hand")
+    changed = airflow.api.get(f"/pools/{HEAVY_DB_POOL}")
+    assert (changed["slots"], changed["description"]) == (5, "changed by hand")
+    set_up_bundle(airflow.api)
+    pools = [p for p in airflow.api.get("/pools", limit=100)["pools"] if p["name"] == HEAVY_DB_POOL]
+    assert [p["slots"] for p in pools] == [HEAVY_DB_POOL_SLOTS]
+
+
 def test_the_dag_processor_parses_every_dag_file(airflow: Deployment) -> None:
     files = {p.stem for p in (REPO / "dags").glob("*.py") if not p.name.startswith("_")}
     airflow.api.wait_for_dags(files)
