@@ -1015,7 +1015,8 @@ def ticker_references() -> tuple[TickerReference, ...]:
 
 
 # Aggregates over the tables above: continuous aggregates in TimescaleDB mode, materialized views in
-# plain-PostgreSQL mode (include/sql/schema/<mode>/create_aggregates.sql), with the table they read.
+# plain-PostgreSQL mode (include/sql/schema/<mode>/create_aggregates.sql), with the table whose changes they
+# follow. Refreshed in this order: quarterly and yearly read the monthly aggregate, so it comes first.
 AGGREGATES: dict[str, str] = {
     "ohlcv_monthly": "ohlcv_data",
     "ohlcv_quarterly": "ohlcv_data",

@@ -45,3 +45,26 @@ def test_every_migration_file_is_read() -> None:
     assert files, f"no SQL files under include/sql/{FAMILY}/"
     unused = sorted(files - set(_named_files()))
     assert not unused, f"SQL files no module reads: {unused}"
+
+
+def test_aggregates_are_refreshed_after_the_aggregates_they_read() -> None:
+    """Both modes' aggregate files: a view reading another aggregate comes after it in ``AGGREGATES`` (the order
+    every refresh follows) and follows the same table's changes; every aggregate is made in both files."""
+    import re
+
+    from quantdbops.registry import AGGREGATES
+
+    order = list(AGGREGATES)
+    for mode in ("timescaledb", "plain"):
+        text = (SQL_ROOT / "schema" / mode / "create_aggregates.sql").read_text(encoding="utf-8")
+        reads = dict(re.findall(r"CREATE MATERIALIZED VIEW IF NOT EXISTS public\.(\w+)\b.*?\bFROM public\.(\w+)",
+                                text, re.S))
+        assert set(reads) == set(AGGREGATES), mode
+        for view, source in reads.items():
+            if source in AGGREGATES:
+                assert order.index(source) < order.index(view), (mode, view, source)
+                assert AGGREGATES[view] == AGGREGATES[source], (mode, view, source)
+            else:
+                assert AGGREGATES[view] == source, (mode, view, source)
+        if mode == "timescaledb":  # quarterly and yearly on the monthly continuous aggregate
+            assert any(source in AGGREGATES for source in reads.values()), f"{mode}: no aggregate reads another"

@@ -80,8 +80,8 @@ def compress_old_chunks(conn: psycopg.Connection, request: MaintenanceRequest, m
 def refresh_aggregates(conn: psycopg.Connection, request: MaintenanceRequest, log: MaintenanceLog,
                        timeouts: Timeouts, say: Callable[..., None]) -> dict[str, int]:
     wanted = [v for v, src in AGGREGATES.items() if src in request.tables]
-    existing = [r[0] for r in conn.execute(read_sql("maintenance/select_continuous_aggregates.sql"),
-                                           {"views": wanted})]
+    found = {r[0] for r in conn.execute(read_sql("maintenance/select_continuous_aggregates.sql"), {"views": wanted})}
+    existing = [v for v in wanted if v in found]  # the registry's order: an aggregate after the one it reads
     counts = {"views": len(existing), "done": 0, "skipped": 0, "failed": 0}
     for view in existing:
         if request.dry_run:

@@ -1,9 +1,14 @@
 -- The same aggregates as ordinary materialized views (plain PostgreSQL mode: RDS and friends have no
 -- TimescaleDB). Each has a unique index so REFRESH MATERIALIZED VIEW CONCURRENTLY can be used.
+-- Quarterly and yearly read the bars, not the monthly view as their continuous aggregates do: a view over
+-- another cannot be refreshed while that one is unpopulated, which would leave a restore of a dump taken
+-- in that state (REFRESH ... WITH NO DATA on the monthly view) with its quarters and years unpopulated.
 CREATE MATERIALIZED VIEW IF NOT EXISTS public.ohlcv_monthly AS
 SELECT ticker, region, date_trunc('month', date)::date AS month,
        (array_agg(open ORDER BY date))[1] AS open, max(high) AS high, min(low) AS low,
-       (array_agg(close ORDER BY date DESC))[1] AS close, sum(volume) AS volume, count(*) AS trading_days
+       (array_agg(close ORDER BY date DESC))[1] AS close, sum(volume) AS volume,
+       (array_agg(ma5 ORDER BY date))[1] AS ma5_start, (array_agg(ma20 ORDER BY date DESC))[1] AS ma20_end,
+       (array_agg(rsi ORDER BY date DESC))[1] AS rsi_end, count(*) AS trading_days
 FROM public.ohlcv_data
 WHERE timeframe = 'D'
 GROUP BY ticker, region, date_trunc('month', date)
