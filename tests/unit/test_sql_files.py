@@ -5,8 +5,10 @@ statement someone edits in vain)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
+from quantdbops.registry import AGGREGATES
 from quantdbops.sqlfiles import SQL_ROOT
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
@@ -50,10 +52,6 @@ def test_every_migration_file_is_read() -> None:
 def test_aggregates_are_refreshed_after_the_aggregates_they_read() -> None:
     """Both modes' aggregate files: a view reading another aggregate comes after it in ``AGGREGATES`` (the order
     every refresh follows) and follows the same table's changes; every aggregate is made in both files."""
-    import re
-
-    from quantdbops.registry import AGGREGATES
-
     order = list(AGGREGATES)
     for mode in ("timescaledb", "plain"):
         text = (SQL_ROOT / "schema" / mode / "create_aggregates.sql").read_text(encoding="utf-8")
