@@ -32,8 +32,8 @@ other table references them, and lists those it keeps.
 
 **Reading the logs.** `prepare`: source tables and row counts, tables not migrated, the database mode.
 `load_<table>`: progress every 5 s (rows, rows/s, ETA), then a per-region table (source rows, loaded,
-rejected by reason). `validate`: one table of every check. `refresh_aggregates`: each aggregate with its
-rows. `summary`: the per-table totals.
+rejected by reason). `validate`: the verdict and its time, a line per table, the time of each family of
+checks. `refresh_aggregates`: each aggregate with its rows. `summary`: the per-table totals.
 
 **When it fails.**
 - *prepare* "not an SQLite database" / "does not exist" / "lacks columns": the source file is wrong or not

@@ -11,6 +11,7 @@ Every process is stopped when the module ends, whatever happened.
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 import uuid
 from collections.abc import Iterator
@@ -201,6 +202,16 @@ def test_the_validate_log_passes_every_check_on_the_source_counts(
     assert {r["table"]: number(r["loaded"]) for r in rows} == want
     assert {r["table"] for r in rows if number(r["failed"]) == 0 and number(r["rejected"]) == 0} == set(TABLES)
     assert any("FROM ops.validation_results WHERE run_id" in line for line in log)  # one query away
+    # how long: the whole validation in the verdict, each table's share, each family of checks slowest first
+    took = float(re.search(r"checks passed in (\d+\.\d)s$", verdict[0]).group(1))
+    per_table = [float(r["seconds"]) for r in rows]
+    assert min(per_table) >= 0 and sum(per_table) <= took + 0.05 * len(rows) + 0.1, (per_table, took)
+    families = [line for line in log if line.startswith("Time by family of checks (slowest first): ")]
+    assert len(families) == 1, families
+    spent = re.findall(r"([a-z_]+) (\d+\.\d)s", families[0].split(": ", 1)[1])
+    assert {name for name, _ in spent} == {"row_counts", "date_coverage", "business_rules", "referential",
+                                           "features", "indexes", "sample_rows", "content_checksum"}, families
+    assert [float(s) for _, s in spent] == sorted((float(s) for _, s in spent), reverse=True), families
 
 
 # --- the scheduled DAGs -------------------------------------------------------------------------------------

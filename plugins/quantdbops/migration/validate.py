@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -66,6 +68,9 @@ class Validator:
         self.flt = flt
         self.mode = mode
         self.run_id = run_id
+        # how long each family of checks and each table took (seconds), for the task's log
+        self.seconds_by_check: dict[str, float] = {}
+        self.seconds_by_table: dict[str, float] = {}
 
     # --- helpers -------------------------------------------------------------------------------
     def _slice_params(self, table: Table) -> dict[str, object]:
@@ -421,17 +426,27 @@ class Validator:
     # --- all ---------------------------------------------------------------------------------------
     def run(self) -> list[CheckResult]:
         results: list[CheckResult] = []
+        first = (("row_counts", self.row_counts), ("date_coverage", self.date_coverage),
+                 ("business_rules", self.rules), ("referential", self.referential))
         for table in self.tables:
-            results += self.row_counts(table)
-            results += self.date_coverage(table)
-            results += self.rules(table)
-            results += self.referential(table)
-        results += self.features()
-        results += self.indexes()
+            for label, check in first:
+                results += self._timed(label, check, table)
+        results += self._timed("features", self.features)
+        results += self._timed("indexes", self.indexes)
         for table in self.tables:
-            results += self.sample_rows(table)
-            results += self.content(table)
+            results += self._timed("sample_rows", self.sample_rows, table)
+            results += self._timed("content_checksum", self.content, table)
         return results
+
+    def _timed(self, label: str, check: Callable[..., list[CheckResult]], *table: Table) -> list[CheckResult]:
+        """``check(*table)``, its seconds added to its family's (``label``) and to its table's."""
+        started = time.monotonic()
+        out = check(*table)
+        seconds = time.monotonic() - started
+        self.seconds_by_check[label] = self.seconds_by_check.get(label, 0.0) + seconds
+        for t in table:
+            self.seconds_by_table[t.name] = self.seconds_by_table.get(t.name, 0.0) + seconds
+        return out
 
 
 def _convert(col: Column, v: object) -> object:

@@ -7,7 +7,7 @@ through the DAG's wiring.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowSkipException
 
@@ -26,6 +26,9 @@ from quantdbops.migration.results import (
 from quantdbops.operators.base import QuantOperator
 from quantdbops.registry import dependency_order, migratable_tables, table
 from quantdbops.report import format_table
+
+if TYPE_CHECKING:  # imported where the task runs, not when the DAG file is parsed
+    from quantdbops.migration.validate import Validator
 
 # The source cannot be read as it is: a retry reads the same file.
 SOURCE_WHAT_TO_DO = ("nothing was written. Point the spock_sqlite connection (or the run's source_path "
@@ -267,25 +270,30 @@ class ValidateMigrationOperator(MigrationStep):
         tables = [table(n) for n in dependency_order(request.tables)]
         with self.database.connect(autocommit=True) as pg:
             mode = detect_mode(pg)
-            results = Validator(sconn, pg, tables, request.slice_filter(), mode, run_id=context["run_id"]).run()
+            validator = Validator(sconn, pg, tables, request.slice_filter(), mode, run_id=context["run_id"])
+            results = validator.run()
             record_results(pg, context["run_id"], results)
         failed = [r for r in results if r.status == "fail"]
-        self._log_results(context["run_id"], mode, results, failed)
+        self._log_results(context["run_id"], mode, results, failed, validator)
         if failed:
             # The message is the last thing in the log: what differs down to the row, then what to do.
             raise ActionableFailure(verdict.describe(failed, len(results), results, context["run_id"]),
                                     what_to_do=verdict.what_to_do(failed, context["run_id"], results))
         return ValidationSummary(checks=len(results), failed=len(failed))
 
-    def _log_results(self, run_id: str, mode: Any, results: list[Any], failed: list[Any]) -> None:
-        """The verdict, the failing checks, one line per table (rows checked), and where every check is."""
+    def _log_results(self, run_id: str, mode: Any, results: list[Any], failed: list[Any],
+                     validator: Validator) -> None:
+        """The verdict, the failing checks, one line per table (rows checked, seconds), the time by family of
+        checks, and where every check is."""
+        took = sum(validator.seconds_by_check.values())
         if failed:
-            self.log.error("Validation of run %s (%s): FAILED %d of %d checks:\n%s", run_id, mode.describe(),
-                           len(failed), len(results), format_table(
+            self.log.error("Validation of run %s (%s): FAILED %d of %d checks in %.1fs:\n%s", run_id, mode.describe(),
+                           len(failed), len(results), took, format_table(
                                ["check", "table", "region", "expected", "actual"],
                                [(r.check, r.table or "", r.region or "", r.expected, r.actual) for r in failed]))
         else:
-            self.log.info("Validation of run %s (%s): all %d checks passed", run_id, mode.describe(), len(results))
+            self.log.info("Validation of run %s (%s): all %d checks passed in %.1fs", run_id, mode.describe(),
+                          len(results), took)
         per_table: dict[str, list[int]] = {}
         for r in results:
             if r.table and r.check == "row_counts":
@@ -297,8 +305,10 @@ class ValidateMigrationOperator(MigrationStep):
                 per_table[r.table][3] += 1
                 per_table[r.table][4] += r.status == "fail"
         self.log.info("Rows checked per table:\n%s", format_table(
-            ["table", "source rows", "loaded", "rejected", "checks", "failed"],
-            [(t, *v) for t, v in per_table.items()]))
+            ["table", "source rows", "loaded", "rejected", "checks", "failed", "seconds"],
+            [(t, *v, round(validator.seconds_by_table.get(t, 0.0), 2)) for t, v in per_table.items()]))
+        self.log.info("Time by family of checks (slowest first): %s", ", ".join(
+            f"{name} {s:.1f}s" for name, s in sorted(validator.seconds_by_check.items(), key=lambda kv: -kv[1])))
         skipped = sum(r.status == "skip" for r in results)
         self.log.info("%d other checks passed%s. Every check with its figures: SELECT check_name, table_name, region, "
                       "status, expected, actual FROM ops.validation_results WHERE run_id = '%s' ORDER BY id;",
