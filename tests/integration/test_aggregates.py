@@ -103,7 +103,7 @@ def _refresh_and_compare(conn: psycopg.Connection, mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_quarterly_and_yearly_built_on_months_equal_the_bars_through_later_changes(
+def test_monthly_quarterly_and_yearly_equal_the_bars_through_later_changes(
         mode: str, schema_conn: psycopg.Connection) -> None:
     if mode == "postgresql":
         ensure_partitions(schema_conn, table("ohlcv_data"), FIRST, LAST + timedelta(days=40))

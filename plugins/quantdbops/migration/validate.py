@@ -438,14 +438,16 @@ class Validator:
             results += self._timed("content_checksum", self.content, table)
         return results
 
-    def _timed(self, label: str, check: Callable[..., list[CheckResult]], *table: Table) -> list[CheckResult]:
-        """``check(*table)``, its seconds added to its family's (``label``) and to its table's."""
+    def _timed(self, label: str, check: Callable[..., list[CheckResult]], table: Table | None = None
+               ) -> list[CheckResult]:
+        """``check(table)`` (``check()`` for a check of the whole database), its seconds added to its family's
+        (``label``) and to its table's."""
         started = time.monotonic()
-        out = check(*table)
+        out = check() if table is None else check(table)
         seconds = time.monotonic() - started
         self.seconds_by_check[label] = self.seconds_by_check.get(label, 0.0) + seconds
-        for t in table:
-            self.seconds_by_table[t.name] = self.seconds_by_table.get(t.name, 0.0) + seconds
+        if table is not None:
+            self.seconds_by_table[table.name] = self.seconds_by_table.get(table.name, 0.0) + seconds
         return out
 
 
